@@ -1,0 +1,40 @@
+"""The one interface every console transport implements.
+
+A transport moves raw bytes and nothing else: no expect logic, no decoding. ``read`` returns
+whatever is available (at least one byte) within ``timeout`` seconds, ``b""`` when nothing came,
+and raises :class:`solcap.errors.ConsoleClosed` at end of file. Errors are translated to solcap's
+own exceptions inside each implementation.
+"""
+
+from __future__ import annotations
+
+import abc
+
+
+class Transport(abc.ABC):
+    """A raw-bytes channel to a console."""
+
+    #: A short name for the far side, used in error messages and recordings (e.g. ``/dev/pts/3``).
+    name: str = "console"
+
+    @abc.abstractmethod
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        """Return 1..max_bytes bytes, or b"" if none arrived within ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send all of ``data``; raise ConsoleClosed if the channel is gone."""
+
+    def send_break(self) -> None:
+        """Send a serial BREAK where the transport can."""
+        raise NotImplementedError(f"{type(self).__name__} cannot send a break")
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the channel; idempotent."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
