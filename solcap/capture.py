@@ -1,0 +1,344 @@
+"""Recordings: every byte a console printed, on disk as it arrives, with timing and events.
+
+A recording is a private directory ``<root>/<host>/<UTC stamp>_<label>/`` holding:
+
+``console.raw``
+    the exact bytes received, appended and flushed as they arrive, fsync'ed at least once a
+    second and at every segment end. This file is the truth; everything else is derived.
+``console.timing``
+    util-linux "advanced" timing (``O <delay> <bytes>`` lines), so
+    ``scriptreplay -T console.timing -O console.raw`` replays the session.
+``console.log``
+    a human log: each line prefixed with the UTC time its first byte arrived, escape sequences
+    removed, events shown conserver-style as ``[-- … --]``.
+``events.jsonl``
+    one JSON object per event (connect, segment start/end, keys sent, errors) with the byte
+    offset into ``console.raw`` at which it happened.
+``keys/<name>.txt``
+    the bytes of each named segment (e.g. one debug-key dump), cut from ``console.raw``.
+``meta.json``
+    host, tool version, start/end, byte counts, SHA-256 of each file and segment; written
+    atomically when the recording closes.
+
+Directories are created 0700 and files 0600 without following symlinks: console output can
+carry secrets, and a recording root shared with other users must not be redirected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from solcap import __version__
+from solcap.errors import UsageError
+
+DEFAULT_ROOT = Path("recordings")
+FSYNC_INTERVAL = 1.0
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# CSI/OSC/other escape sequences, for the human log only (console.raw keeps them).
+_ESCAPES = re.compile(
+    rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|[@-Z\\-_])"
+)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(t: dt.datetime) -> str:
+    """UTC time with milliseconds, the one format solcap shows and stores."""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def safe_name(text: str) -> str:
+    """A host or label made safe as one path component (no separators, no leading dots)."""
+    cleaned = _SAFE_NAME.sub("_", text).strip("._") or "unnamed"
+    return cleaned[:80]
+
+
+def _mkdir_private(path: Path, owned: int = 2) -> None:
+    """Create ``path`` (and parents) 0700; refuse symlinks in the last ``owned`` components.
+
+    The last components (host directory, recording directory) are solcap's own: a symlink
+    planted there could redirect a capture, so it is an error rather than something to follow.
+    """
+    parts = [p for p in reversed([path, *path.parents]) if str(p) not in ("", ".")]
+    for index, part in enumerate(parts):
+        if index >= len(parts) - owned and part.is_symlink():
+            raise UsageError(f"{part}: refusing to record through a symbolic link")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, 0o700)
+
+
+def _open_private(path: Path, append: bool = True) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    try:
+        return os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create recording file: {exc.strerror}") from exc
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Segment:
+    """A named stretch of ``console.raw`` (e.g. one debug-key dump)."""
+
+    name: str
+    start: int
+    end: int
+    sha256: str
+    complete: bool
+    reason: str = ""
+    file: str = ""
+
+
+@dataclass
+class _LineState:
+    at_line_start: bool = True
+    pending_cr: bool = False
+
+
+@dataclass
+class RecordingSummary:
+    path: Path
+    host: str
+    bytes: int
+    sha256: str
+    segments: list[Segment] = field(default_factory=list)
+
+
+class Recording:
+    """One capture on disk. ``feed`` is called from a console's reader thread for every chunk.
+
+    Thread-safe: the reader thread feeds bytes while other threads add events and segments.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        label: str = "capture",
+        root: Path | str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.host = host
+        self.label = label
+        self.started = utc_now()
+        stamp = self.started.strftime("%Y%m%dT%H%M%S.") + f"{self.started.microsecond:06d}Z"
+        base = Path(root) if root is not None else DEFAULT_ROOT
+        self.path = base / safe_name(host) / f"{stamp}_{safe_name(label)}"
+        _mkdir_private(self.path)
+        self._raw = _open_private(self.path / "console.raw")
+        self._timing = _open_private(self.path / "console.timing")
+        self._log = _open_private(self.path / "console.log")
+        self._events = _open_private(self.path / "events.jsonl")
+        self._lock = threading.Lock()
+        self._hash = hashlib.sha256()
+        self._bytes = 0
+        self._last_time = time.monotonic()
+        self._last_sync = self._last_time
+        self._line = _LineState()
+        self._segments: list[Segment] = []
+        self._meta_extra = dict(meta or {})
+        self._closed = False
+        self.event("open", label=label, tool_version=__version__)
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes: raw first (the truth), then timing and the human log."""
+        if not data:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            now = time.monotonic()
+            _write_all(self._raw, data)
+            self._hash.update(data)
+            self._bytes += len(data)
+            delay = now - self._last_time
+            self._last_time = now
+            _write_all(self._timing, f"O {delay:.6f} {len(data)}\n".encode())
+            _write_all(self._log, self._human(data))
+            if now - self._last_sync >= FSYNC_INTERVAL:
+                self._sync_locked(now)
+
+    def _human(self, data: bytes) -> bytes:
+        """Turn a chunk into timestamped log lines (escapes and stray controls removed)."""
+        text = _CONTROL.sub(b"", _ESCAPES.sub(b"", data.replace(b"\r\n", b"\n")))
+        text = text.replace(b"\r", b"")
+        if not text:
+            return b""
+        stamp = f"[{iso(utc_now())}] ".encode()
+        out = bytearray()
+        parts = text.split(b"\n")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if last and not part:
+                break
+            if self._line.at_line_start:
+                out += stamp
+                self._line.at_line_start = False
+            out += part
+            if not last:
+                out += b"\n"
+                self._line.at_line_start = True
+        return bytes(out)
+
+    # -- events and segments ---------------------------------------------------------------------
+
+    @property
+    def offset(self) -> int:
+        """Bytes recorded so far: the ``console.raw`` offset of the next byte."""
+        with self._lock:
+            return self._bytes
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Record an event in events.jsonl and as a ``[-- … --]`` line in the human log."""
+        with self._lock:
+            if self._closed:
+                return
+            when = utc_now()
+            entry = {"time": iso(when), "offset": self._bytes, "event": kind, **fields}
+            _write_all(self._events, (json.dumps(entry, sort_keys=False) + "\n").encode())
+            details = " ".join(f"{k}={v}" for k, v in fields.items())
+            prefix = b"" if self._line.at_line_start else b"\n"
+            self._line.at_line_start = True
+            line = f"[-- {iso(when)} {kind} {details}".rstrip() + " --]\n"
+            _write_all(self._log, prefix + line.encode())
+
+    def add_segment(
+        self, name: str, start: int, end: int, *, complete: bool, reason: str = ""
+    ) -> Segment:
+        """Cut ``console.raw[start:end]`` into ``keys/<name>.txt`` and note it in the metadata."""
+        with self._lock:
+            if not 0 <= start <= end <= self._bytes:
+                raise ValueError(f"segment {name} [{start}, {end}) outside 0..{self._bytes}")
+            self._sync_locked(time.monotonic())
+        data = self.read_range(start, end)
+        keys = self.path / "keys"
+        _mkdir_private(keys, owned=1)
+        file_name = f"{safe_name(name)}.txt"
+        fd = _open_private(keys / file_name, append=False)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        segment = Segment(
+            name=name,
+            start=start,
+            end=end,
+            sha256=hashlib.sha256(data).hexdigest(),
+            complete=complete,
+            reason=reason,
+            file=f"keys/{file_name}",
+        )
+        with self._lock:
+            self._segments.append(segment)
+        self.event("segment", **asdict(segment))
+        return segment
+
+    @property
+    def segments(self) -> list[Segment]:
+        with self._lock:
+            return list(self._segments)
+
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of what was recorded, read back from ``console.raw``."""
+        with open(self.path / "console.raw", "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def _sync_locked(self, now: float) -> None:
+        os.fsync(self._raw)
+        self._last_sync = now
+
+    def close(self, **meta: Any) -> RecordingSummary:
+        """Flush everything, write meta.json atomically, and return a summary. Idempotent."""
+        with self._lock:
+            already = self._closed
+        if not already:
+            self.event("close", bytes=self.offset)
+            with self._lock:
+                self._closed = True
+                for fd in (self._raw, self._timing, self._log, self._events):
+                    os.fsync(fd)
+                    os.close(fd)
+            self._meta_extra.update(meta)
+            self._write_meta()
+        return RecordingSummary(
+            path=self.path,
+            host=self.host,
+            bytes=self._bytes,
+            sha256=self._hash.hexdigest(),
+            segments=list(self._segments),
+        )
+
+    def _write_meta(self) -> None:
+        files = {}
+        for item in sorted(self._walk()):
+            files[item] = sha256_file(self.path / item)
+        meta = {
+            "host": self.host,
+            "label": self.label,
+            "tool": "solcap",
+            "tool_version": __version__,
+            "started": iso(self.started),
+            "ended": iso(utc_now()),
+            "bytes": self._bytes,
+            "console_raw_sha256": self._hash.hexdigest(),
+            "files": files,
+            "segments": [asdict(s) for s in self._segments],
+            **self._meta_extra,
+        }
+        tmp = self.path / ".meta.json.tmp"
+        fd = _open_private(tmp, append=False)
+        try:
+            _write_all(fd, (json.dumps(meta, indent=2) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path / "meta.json")
+
+    def _walk(self) -> Iterator[str]:
+        for path in self.path.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                rel = str(path.relative_to(self.path))
+                if rel != "meta.json":
+                    yield rel
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
