@@ -1,0 +1,709 @@
+"""A virtual IPMI v2.0 (lanplus) BMC whose Serial-over-LAN is bridged to a pseudo-terminal.
+
+Built on pyghmi's server side (:class:`pyghmi.ipmi.bmc.Bmc`,
+:class:`pyghmi.ipmi.console.ServerConsole`, :class:`ServerSession`), which as shipped cannot serve
+real clients. The subclasses here fix, in order of appearance:
+
+* cipher suites: pyghmi answers every Open Session request with suite 3 and hashes RAKP with
+  SHA-1, while its own client (and ipmitool 1.8.19) propose suite 17 (SHA-256). We accept 17 and
+  3, refuse anything else (suite 0 above all) with RMCP+ status 0x11, and list both suites in
+  Get Channel Cipher Suites;
+* RAKP: an unknown user or a bad RAKP3 got no answer at all (the client waited for a timeout);
+  now they get RAKP2/RAKP4 status codes;
+* Activate Payload advertised 1-byte payloads and a byte-swapped port; now 255/255 and the port
+  in little-endian order as ipmitool expects;
+* SOL: pyghmi's server console sends by re-entering the event loop from whichever thread has
+  data, cannot take partial ACKs, and ``close()`` never tells the client. Here one pump thread
+  does all pyghmi work, SOL is stop-and-wait with retransmission, and a deactivation (stop,
+  steal, logout) is announced with the "SOL deactivated" status bit;
+* Get Payload Instance Info (pyghmi's client keepalive), Get Payload Activation Status and
+  Get SOL Configuration Parameters are answered so real clients stay connected.
+
+This module imports only the standard library and pyghmi (and ``solcap.sim``), so a test that
+drives solcap against it is not testing solcap against itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import hashlib
+import hmac
+import os
+import select
+import signal
+import struct
+import sys
+import termios
+import threading
+import time
+import tty
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pyghmi.ipmi.bmc as pyghmi_bmc
+import pyghmi.ipmi.console as pyghmi_console
+import pyghmi.ipmi.private.serversession as serversession
+import pyghmi.ipmi.private.session as ipmisession
+
+#: RMCP+ algorithm numbers (IPMI v2.0 tables 13-17..13-19) for the suites we serve.
+#: suite -> (authentication, integrity, confidentiality, hash, integrity code length)
+_SUITES: dict[int, tuple[int, int, int, Any, int]] = {
+    17: (3, 4, 1, hashlib.sha256, 16),  # RAKP-HMAC-SHA256, HMAC-SHA256-128, AES-CBC-128
+    3: (1, 1, 1, hashlib.sha1, 12),  # RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128
+}
+
+#: Characters per SOL packet in either direction; the accepted-count field is one byte.
+SOL_CHUNK = 255
+#: Seconds before an unacknowledged SOL packet is sent again, and how often before giving up.
+SOL_RETRY_INTERVAL = 0.5
+SOL_RETRIES = 20
+#: A session that sends nothing for this long is dropped (and its SOL deactivated).
+SESSION_IDLE_TIMEOUT = 60.0
+#: SOL status bits sent by the BMC (IPMI v2.0 table 15-2).
+_ST_NACK = 0b0100_0000
+_ST_UNAVAILABLE = 0b0010_0000
+_ST_DEACTIVATED = 0b0001_0000
+#: Operation bits sent by the console.
+_OP_BREAK = 0b0001_0000
+
+
+_wake_lock = threading.Lock()
+
+
+def _ensure_wake_socket() -> None:
+    """Make pyghmi's first I/O socket a permanent one on 127.0.0.1 that is never closed.
+
+    pyghmi's I/O thread selects on a snapshot of its socket list and is woken by a byte sent to
+    ``iosockets[0]`` at address ``myself``. If that socket were a BMC's (closed by ``stop()``)
+    or not yet in the snapshot, waiters would hang until a 300 s select timeout; and an IPv4
+    socket cannot send to the IPv6 ``myself`` pyghmi picks. So we own index 0 for good.
+    """
+    with _wake_lock:
+        if ipmisession.iosockets:
+            return
+        addrinfo = ipmisession.socket.getaddrinfo(
+            "127.0.0.1", 0, ipmisession.socket.AF_INET, ipmisession.socket.SOCK_DGRAM
+        )[0]
+        ipmisession.Session._assignsocket(server=addrinfo)
+        ipmisession.myself = "127.0.0.1"
+
+
+def _wake_io_thread() -> None:
+    """Make pyghmi's I/O thread return from select() and rebuild its socket list."""
+    wake = ipmisession.iosockets[0]
+    with contextlib.suppress(OSError):
+        wake.sendto(b"\x01", (ipmisession.myself, wake.getsockname()[1]))
+
+
+class PowerControl(Protocol):
+    """What the BMC drives when a client sends chassis control (the virtual host fits)."""
+
+    @property
+    def power_state(self) -> bool: ...
+
+    def power_on(self) -> None: ...
+
+    def power_off(self) -> None: ...
+
+    def power_cycle(self) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class _Session(serversession.ServerSession):  # type: ignore[misc]
+    """A server session that negotiates suite 17 or 3 and hashes RAKP accordingly."""
+
+    suite = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # pyghmi reads these before anything sets them on a server session.
+        self.sol_handler: Callable[[Any], None] | None = None
+        self.last_payload_type = None
+        self.lastpayload = None
+        self.last_seen = time.monotonic()
+        self.logged_in = False
+        self.username = b""
+        super().__init__(*args, **kwargs)
+
+    def create_open_session_response(self, request: bytearray) -> bytearray:
+        clienttag = request[0]
+        self.clientsessionid = request[4:8]
+        self.managedsessionid = os.urandom(4)
+        self.privlevel = 4
+        wanted = (request[12], request[20], request[28]) if len(request) >= 32 else None
+        for number, (auth, integ, conf, hashlib_, hashlen) in _SUITES.items():
+            if wanted == (auth, integ, conf):
+                self.suite = number
+                self.currhashlib = hashlib_
+                self.currhashlen = hashlen
+                return bytearray([clienttag, 0, self.privlevel, 0]) + (
+                    self.clientsessionid
+                    + self.managedsessionid
+                    + bytearray([0, 0, 0, 8, auth, 0, 0, 0])
+                    + bytearray([1, 0, 0, 8, integ, 0, 0, 0])
+                    + bytearray([2, 0, 0, 8, conf, 0, 0, 0])
+                )
+        # 0x11: no cipher suite matches the proposed algorithms (suite 0 ends here too).
+        return bytearray([clienttag, 0x11, 0, 0]) + self.clientsessionid
+
+    def _got_rakp1(self, data: bytearray) -> None:
+        self.last_seen = time.monotonic()
+        clienttag = data[0]
+        if not self.suite:
+            return
+        self.Rm = bytes(data[8:24])
+        self.rolem = data[24]
+        self.maxpriv = self.rolem & 0b111
+        namelen = data[27]
+        self.username = bytes(data[28 : 28 + namelen])
+        password = self.authdata.get(self.username.decode("utf-8", "replace"))
+        if not namelen or password is None:
+            # 0x0d: unauthorized name, so the client fails at once instead of timing out.
+            reply = bytearray([clienttag, 0x0D, 0, 0]) + self.clientsessionid
+            self.send_payload(reply, ipmisession.constants.payload_types["rakp2"], retry=False)
+            return
+        self.uuiddata = self.uuid.bytes
+        self.Rc = os.urandom(16)
+        hmacdata = (
+            bytes(self.clientsessionid)
+            + bytes(self.managedsessionid)
+            + self.Rm
+            + self.Rc
+            + self.uuiddata
+            + bytes([self.rolem, len(self.username)])
+            + self.username
+        )
+        self.kuid = password.encode("utf-8")
+        self.kg = self.bmc.kg if self.bmc.kg is not None else self.kuid
+        authcode = hmac.new(self.kuid, hmacdata, self.currhashlib).digest()
+        reply = (
+            bytearray([clienttag, 0, 0, 0])
+            + self.clientsessionid
+            + self.Rc
+            + self.uuiddata
+            + authcode
+        )
+        self.send_payload(reply, ipmisession.constants.payload_types["rakp2"], retry=False)
+
+    def _got_rakp3(self, data: bytearray) -> None:
+        self.last_seen = time.monotonic()
+        clienttag = data[0]
+        if not self.suite or not hasattr(self, "Rc"):
+            return
+        if data[1] != 0:
+            return  # the client rejected our RAKP2 (it thinks the password is wrong)
+        role = struct.pack("2B", self.rolem, len(self.username))
+        sik = hmac.new(self.kg, self.Rm + self.Rc + role + self.username, self.currhashlib)
+        self.sik = sik.digest()
+        self.k1 = hmac.new(self.sik, b"\x01" * 20, self.currhashlib).digest()
+        self.k2 = hmac.new(self.sik, b"\x02" * 20, self.currhashlib).digest()
+        self.aeskey = self.k2[0:16]
+        expected = hmac.new(
+            self.kuid,
+            self.Rc + bytes(self.clientsessionid) + role + self.username,
+            self.currhashlib,
+        ).digest()
+        if not hmac.compare_digest(expected, bytes(data[8:])):
+            self._send_rakp4(clienttag, 0x0F)  # invalid integrity check value
+            return
+        self.localsid = struct.unpack("<I", self.managedsessionid)[0]
+        self.ipmicallback = self.handle_client_request
+        self._send_rakp4(clienttag, 0)
+
+    def _send_rakp4(self, tagvalue: int, statuscode: int) -> None:
+        payload = bytearray([tagvalue, statuscode, 0, 0]) + self.clientsessionid
+        if statuscode:
+            self.send_payload(payload, ipmisession.constants.payload_types["rakp4"], retry=False)
+            return
+        hmacdata = self.Rm + bytes(self.managedsessionid) + self.uuiddata
+        payload += hmac.new(self.sik, hmacdata, self.currhashlib).digest()[: self.currhashlen]
+        self.send_payload(payload, ipmisession.constants.payload_types["rakp4"], retry=False)
+        self.confalgo = "aes"
+        self.integrityalgo = "hmac"
+        self.sequencenumber = 1
+        self.sessionid = struct.unpack("<I", bytes(self.clientsessionid))[0]
+        self.logged_in = True
+
+    def _handle_ipmi2_packet(self, data: bytearray) -> Any:
+        self.last_seen = time.monotonic()
+        return super()._handle_ipmi2_packet(data)
+
+    def close_server_session(self) -> None:
+        """Logout: release the SOL payload if this session holds it, and forget the session."""
+        self.bmc.session_gone(self)
+
+
+class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
+    """The BMC end of one SOL payload: stop-and-wait both ways, driven by the BMC's pump.
+
+    pyghmi's ``ServerConsole.__init__`` re-enters the event loop and its send path blocks the
+    calling thread in a retry loop, so neither is used; everything runs in the pump thread.
+    """
+
+    def __init__(self, bmc: VirtualBmc, sess: _Session) -> None:
+        # Deliberately not calling ServerConsole.__init__ (see the class docstring).
+        self.bmc = bmc
+        self.ipmi_session = sess
+        sess.sol_handler = self._got_sol_payload
+        self.activated = True
+        self.myseq = 0
+        self.remseq = 0
+        self.lastsize = 0
+        self.inflight = b""
+        self.inflight_status = 0
+        self.awaitingack = False
+        self.sent_at = 0.0
+        self.retries = 0
+        self.resume_at = 0.0
+
+    @property
+    def owner_id(self) -> bytes:
+        """The session ID the client knows this session by (Get Payload Instance Info)."""
+        return bytes(self.ipmi_session.managedsessionid)
+
+    def _send(self, payload: bytes) -> None:
+        self.ipmi_session.send_payload(bytearray(payload), payload_type=1, retry=False)
+
+    def _status(self) -> int:
+        return 0 if self.bmc.host_powered() else _ST_UNAVAILABLE
+
+    def service(self, now: float) -> None:
+        """Send the next chunk from the pty, or retransmit; called by the pump thread."""
+        if not self.activated:
+            return
+        if self.awaitingack:
+            if now - self.sent_at < SOL_RETRY_INTERVAL:
+                return
+            self.retries += 1
+            if self.retries > SOL_RETRIES:
+                self.bmc.deactivate("client stopped acknowledging", notify=False)
+                return
+            self._transmit(now)
+            return
+        if now < self.resume_at:
+            return
+        chunk = self.bmc.take_output(SOL_CHUNK)
+        if not chunk:
+            return
+        self.myseq = self.myseq % 15 + 1
+        self.inflight = chunk
+        self.inflight_status = self._status()
+        self.retries = 0
+        self.awaitingack = True
+        self._transmit(now)
+
+    def _transmit(self, now: float) -> None:
+        self.sent_at = now
+        self._send(bytes([self.myseq, 0, 0, self.inflight_status]) + self.inflight)
+
+    def _got_sol_payload(self, payload: Any) -> None:
+        if isinstance(payload, dict) or len(payload) < 4:
+            return
+        newseq = payload[0] & 0x0F
+        ackseq = payload[1] & 0x0F
+        accepted = payload[2]
+        op = payload[3]
+        if newseq:
+            data = bytes(payload[4:])
+            if newseq == self.remseq:
+                # A retransmission; it may carry more than the copy we already took.
+                fresh = data[self.lastsize :] if len(data) > self.lastsize else b""
+            else:
+                fresh = data
+                self.remseq = newseq
+            self.lastsize = len(data)
+            self._send(bytes([0, newseq, len(data), self._status()]))
+            if op & _OP_BREAK:
+                self.bmc.got_break()
+            if fresh:
+                self.bmc.give_input(fresh)
+        if ackseq and self.awaitingack and ackseq == self.myseq:
+            self.awaitingack = False
+            rest = self.inflight[accepted:] if accepted < len(self.inflight) else b""
+            self.inflight = b""
+            if rest:
+                self.bmc.unget_output(rest)
+            if op & _ST_NACK and accepted == 0:
+                self.resume_at = time.monotonic() + 0.1
+            self.service(time.monotonic())
+
+    def close(self) -> None:
+        """Tell the client SOL is gone: a packet with the "deactivated" status bit."""
+        if not self.activated:
+            return
+        self.activated = False
+        status = _ST_NACK | _ST_DEACTIVATED
+        # The client may already be gone; then there is nobody to tell.
+        with contextlib.suppress(Exception):
+            self._send(bytes([0, self.remseq, 0, status]))
+        if self.ipmi_session.sol_handler == self._got_sol_payload:
+            self.ipmi_session.sol_handler = None
+        if self.inflight:
+            self.bmc.unget_output(self.inflight)
+            self.inflight = b""
+
+
+class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
+    """A lanplus BMC on ``address:port`` whose SOL is the pty at ``pty_path``.
+
+    ``power`` receives chassis control; without one, the BMC keeps a power flag of its own.
+    ``start()`` binds (``port=0`` picks a free port, read it back from ``.port``) and runs the
+    pump thread; ``stop()`` deactivates SOL (telling the client) and releases the socket.
+    """
+
+    def __init__(
+        self,
+        pty_path: str,
+        power: PowerControl | None = None,
+        *,
+        address: str = "127.0.0.1",
+        port: int = 0,
+        user: str = "admin",
+        password: str,
+        kg: bytes | None = None,
+        bit_rate: int = 115200,
+    ) -> None:
+        self.pty_path = pty_path
+        self.power = power
+        self._own_power = True
+        self.address = address
+        self._want_port = port
+        self.users = {user: password}
+        self._kg = kg
+        self.bit_rate = bit_rate
+        self.sol: _SolConsole | None = None
+        self.activated = False
+        self.iohandler = self.give_input
+        self._out = bytearray()
+        self._out_lock = threading.Lock()
+        self._pty_fd: int | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self.breaks = 0
+        self.received = bytearray()  # every byte a client typed, for tests
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> VirtualBmc:
+        """Bind the UDP socket, open the pty and start the threads; returns self."""
+        _ensure_wake_socket()
+        super().__init__(self.users, port=self._want_port, address=self.address)
+        _wake_io_thread()  # so its select() watches the new socket from now on
+        if self._kg is not None:
+            self.set_kg(self._kg)
+        self.port = self.serversocket.getsockname()[1]
+        self._open_pty()
+        self._started = True
+        for target, name in ((self._pump, "bmc-pump"), (self._pty_reader, "bmc-pty")):
+            thread = threading.Thread(target=target, name=f"{name}:{self.port}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Deactivate SOL (the client is told), stop the threads and release socket and pty."""
+        if not self._started:
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._started = False
+        self.deactivate("BMC stopping")
+        sock = self.serversocket
+        ipmisession.Session.bmc_handlers.pop(sock, None)
+        for key in list(ipmisession.Session.bmc_handlers):
+            handlers = ipmisession.Session.bmc_handlers.get(key)
+            if isinstance(handlers, dict):
+                for hport, sess in list(handlers.items()):
+                    if getattr(sess, "bmc", None) is self:
+                        del handlers[hport]
+                if not handlers:
+                    ipmisession.Session.bmc_handlers.pop(key, None)
+        if sock in ipmisession.iosockets:
+            ipmisession.iosockets.remove(sock)
+        _wake_io_thread()  # its next select() no longer includes the socket we close
+        sock.close()
+        if self._pty_fd is not None:
+            os.close(self._pty_fd)
+            self._pty_fd = None
+
+    def __enter__(self) -> VirtualBmc:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- pty side --------------------------------------------------------------------------
+    def _open_pty(self) -> None:
+        fd = os.open(self.pty_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(fd, termios.TCSANOW)
+        self._pty_fd = fd
+
+    def _pty_reader(self) -> None:
+        while not self._stop.is_set():
+            fd = self._pty_fd
+            if fd is None:
+                return
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # the other end is closed (host off); wait
+                    self._stop.wait(0.1)
+                    continue
+                raise
+            if data:
+                with self._out_lock:
+                    self._out += data
+
+    def take_output(self, n: int) -> bytes:
+        """Up to ``n`` bytes the host wrote that no client has seen yet."""
+        with self._out_lock:
+            chunk = bytes(self._out[:n])
+            del self._out[:n]
+            return chunk
+
+    def unget_output(self, data: bytes) -> None:
+        """Put back bytes a client did not accept, ahead of everything newer."""
+        with self._out_lock:
+            self._out[0:0] = data
+
+    def give_input(self, data: Any) -> None:
+        """Bytes a client typed: write them to the host's serial line."""
+        if not isinstance(data, bytes | bytearray) or self._pty_fd is None:
+            return
+        self.received += data
+        view = memoryview(bytes(data))
+        while view:
+            try:
+                written = os.write(self._pty_fd, view)
+            except BlockingIOError:
+                select.select([], [self._pty_fd], [], 0.1)
+                continue
+            view = view[written:]
+
+    def got_break(self) -> None:
+        """A client asked for a serial BREAK; a pty cannot carry one, so count it."""
+        self.breaks += 1
+        if self._pty_fd is not None:
+            with contextlib.suppress(OSError):
+                termios.tcsendbreak(self._pty_fd, 0)
+
+    # ---- pump ------------------------------------------------------------------------------
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            ipmisession.Session.wait_for_rsp(0.02)
+            now = time.monotonic()
+            sol = self.sol
+            if sol is not None:
+                if now - sol.ipmi_session.last_seen > SESSION_IDLE_TIMEOUT:
+                    self.deactivate("client idle", notify=False)
+                else:
+                    sol.service(now)
+
+    # ---- pyghmi server hooks ---------------------------------------------------------------
+    def sessionless_data(self, data: Any, sockaddr: Any) -> None:
+        """Open Session requests get our session class; the rest goes to pyghmi."""
+        data = bytearray(data)
+        is_rmcpplus = len(data) >= 22 and data[0] == 6 and data[2:4] == b"\xff\x07"
+        if is_rmcpplus and data[4] == 6 and data[5] == 16:
+            _Session(
+                self.authdata, self.kg, sockaddr, self.serversocket, data[16:], self.uuid, self
+            )
+            return
+        super().sessionless_data(data, sockaddr)
+
+    def send_cipher_suites(
+        self,
+        myaddr: int,
+        mylun: int,
+        clientaddr: int,
+        clientlun: int,
+        clientseq: int,
+        data: Any,
+        sockaddr: Any,
+    ) -> None:
+        """Get Channel Cipher Suites: list 17 and 3 (pyghmi lists only 3, wrongly sized)."""
+        records = bytearray()
+        for number, (auth, integ, conf, _h, _l) in _SUITES.items():
+            records += bytes([0xC0, number, auth, 0x40 | integ, 0x80 | conf])
+        index = data[22] & 0x3F if len(data) > 22 else 0
+        records = records[index * 16 : index * 16 + 16]
+        ipmihdr = bytearray([clientaddr, clientlun | (7 << 2)])
+        ipmihdr.append(ipmisession._checksum(*ipmihdr))
+        body = bytearray([myaddr, mylun | clientseq << 2, 0x54, 0x00, 0x01]) + records
+        body.append(ipmisession._checksum(*body))
+        msg = ipmihdr + body
+        header = bytearray(b"\x06\x00\xff\x07\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+        header += struct.pack("<H", len(msg))
+        ipmisession._io_sendto(self.serversocket, header + msg, sockaddr)
+
+    def handle_raw_request(self, request: dict[str, Any], session: Any) -> None:
+        """Add the commands real SOL clients need to pyghmi's small set."""
+        netfn, command, data = request["netfn"], request["command"], request["data"]
+        try:
+            if netfn == 6 and command == 0x4A:  # get payload activation status
+                active = 1 if self.sol is not None else 0
+                session.send_ipmi_response(data=[1, active, 0])
+                return
+            if netfn == 6 and command == 0x4B:  # get payload instance info
+                owner = self.sol.owner_id if self.sol is not None else b"\0\0\0\0"
+                session.send_ipmi_response(data=list(owner) + [0] * 8)
+                return
+            if netfn == 0x0C and command == 0x22:  # get SOL configuration parameters
+                self._sol_config(data, session)
+                return
+            if netfn == 0x0C and command == 0x21:  # set SOL configuration: accept, ignore
+                session.send_ipmi_response()
+                return
+        except Exception:  # a malformed request must not stop the BMC
+            session.send_ipmi_response(code=0xFF)
+            return
+        super().handle_raw_request(request, session)
+        return
+
+    def _sol_config(self, data: Any, session: Any) -> None:
+        param = data[1] if len(data) > 1 else 0
+        rates = {9600: 6, 19200: 7, 38400: 8, 57600: 9, 115200: 10}
+        values: dict[int, list[int]] = {
+            0: [0],  # set in progress: set complete
+            1: [1],  # SOL enable
+            2: [0xC4],  # force encryption + authentication, admin privilege
+            3: [5, 0xFF],  # character accumulate 25 ms, send threshold 255
+            4: [5, 10],  # retry count, retry interval (10 ms units)
+            5: [rates.get(self.bit_rate, 10)],  # non-volatile bit rate
+            6: [rates.get(self.bit_rate, 10)],  # volatile bit rate
+            7: [1],  # payload channel
+            8: [self.port & 0xFF, self.port >> 8],  # payload port
+        }
+        if param not in values:
+            session.send_ipmi_response(code=0x80)  # parameter not supported
+        else:
+            session.send_ipmi_response(data=[0x11, *values[param]])
+
+    def activate_payload(self, request: dict[str, Any], session: Any) -> None:
+        """Activate SOL for ``session``; 0x80 when another session holds it."""
+        data = request["data"]
+        if len(data) < 2 or data[0] != 1:
+            session.send_ipmi_response(code=0xCC)
+            return
+        if self.sol is not None:
+            session.send_ipmi_response(code=0x80)
+            return
+        port = [self.port & 0xFF, self.port >> 8]
+        size = [SOL_CHUNK, 0]
+        session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
+        self.activated = True
+        self.sol = _SolConsole(self, session)
+
+    def deactivate_payload(self, request: dict[str, Any], session: Any) -> None:
+        """Deactivate SOL, whoever holds it (that is how ``--steal`` works); tell the holder."""
+        if self.sol is None:
+            session.send_ipmi_response(code=0x80)
+            return
+        session.send_ipmi_response()
+        self.deactivate("deactivated by a client")
+
+    def deactivate(self, why: str, *, notify: bool = True) -> None:
+        """Drop the active SOL payload, if any; ``notify`` sends the client the status bit."""
+        sol = self.sol
+        self.sol = None
+        self.activated = False
+        if sol is not None:
+            if notify:
+                sol.close()
+            else:
+                sol.activated = False
+                sol.ipmi_session.sol_handler = None
+                if sol.inflight:
+                    self.unget_output(sol.inflight)
+
+    def session_gone(self, sess: _Session) -> None:
+        """A client logged out: release SOL if it held it and stop routing its packets."""
+        if self.sol is not None and self.sol.ipmi_session is sess:
+            self.deactivate("holder logged out", notify=False)
+        handlers = ipmisession.Session.bmc_handlers.get(sess.sockaddr)
+        if isinstance(handlers, dict) and handlers.get(self.port) is sess:
+            del handlers[self.port]
+            if not handlers:
+                ipmisession.Session.bmc_handlers.pop(sess.sockaddr, None)
+
+    # ---- chassis ---------------------------------------------------------------------------
+    def host_powered(self) -> bool:
+        """Whether the host is on (the SOL status bit 'character transfer unavailable')."""
+        return self.power.power_state if self.power is not None else self._own_power
+
+    def is_active(self) -> bool:
+        return True
+
+    def get_power_state(self) -> int:
+        return 1 if self.host_powered() else 0
+
+    def power_on(self) -> int:
+        if self.power is not None:
+            self.power.power_on()
+        self._own_power = True
+        return 0
+
+    def power_off(self) -> int:
+        if self.power is not None:
+            self.power.power_off()
+        self._own_power = False
+        return 0
+
+    def power_shutdown(self) -> int:
+        return self.power_off()
+
+    def power_cycle(self) -> int:
+        if self.power is not None:
+            self.power.power_cycle()
+        self._own_power = True
+        return 0
+
+    def power_reset(self) -> int:
+        if self.power is not None:
+            self.power.reset()
+        return 0
+
+    def get_system_guid(self) -> Any:
+        return self.uuid
+
+    def cold_reset(self) -> int:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m solcap.sim.bmc PTY``: serve a pty over lanplus until SIGTERM/SIGINT.
+
+    The password comes from ``IPMI_PASSWORD``; the bound port is printed as ``port=N``.
+    """
+    parser = argparse.ArgumentParser(prog="python -m solcap.sim.bmc")
+    parser.add_argument("pty_path")
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--user", default="admin")
+    args = parser.parse_args(argv)
+    password = os.environ.get("IPMI_PASSWORD")
+    if not password:
+        print("set IPMI_PASSWORD", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    bmc = VirtualBmc(
+        args.pty_path, address=args.address, port=args.port, user=args.user, password=password
+    )
+    with bmc:
+        print(f"port={bmc.port}", flush=True)
+        done.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Fixtures for the IPMI tests: pty pairs, the virtual BMC, OpenIPMI's ipmi_sim."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+PASSWORD = "s3cret-pw-for-tests"
+USER = "admin"
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def need(binary: str) -> str:
+    """Path of ``binary``, or skip the test (the test command installs it)."""
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if path is None:
+        pytest.skip(f"{binary} not installed")
+    return path
+
+
+def read_until(fd: int, want: bytes, timeout: float) -> bytes:
+    """Read ``fd`` until ``want`` appears or the deadline passes; return what came."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while want not in got:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+class PtyPair:
+    """A pseudo-terminal: the test holds the master, the BMC opens ``path`` (the slave)."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.path = os.ttyname(self.slave)
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[PtyPair]:
+    pair = PtyPair()
+    yield pair
+    pair.close()
+
+
+class FakePower:
+    """A PowerControl that records what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.on = True
+        self.calls: list[str] = []
+
+    @property
+    def power_state(self) -> bool:
+        return self.on
+
+    def power_on(self) -> None:
+        self.calls.append("on")
+        self.on = True
+
+    def power_off(self) -> None:
+        self.calls.append("off")
+        self.on = False
+
+    def power_cycle(self) -> None:
+        self.calls.append("cycle")
+        self.on = True
+
+    def reset(self) -> None:
+        self.calls.append("reset")
+
+
+@pytest.fixture
+def vbmc(pty_pair: PtyPair) -> Iterator[tuple[object, PtyPair, FakePower]]:
+    """An in-process VirtualBmc on the pty pair, with a recording power object."""
+    from solcap.sim.bmc import VirtualBmc
+
+    power = FakePower()
+    bmc = VirtualBmc(pty_pair.path, power, password=PASSWORD).start()
+    yield bmc, pty_pair, power
+    bmc.stop()
+
+
+@pytest.fixture
+def vbmc_process(pty_pair: PtyPair) -> Iterator[tuple[int, PtyPair]]:
+    """A VirtualBmc in its own process (pyghmi's client and server share global state)."""
+    env = dict(os.environ, IPMI_PASSWORD=PASSWORD)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "solcap.sim.bmc", pty_pair.path],
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    assert line.startswith("port="), line
+    yield int(line.split("=")[1]), pty_pair
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def ipmi_env() -> dict[str, str]:
+    """Environment for real clients: the password via IPMI_PASSWORD (ipmitool -E)."""
+    return dict(os.environ, IPMI_PASSWORD=PASSWORD)
+
+
+WaitFor = Callable[[Callable[[], bool], float], bool]
+
+
+def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``cond`` until true or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
