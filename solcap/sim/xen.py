@@ -226,7 +226,7 @@ class XenHost:
             for part in opt.split(","):
                 if not part.startswith(("min:", "max:")) and part:
                     return max(64, parse_size(part) >> 20)
-        return min(self.spec.memory_mb // 2, 4096)
+        return max(64, min(self.spec.memory_mb // 8, 4096))
 
     def _build_machine(self) -> dumps.Machine:
         rng = random.Random(self.seed("machine"))
@@ -243,7 +243,7 @@ class XenHost:
                 "00000000-0000-0000-0000-000000000000",
             )
         ]
-        dom_mb = max(128, min(1024, (s.memory_mb - self.dom0_mb) // max(1, s.domus)))
+        dom_mb = max(32, min(1024, (s.memory_mb - self.dom0_mb) * 7 // 8 // max(1, s.domus)))
         for i in range(1, s.domus + 1):
             h = rng.getrandbits(128).to_bytes(16, "big").hex()
             handle = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -128,9 +128,18 @@ def dump_q(m: Machine, rng: random.Random, now: int) -> list[str]:
 def dump_u(m: Machine, rng: random.Random, now: int) -> list[str]:
     lines = [f"'u' pressed -> dumping numa info (now = {now})"]
     per = m.node_pages()
+
+    def spread(d: Domain) -> list[int]:
+        """Dom0 is allocated across all nodes; a domU lives on its home node."""
+        if d.domid == 0:
+            share = [d.pages // m.nodes] * m.nodes
+            share[0] += d.pages - sum(share)
+            return share
+        return [d.pages if n == d.node else 0 for n in range(m.nodes)]
+
     used = [0] * m.nodes
     for d in m.domains:
-        used[d.node] += d.pages
+        used = [u + p for u, p in zip(used, spread(d), strict=True)]
     for n in range(m.nodes):
         free = max(0, per - 32 - used[n] - rng.randrange(4096))
         lines.append(f"NODE{n} start->{n * per} size->{per - 32 if n == 0 else per} free->{free}")
@@ -143,8 +152,8 @@ def dump_u(m: Machine, rng: random.Random, now: int) -> list[str]:
     lines.append("Memory location of each domain:")
     for d in m.domains:
         lines.append(f"Domain {d.domid} (total: {d.pages}):")
-        for n in range(m.nodes):
-            lines.append(f"    Node {n}: {d.pages if n == d.node else 0}")
+        for n, pages in enumerate(spread(d)):
+            lines.append(f"    Node {n}: {pages}")
         if d.domid and m.nodes > 1:
             vn = min(m.nodes, d.vcpus)
             lines.append(f"     {vn} vnodes, {d.vcpus} vcpus, guest physical layout:")
