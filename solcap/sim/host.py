@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Any
 
 from solcap.sim.grub import BootRequest, GrubEntry, GrubMenu
-from solcap.sim.xen import PROMPT, HostSpec, XenHost
+from solcap.sim.xen import KERNEL, PROMPT, HostSpec, XenHost
 
 #: Line rate used when ``SimConfig.fast`` is set: fast enough for a quick test suite, yet still
 #: paced, so ordering and "idle" behave as on a real line.
@@ -51,7 +51,7 @@ FAST_RATE = 2_000_000
 CHUNK_SECONDS = 0.01
 #: GRUB's serial receive FIFO (a 16550's), in bytes.
 GRUB_FIFO_SIZE = 16
-#: Xen's conswitch character (Ctrl-A) and how many in a row switch input.
+#: Xen's default conswitch character (Ctrl-A) and how many in a row switch input.
 CONSWITCH = 0x01
 CONSWITCH_COUNT = 3
 #: Size of the "longline" fault's line.
@@ -61,7 +61,7 @@ FAULTS = frozenset({"panic", "hang", "garbage", "longline"})
 #: Valid values of :attr:`VirtualHost.state`.
 STATES = frozenset({"off", "firmware", "grub", "booting", "running", "panicked", "hung"})
 
-KERNEL_VERSION = "6.1.0-28-amd64"
+KERNEL_VERSION = KERNEL  # the Dom0 kernel xen.py boots; GRUB loads the same file
 #: Newline as Dom0's hvc0 puts it on the serial line (observed: ``\r\r\n``).
 DOM0_NEWLINE = b"\r\r\n"
 
@@ -389,6 +389,7 @@ class VirtualHost:
         self._xen: XenHost | None = None
         self._linux_console = False
         self._ctrl_a = 0
+        self._conswitch = CONSWITCH
         self._pending_key: str | None = None
         self._dump_running = False
         self._dump_start = 0
@@ -586,6 +587,10 @@ class VirtualHost:
             self._start_grub()
         elif event.kind == "state":
             self._set_state(event.data)
+        elif event.kind == "running":
+            with self._cond:
+                self._input_target = event.data
+            self._set_state("running")
         elif event.kind == "dump-start":
             self._dump_start = event.offset
         elif event.kind == "dump-end":
@@ -634,6 +639,7 @@ class VirtualHost:
         self._xen = None
         self._linux_console = False
         self._ctrl_a = 0
+        self._conswitch = CONSWITCH
         self._pending_key = None
         self._dump_running = False
         self._line_buf.clear()
@@ -712,9 +718,7 @@ class VirtualHost:
 
     def _boot(self, plan: BootPlan) -> None:
         self._menu = None
-        self._set_state("booting")
-        for text in plan.echoes:
-            self._emit(text.encode("utf-8", "replace") + b"\n\r")
+        self._set_state("booting")  # GRUB has printed the entry's echo lines itself
         if plan.kind == "xen":
             self._boot_xen(plan)
         elif plan.kind == "linux":
@@ -729,6 +733,7 @@ class VirtualHost:
         faults = self.config.faults
         xen = XenHost(self.config.spec, plan.xen_cmdline, plan.dom0_cmdline)
         self._xen = xen
+        self._conswitch = ord(xen.switch_char) & 0x1F
         chunks = xen.boot_panic() if "panic" in faults else xen.boot()
         if "hang" in faults:
             chunks = chunks[: max(1, len(chunks) // 2)]
@@ -747,12 +752,12 @@ class VirtualHost:
                 self._emit(_long_line(rng))
             self._emit(data)
         if "panic" in faults:
-            final = "panicked"
+            self._post_marker("state", "panicked")
         elif "hang" in faults:
-            final = "hung"
+            self._post_marker("state", "hung")
         else:
-            final = "running"
-        self._post_marker("state", final)
+            # conswitch=<c>x keeps input on Xen after boot; otherwise Xen hands it to Dom0.
+            self._post_marker("running", "dom0" if xen.auto_switch else "xen")
 
     def _boot_linux(self, plan: BootPlan) -> None:
         self._linux_console = "console=ttyS0" in plan.linux_cmdline
@@ -794,7 +799,7 @@ class VirtualHost:
 
     def _xen_serial_rx(self, byte: int) -> None:
         """Xen's serial_rx(): Ctrl-A×3 switches input; an interrupted run is passed on."""
-        if byte == CONSWITCH:
+        if byte == self._conswitch:
             self._ctrl_a += 1
             if self._ctrl_a == CONSWITCH_COUNT:
                 self._ctrl_a = 0
@@ -802,7 +807,7 @@ class VirtualHost:
             return
         while self._ctrl_a:
             self._ctrl_a -= 1
-            self._deliver(CONSWITCH)
+            self._deliver(self._conswitch)
         self._deliver(byte)
 
     def _switch_input(self) -> None:
@@ -860,7 +865,8 @@ class VirtualHost:
 
     def _shell_byte(self, byte: int) -> None:
         """Dom0's tty line discipline: echo, backspace, Enter runs the line."""
-        console = self._linux_console if self._xen is None else self._xen.dom0_hvc
+        # Dom0's hvc0 reaches the line only through Xen's serial console.
+        console = self._linux_console if self._xen is None else self._xen.dom0_visible
         if not console:
             return  # the shell is not on the serial line
         if byte in (0x0D, 0x0A):
@@ -871,9 +877,10 @@ class VirtualHost:
                 xen_out, stdout = self._xen.dom0_command(line)
                 self._emit(xen_out)
                 self._emit(stdout)
+                self._emit(self._xen.prompt)
             else:
                 self._emit(_plain_linux_command(line))
-            self._emit(PROMPT)
+                self._emit(PROMPT)
         elif byte in (0x7F, 0x08):
             if self._line_buf:
                 self._line_buf.pop()

@@ -57,12 +57,29 @@ class PtyClient:
             pass
 
     def catch_up(self, host: VirtualHost, timeout: float = 10.0) -> None:
-        """Read until we hold everything the host has sent (byte count), then compare."""
-        assert host.wait_idle(timeout)
+        """Read until the host is idle and we hold as many bytes as it has sent.
+
+        We must keep reading meanwhile: a full pty makes the host wait (as a real UART's
+        sender would), so nothing moves unless someone drains the line.
+        """
         deadline = time.monotonic() + timeout
-        want = len(host.sent_bytes())
-        while len(self.buf) < want and time.monotonic() < deadline:
-            self.pump(0.2)
+        while not (host.wait_idle(0) and len(self.buf) >= len(host.sent_bytes())):
+            assert time.monotonic() < deadline, "host did not go idle"
+            self.pump(0.05)
+
+    def wait_dumps(self, host: VirtualHost, n: int, timeout: float = 30.0) -> None:
+        """Read the line while waiting for ``n`` debug-key dumps to be fully sent."""
+        deadline = time.monotonic() + timeout
+        while not host.wait_dumps(n, 0):
+            assert time.monotonic() < deadline, f"{len(host.dumps)} dumps, wanted {n}"
+            self.pump(0.05)
+
+    def wait_state(self, host: VirtualHost, state: str, timeout: float = 30.0) -> None:
+        """Read the line while waiting for ``host.state`` to become ``state``."""
+        deadline = time.monotonic() + timeout
+        while not host.wait_state(state, 0):
+            assert time.monotonic() < deadline, f"state {host.state!r}, wanted {state!r}"
+            self.pump(0.05)
 
     def type_paced(self, host: VirtualHost, text: bytes, timeout: float = 5.0) -> None:
         """Type one byte at a time, waiting for the host's reaction to leave the line."""
@@ -73,8 +90,7 @@ class PtyClient:
             while len(self.buf) == before:  # the echo (GRUB redraws every key it takes)
                 assert time.monotonic() < deadline, f"no reaction to {bytes([byte])!r}"
                 self.pump(0.2)
-            assert host.wait_idle(timeout)
-            self.drain(0.01)
+            self.catch_up(host, timeout)
 
 
 @pytest.fixture

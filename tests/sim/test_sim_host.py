@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
 import pytest
 
-from solcap.sim.host import VirtualHost
+from solcap.sim.host import LONGLINE_SIZE, SimConfig, VirtualHost
 
 from .conftest import PtyClient
 
@@ -21,7 +22,7 @@ DOM0_BANNER = b"*** Serial input to DOM0"
 
 def boot_to_dom0(make_host: MakeHost, **kwargs: object) -> tuple[VirtualHost, PtyClient]:
     host, client = make_host(**kwargs)
-    assert host.wait_state("running", 30), host.state
+    client.wait_state(host, "running")
     client.catch_up(host)
     return host, client
 
@@ -30,7 +31,7 @@ def test_firmware_then_grub_menu(make_host: MakeHost) -> None:
     host, client = make_host(grub_timeout=30)
     end = client.expect(b"Booting from Hard Disk...")
     client.expect(b"GNU GRUB", start=end)
-    assert host.wait_state("grub", 5)
+    client.wait_state(host, "grub", 5)
     assert host.power_state
 
 
@@ -46,17 +47,17 @@ def test_power_cycle_restarts_at_firmware(make_host: MakeHost) -> None:
     host, client = boot_to_dom0(make_host)
     mark = len(client.buf)
     host.power_cycle()
-    assert host.wait_state("grub", 10)
+    client.wait_state(host, "grub", 10)
     end = client.expect(b"Booting from Hard Disk...", start=mark)
     client.expect(b"GNU GRUB", start=end)
 
 
 def test_power_off_is_silent(make_host: MakeHost) -> None:
     host, client = make_host(grub_timeout=30)
-    assert host.wait_state("grub", 5)
+    client.wait_state(host, "grub", 5)
     host.power_off()
     assert host.state == "off" and not host.power_state
-    assert host.wait_idle(5)
+    client.catch_up(host, 5)
     client.catch_up(host)
     mark = len(host.sent_bytes())
     assert not client.pump(0.3)
@@ -74,3 +75,196 @@ def test_pacing_follows_the_baud_rate(make_host: MakeHost) -> None:
     elapsed = time.monotonic() - first
     assert 0.8 <= elapsed <= 1.6, elapsed
     assert host.sent_bytes() == payload
+
+
+def switch(host: VirtualHost, client: PtyClient, banner: bytes, target: str) -> None:
+    mark = len(client.buf)
+    client.write(b"\x01\x01\x01")
+    client.expect(banner, start=mark)
+    assert host.input_target == target
+
+
+def test_ctrl_a_three_times_switches_both_ways(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    switch(host, client, XEN_BANNER, "xen")
+    switch(host, client, DOM0_BANNER, "dom0")
+    client.catch_up(host)
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_ctrl_a_three_times_one_byte_per_write_switches(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    mark = len(client.buf)
+    for _ in range(3):
+        client.write(b"\x01")
+    client.expect(XEN_BANNER, start=mark)
+    assert host.input_target == "xen"
+
+
+def test_interrupted_ctrl_a_does_not_switch(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    mark = len(client.buf)
+    client.write(b"\x01\x01x\x01")
+    client.expect(b"x", start=mark)
+    client.catch_up(host)
+    assert host.input_target == "dom0"
+    assert XEN_BANNER not in client.buf[mark:]
+
+
+def test_dom0_line_discipline_echo_backspace_prompt(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    prompt = bytes(client.buf[-16:]).rsplit(b"\n", 1)[-1]
+    mark = len(client.buf)
+    client.write(b"hostnamx\x7fe\r")
+    end = client.expect(b"hostnamx\b \be", start=mark)
+    client.expect(prompt, start=end)
+    client.catch_up(host)
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_debug_key_dump_is_byte_exact(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    switch(host, client, XEN_BANNER, "xen")
+    client.write(b"h")
+    client.wait_dumps(host, 1, 10)
+    client.catch_up(host)
+    record = host.dumps[-1]
+    received = bytes(client.buf[record.start : record.end])
+    assert record.key == "h"
+    assert hashlib.sha256(received).hexdigest() == record.sha256
+    assert received == record.data
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_back_to_back_keys_lose_one_paced_keys_do_not(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    switch(host, client, XEN_BANNER, "xen")
+    client.write(b"hq")
+    client.wait_dumps(host, 1, 10)
+    client.catch_up(host, 10)
+    assert host.lost_keys == 1
+    assert len(host.dumps) == 1
+    for count, key in enumerate(b"qhq", start=2):
+        client.write(bytes([key]))
+        client.wait_dumps(host, count, 10)
+        client.catch_up(host, 10)
+    assert [d.key for d in host.dumps] == ["h", "q", "h", "q"]
+    assert host.lost_keys == 1
+    client.catch_up(host)
+    for record in host.dumps:
+        assert bytes(client.buf[record.start : record.end]) == record.data
+
+
+def test_key_typed_during_a_dump_runs_after_it(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    switch(host, client, XEN_BANNER, "xen")
+    client.catch_up(host)
+    mark = len(host.sent_bytes())
+    client.write(b"*")  # ~35 KB: while we don't read, the full pty holds it mid-dump
+    deadline = time.monotonic() + 10
+    while len(host.sent_bytes()) == mark:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not host.dumps and not host.wait_idle(0)
+    client.write(b"q")  # the slot is free while '*' is being transmitted
+    client.wait_dumps(host, 2, 10)
+    assert [d.key for d in host.dumps] == ["*", "q"]
+    assert host.lost_keys == 0
+    client.catch_up(host)
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_grub_burst_drops_input_paced_typist_loses_none(make_host: MakeHost) -> None:
+    host, client = make_host(grub_timeout=30)
+    client.wait_state(host, "grub", 5)
+    client.catch_up(host)
+    client.type_paced(host, b"e")
+    client.type_paced(host, b"abcdefghij")
+    assert host.dropped_input == 0
+    client.write(b"0123456789" * 4)
+    client.catch_up(host, 5)
+    client.drain(0.2)
+    client.catch_up(host, 5)
+    # the FIFO held 16 of the 40 (one of them already being taken when the rest arrived)
+    assert 40 - 16 - 1 <= host.dropped_input <= 40 - 16
+
+
+def test_reboot_key_restarts_from_firmware(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    switch(host, client, XEN_BANNER, "xen")
+    mark = len(client.buf)
+    client.write(b"R")
+    client.expect(b"Booting from Hard Disk...", start=mark)
+    client.wait_state(host, "grub", 10)
+    assert host.input_target == "dom0"
+
+
+def test_without_com1_console_neither_xen_nor_dom0_reach_the_line(make_host: MakeHost) -> None:
+    # Dom0's hvc0 is Xen's console, so it reaches serial only through com1 (xen.py's model).
+    host, client = boot_to_dom0(make_host, xen_args="com1=38400,8n1 console=vga loglvl=all")
+    boot_log = bytes(client.buf[client.buf.find(b"Loading initial ramdisk") :])
+    assert b"(XEN)" not in boot_log
+    assert b"Linux version" not in boot_log
+    assert host.xen is not None and host.xen.dom0_hvc and not host.xen.serial_console
+    mark = len(client.buf)
+    client.write(b"\x01\x01\x01")  # Xen still switches input, silently
+    client.write(b"hostname\r")
+    client.catch_up(host)
+    assert client.buf[mark:] == b""
+
+
+def test_with_com1_console_dom0_lines_follow_xen_lines(make_host: MakeHost) -> None:
+    _, client = boot_to_dom0(make_host)
+    boot_log = bytes(client.buf)
+    assert 0 <= boot_log.find(b"(XEN) Command line:") < boot_log.find(b"Linux version")
+    assert boot_log.endswith(b"root@xenhost:~# ")
+
+
+def test_without_hvc0_the_shell_is_not_on_the_line(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host, dom0_args="root=/dev/mapper/vg-root ro quiet")
+    mark = len(client.buf)
+    client.write(b"ls\r")
+    switch(host, client, XEN_BANNER, "xen")  # Xen still reads the line
+    client.catch_up(host)
+    assert b"ls" not in client.buf[mark:]
+
+
+def test_fault_panic(make_host: MakeHost) -> None:
+    host, client = make_host(faults=frozenset({"panic"}))
+    client.wait_state(host, "panicked")
+    client.catch_up(host)
+    assert b"Panic on CPU" in client.buf
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_fault_hang_goes_silent_before_the_prompt(make_host: MakeHost) -> None:
+    host, client = make_host(faults=frozenset({"hang"}))
+    client.wait_state(host, "hung")
+    client.catch_up(host)
+    assert b"(XEN)" in client.buf
+    assert not client.pump(0.3)  # silent
+    client.write(b"\x01\x01\x01h")  # nobody is listening
+    assert not client.pump(0.3)
+    assert host.state == "hung"
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_fault_garbage_bursts_are_not_utf8_and_boot_completes(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host, faults=frozenset({"garbage"}))
+    with pytest.raises(UnicodeDecodeError):
+        bytes(client.buf).decode("utf-8")
+    clean = boot_to_dom0(make_host)[1]
+    bytes(clean.buf).decode("utf-8")  # the same boot without the fault decodes
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_fault_longline_puts_64k_without_newline_in_dom0_boot(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host, faults=frozenset({"longline"}))
+    longest = max(len(line) for line in bytes(client.buf).split(b"\n"))
+    assert longest >= LONGLINE_SIZE
+    assert bytes(client.buf) == host.sent_bytes()
+
+
+def test_unknown_fault_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fault"):
+        SimConfig(faults=frozenset({"meltdown"}))
