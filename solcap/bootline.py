@@ -183,6 +183,8 @@ def merge(
     add: Iterable[str] = (),
     remove: Iterable[str] = (),
     kind: Kind = "xen",
+    *,
+    before_trailing_vars: bool = True,
 ) -> str:
     """Apply a profile's options to a command line; idempotent by construction.
 
@@ -194,6 +196,10 @@ def merge(
       ``$var`` tokens). For Xen only one value per key survives (the last one given).
     * Linux ``console=`` is special: other consoles stay where they are, and the profile's
       consoles end up last, in profile order, so the profile's last one is /dev/console.
+
+    ``before_trailing_vars`` puts appended options before a trailing run of ``$var``
+    tokens (right for grub.cfg's ``${xen_rm_opts}``); shell values such as
+    ``"$GRUB_CMDLINE_XEN_DEFAULT x"`` pass False so options land after the reference.
 
     Returns ``cmdline`` unchanged (same spacing) when the edit changes no token.
     """
@@ -215,9 +221,9 @@ def merge(
     for key in _ordered_keys(additions, kind):
         owned = [token for token in additions if token.key(kind) == key]
         if kind == "linux" and key in LINUX_MULTI_KEYS:
-            body = _place_multi(body, owned, key, kind)
+            body = _place_multi(body, owned, key, kind, before_trailing_vars)
         else:
-            body = _place_single(body, owned, key, kind)
+            body = _place_single(body, owned, key, kind, before_trailing_vars)
 
     result = tuple(body) + parsed.tail
     if result == parsed.tokens:
@@ -245,10 +251,10 @@ def _ordered_keys(additions: Sequence[Token], kind: Kind) -> list[str]:
     return keys
 
 
-def _append_index(body: Sequence[Token]) -> int:
-    """Where new options go: before a trailing run of ``$var`` tokens (``${xen_rm_opts}``)."""
+def _append_index(body: Sequence[Token], before_trailing_vars: bool) -> int:
+    """Where new options go: the end, or before a trailing run of ``$var`` tokens."""
     index = len(body)
-    while index > 0 and body[index - 1].text.startswith("$"):
+    while before_trailing_vars and index > 0 and body[index - 1].text.startswith("$"):
         index -= 1
     return index
 
@@ -257,17 +263,21 @@ def _keyed(token: Token, key: str, kind: Kind) -> bool:
     return not token.is_verbatim and token.key(kind) == key
 
 
-def _place_single(body: list[Token], owned: list[Token], key: str, kind: Kind) -> list[Token]:
+def _place_single(
+    body: list[Token], owned: list[Token], key: str, kind: Kind, before_vars: bool
+) -> list[Token]:
     first = next((i for i, token in enumerate(body) if _keyed(token, key, kind)), None)
     kept = [token for token in body if not _keyed(token, key, kind)]
     if first is None:
-        at = _append_index(kept)
+        at = _append_index(kept, before_vars)
     else:
         at = sum(1 for token in body[:first] if not _keyed(token, key, kind))
     return kept[:at] + owned + kept[at:]
 
 
-def _place_multi(body: list[Token], owned: list[Token], key: str, kind: Kind) -> list[Token]:
+def _place_multi(
+    body: list[Token], owned: list[Token], key: str, kind: Kind, before_vars: bool
+) -> list[Token]:
     kept = [token for token in body if token not in owned]
     last = max((i for i, token in enumerate(kept) if _keyed(token, key, kind)), default=None)
     if last is not None:
@@ -275,5 +285,5 @@ def _place_multi(body: list[Token], owned: list[Token], key: str, kind: Kind) ->
     else:
         # No other console: keep the profile's consoles where they already are, if present.
         first = next((i for i, token in enumerate(body) if token in owned), None)
-        at = _append_index(kept) if first is None else first
+        at = _append_index(kept, before_vars) if first is None else first
     return kept[:at] + owned + kept[at:]

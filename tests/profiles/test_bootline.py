@@ -165,10 +165,13 @@ kinds = st.sampled_from(["xen", "linux"])
     add=st.lists(add_word, max_size=5),
     remove=st.lists(option_word, max_size=3),
     kind=kinds,
+    before=st.booleans(),
 )
-def test_merge_is_idempotent(line: str, add: list[str], remove: list[str], kind: Kind) -> None:
-    once = merge(line, add, remove, kind=kind)
-    assert merge(once, add, remove, kind=kind) == once
+def test_merge_is_idempotent(
+    line: str, add: list[str], remove: list[str], kind: Kind, before: bool
+) -> None:
+    once = merge(line, add, remove, kind=kind, before_trailing_vars=before)
+    assert merge(once, add, remove, kind=kind, before_trailing_vars=before) == once
 
 
 @settings(max_examples=300, deadline=None)
