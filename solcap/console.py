@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
+import importlib
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from solcap.errors import ConsoleClosed, DeathStringSeen, ExpectTimeout, TargetError, UsageError
 from solcap.transports.base import Transport
@@ -98,6 +100,58 @@ class ExpectResult:
     def after(self) -> bytes:
         """The matched bytes themselves (``b""`` for TIMEOUT/EOF)."""
         return self.match.group(0) if self.match is not None else b""
+
+
+_LOOKBACK_MARGIN: Final = 8  # room for zero-width checks next to a match (\b, $)
+_LOOKBACK_MAX: Final = 1 << 16
+
+
+@functools.lru_cache(maxsize=512)
+def _lookback(pattern: re.Pattern[bytes]) -> int | None:
+    """Bytes before the old buffer end where a new match may start; None: rescan everything.
+
+    Uses the regex parser's width bound (``re._parser``, private but present since 3.11 —
+    if it goes away we fall back to full rescans, which are only slower).
+    """
+    source = pattern.pattern
+    if b"(?=" in source or b"(?!" in source:
+        return None  # lookahead reads past the match end: its width says nothing
+    try:
+        parser: Any = importlib.import_module("re._parser")
+        _low, high = parser.parse(source, pattern.flags).getwidth()
+    except Exception:
+        return None
+    if not isinstance(high, int) or high >= _LOOKBACK_MAX:
+        return None
+    return high + _LOOKBACK_MARGIN
+
+
+def search_buffer(
+    buf: bytes | bytearray,
+    buf_start: int,
+    compiled: Sequence[tuple[int, re.Pattern[bytes]]],
+    scanned_end: int | None,
+) -> tuple[int, re.Pattern[bytes], int] | None:
+    """Earliest match in ``buf`` as ``(index, pattern, relative start)``; ties go to the first.
+
+    ``buf`` begins at absolute stream offset ``buf_start``. ``scanned_end`` is the absolute
+    end of the buffer at the previous *failed* search of the same patterns (None: first
+    search). A pattern whose matches are at most N bytes long can then only match starting
+    within N bytes before that point, so it is searched from there — keeping a huge dump
+    linear instead of quadratic. Patterns of unbounded width, or with lookahead, are searched
+    whole: correct first, fast where it is provably safe. (Public for its property test.)
+    """
+    best: tuple[int, re.Pattern[bytes], int] | None = None
+    for index, pattern in compiled:
+        pos = 0
+        if scanned_end is not None:
+            lookback = _lookback(pattern)
+            if lookback is not None:
+                pos = max(0, scanned_end - lookback - buf_start)
+        m = pattern.search(buf, pos)
+        if m is not None and (best is None or m.start() < best[2]):
+            best = (index, pattern, m.start())
+    return best
 
 
 def _describe(patterns: Sequence[Pattern]) -> str:
@@ -397,14 +451,15 @@ class Console:
         compiled, timeout_index, eof_index = self._compile(items)
         deadline = time.monotonic() + timeout
         with self._waiting():
-            scanned = -1
+            scanned: int | None = None  # absolute buffer end at the last failed scan
             while True:
                 self._raise_pending()
-                if scanned != self._received:  # only rescan when bytes arrived
-                    scanned = self._received
-                    hit = self._search(compiled)
+                end = self._buf_start + len(self._buf)
+                if scanned != end:  # only search when bytes arrived
+                    hit = self._search(compiled, scanned)
                     if hit is not None:
                         return self._consume_match(*hit)
+                    scanned = end
                 if self._reader_done:
                     err = self._reader_error
                     if eof_index is not None and (err is None or isinstance(err, ConsoleClosed)):
@@ -462,15 +517,9 @@ class Console:
         return compiled, timeout_index, eof_index
 
     def _search(
-        self, compiled: list[tuple[int, re.Pattern[bytes]]]
+        self, compiled: list[tuple[int, re.Pattern[bytes]]], scanned_end: int | None
     ) -> tuple[int, re.Pattern[bytes], int] | None:
-        """Earliest match over the whole unconsumed buffer (rescanned: regexes may span)."""
-        best: tuple[int, re.Pattern[bytes], int] | None = None
-        for index, pattern in compiled:
-            m = pattern.search(self._buf)
-            if m is not None and (best is None or m.start() < best[2]):
-                best = (index, pattern, m.start())
-        return best
+        return search_buffer(self._buf, self._buf_start, compiled, scanned_end)
 
     def _consume_match(self, index: int, pattern: re.Pattern[bytes], at: int) -> ExpectResult:
         # The match must outlive the buffer's next mutation, so redo it on an immutable copy;
