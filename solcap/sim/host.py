@@ -24,6 +24,7 @@ to the line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -731,7 +732,9 @@ class VirtualHost:
 
     def _boot_xen(self, plan: BootPlan) -> None:
         faults = self.config.faults
-        xen = XenHost(self.config.spec, plan.xen_cmdline, plan.dom0_cmdline)
+        # The line rate is SimConfig.baud; Xen's com1= must match it for readable output.
+        spec = dataclasses.replace(self.config.spec, line_baud=self.config.baud)
+        xen = XenHost(spec, plan.xen_cmdline, plan.dom0_cmdline)
         self._xen = xen
         self._conswitch = ord(xen.switch_char) & 0x1F
         chunks = xen.boot_panic() if "panic" in faults else xen.boot()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -268,3 +272,28 @@ def test_fault_longline_puts_64k_without_newline_in_dom0_boot(make_host: MakeHos
 def test_unknown_fault_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown fault"):
         SimConfig(faults=frozenset({"meltdown"}))
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_module_entry_point_prints_pty_path_and_exits_0(sig: signal.Signals) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "solcap.sim", "--fast", "--grub-timeout", "30", "--domus", "1"],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        path = proc.stdout.readline().decode().strip()
+        assert path.startswith("/dev/pts/"), path
+        client = PtyClient(path)
+        try:
+            client.expect(b"GNU GRUB", timeout=10)
+        finally:
+            client.close()
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
