@@ -42,6 +42,8 @@ from typing import Any, Final, TypeAlias
 
 from solcap.errors import ConsoleClosed, DeathStringSeen, ExpectTimeout, TargetError, UsageError
 from solcap.transports.base import Transport
+from solcap.transports.registry import open_transport
+from solcap.transports.serialport import LineSettings
 
 __all__ = [
     "EOF",
@@ -50,6 +52,7 @@ __all__ = [
     "ExpectResult",
     "Pattern",
     "Patterns",
+    "open_console",
 ]
 
 
@@ -663,3 +666,24 @@ class Console:
                 self.transport.send_break()
             except NotImplementedError as exc:
                 raise UsageError(f"{self.host}: this transport cannot send a BREAK") from exc
+
+
+def open_console(
+    target: str,
+    *,
+    line: LineSettings | None = None,
+    host: str | None = None,
+    sink: Callable[[bytes], None] | None = None,
+    death_strings: Sequence[bytes | re.Pattern[bytes]] = (),
+) -> Console:
+    """Open ``target`` (path or URL, see :func:`~solcap.transports.registry.open_transport`)
+    and return a *started* console, so capture begins before anything else happens.
+
+    Use it as ``with open_console(url, sink=recorder) as con:`` so the console is closed.
+    """
+    transport = open_transport(target, line=line)
+    try:
+        return Console(transport, host=host, sink=sink, death_strings=death_strings).start()
+    except BaseException:
+        transport.close()
+        raise

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from solcap.console import EOF, TIMEOUT, Console
+from solcap.console import EOF, TIMEOUT, Console, open_console
 from solcap.errors import ConsoleClosed, DeathStringSeen, ExpectTimeout, UsageError
 from solcap.transports.base import Transport
 from solcap.transports.serialport import SerialTransport
@@ -484,9 +484,30 @@ def test_host_defaults_to_transport_name(pty_pair: Any) -> None:
 
 
 def test_loop_url_console_round_trip() -> None:
-    from solcap.transports.registry import open_transport
-
-    with Console(open_transport("loop://")) as console:
+    with open_console("loop://", host="loopy") as console:
+        assert console.host == "loopy"
         console.sendline(b"echo me")
         result = console.expect(rb"echo me\r", timeout=10)
         assert (result.start, result.end) == (0, 8)
+
+
+def test_open_console_bad_death_string_closes_the_transport() -> None:
+    from solcap.transports.registry import register_scheme
+
+    opened: list[OneByteTransport] = []
+    closed: list[bool] = []
+
+    class Tracking(OneByteTransport):
+        def close(self) -> None:
+            closed.append(True)
+            super().close()
+
+    def factory(target: str, line: object) -> Transport:
+        transport = Tracking(SerialTransport("loop://"))
+        opened.append(transport)
+        return transport
+
+    register_scheme("solcaptrack", factory)
+    with pytest.raises(UsageError):
+        open_console("solcaptrack://x", death_strings=[re.compile(rb"")])
+    assert len(opened) == 1 and closed == [True]
