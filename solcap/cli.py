@@ -1,0 +1,234 @@
+"""The ``solcap`` command: parse arguments, call the library, map errors to exit codes.
+
+Kept thin on purpose: everything here is also reachable from Python (``solcap.capture``,
+``solcap.console``, ``solcap.harvest``). Expected failures print one line and exit non-zero
+(see docs/errors.md); only a bug in solcap shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from solcap import __version__
+from solcap.capture import Recording, RecordingSummary, safe_name
+from solcap.console import Console
+from solcap.errors import ConsoleClosed, ExitStatus, ExpectTimeout, SolcapError, UsageError
+from solcap.harvest import HarvestResult, harvest_keys
+from solcap.transports.registry import open_transport
+from solcap.transports.serialport import LineSettings
+from solcap.xen import parse_keys, quiet_period, refuse_dangerous
+
+DEFAULT_KEYS = "h,q,u,m,e,i,r"
+FOREVER = 365 * 86400.0  # "no limit", kept finite because thread waits take a finite timeout
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: unwind like Ctrl-C so recordings are closed cleanly."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
+    return value
+
+
+def _host_name(target: str, given: str | None) -> str:
+    if given:
+        return given
+    return safe_name(target.split("://", 1)[-1].removeprefix("/dev/"))
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="device path or URL: /dev/ttyS0, /dev/pts/3, socket://h:p")
+    parser.add_argument("--line", default="38400,8n1", help="line settings (default 38400,8n1)")
+    parser.add_argument("--host", help="name for the recording directory (default: from TARGET)")
+    parser.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    parser.add_argument("--label", help="label in the recording directory name")
+
+
+def _open(args: argparse.Namespace, line: LineSettings, recording: Recording) -> Console:
+    transport = open_transport(args.target, line=line)
+    console = Console(transport, host=recording.host, sink=recording.feed)
+    recording.event("connect", target=args.target, line=args.line)
+    return console
+
+
+def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
+    """Record a console without sending anything until a stop condition holds."""
+    until = None
+    if args.until is not None:
+        try:
+            until = re.compile(args.until.encode())
+        except re.error as exc:
+            raise UsageError(f"--until: not a valid regular expression: {exc}") from exc
+    line = LineSettings.parse(args.line)
+    recording = Recording(
+        _host_name(args.target, args.host), label=args.label or "capture", root=args.root
+    )
+    reason = "closed"
+    try:
+        with _open(args, line, recording) as console:
+            limit = args.for_seconds if args.for_seconds is not None else FOREVER
+            if until is not None:
+                console.expect([until], timeout=limit)
+                reason = "matched --until"
+            elif args.idle is not None:
+                console.settle(args.idle, timeout=limit)
+                reason = "idle"
+            else:
+                reason = _record_until_eof(console, limit)
+    except (KeyboardInterrupt, Terminated):
+        reason = "interrupted"
+        raise
+    finally:
+        summary = recording.close(stop_reason=reason)
+        _print_recording(summary, out)
+    return ExitStatus.OK
+
+
+def _record_until_eof(console: Console, limit: float) -> str:
+    """Let the reader thread record until the console closes or ``limit`` seconds pass."""
+    deadline = time.monotonic() + limit
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            console.wait_for_bytes(console.received + 1, timeout=min(1.0, left))
+        except ExpectTimeout:
+            continue
+        except ConsoleClosed:
+            return "end of file"
+        console.drain()  # nobody matches on a plain capture; the recording has every byte
+    return "time limit"
+
+
+def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
+    """Switch input to Xen, press debug keys, keep each dump as its own segment."""
+    keys = parse_keys(args.keys)
+    refuse_dangerous(keys, allowed=args.allow_dangerous)
+    line = LineSettings.parse(args.line)
+    quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
+    recording = Recording(
+        _host_name(args.target, args.host), label=args.label or "harvest", root=args.root
+    )
+    result = HarvestResult()
+    try:
+        with _open(args, line, recording) as console:
+            result = harvest_keys(
+                console, recording, keys, allow_dangerous=args.allow_dangerous, quiet=quiet
+            )
+    finally:
+        summary = recording.close()
+        _print_recording(summary, out)
+    return ExitStatus.OK if result.complete else ExitStatus.TARGET
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """Boot the built-in virtual Xen host and harvest its debug keys; no hardware needed."""
+    from solcap.demo import run_demo  # the simulator is only loaded for the demo
+
+    return run_demo(
+        keys=parse_keys(args.keys),
+        domus=args.domus,
+        real_rate=args.real_rate,
+        root=args.root,
+        out=out,
+    )
+
+
+def _print_recording(summary: RecordingSummary, out: TextIO) -> None:
+    print(f"recording: {summary.path}", file=out)
+    print(f"  {summary.bytes} bytes, sha256 {summary.sha256}", file=out)
+    for segment in summary.segments:
+        state = "complete" if segment.complete else f"INCOMPLETE ({segment.reason})"
+        print(
+            f"  key {segment.name:>4}: {segment.end - segment.start:>9} bytes  "
+            f"sha256 {segment.sha256[:16]}  {state}",
+            file=out,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="solcap",
+        description="Reach a server's serial console, drive Xen and GRUB, capture every byte.",
+    )
+    parser.add_argument("--version", action="version", version=f"solcap {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    capture = sub.add_parser("capture", help="record a console without sending anything")
+    _add_target_options(capture)
+    stop = capture.add_argument_group("stop conditions (default: until Ctrl-C or EOF)")
+    stop.add_argument("--for", dest="for_seconds", type=_positive_float, metavar="SECONDS")
+    stop.add_argument("--until", metavar="REGEX", help="stop once this regex has been seen")
+    stop.add_argument("--idle", type=_positive_float, metavar="SECONDS", help="stop when quiet")
+    capture.set_defaults(func=cmd_capture)
+
+    harvest = sub.add_parser("harvest", help="press Xen debug keys and record each dump")
+    _add_target_options(harvest)
+    harvest.add_argument("--keys", default=DEFAULT_KEYS, help=f"default {DEFAULT_KEYS}")
+    harvest.add_argument(
+        "--quiet",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="silence that ends a dump (default: from the line rate, ≥ 1 s)",
+    )
+    harvest.add_argument(
+        "--allow-dangerous",
+        action="store_true",
+        help="allow state-changing keys (R reboot, C crash, N NMI, …)",
+    )
+    harvest.set_defaults(func=cmd_harvest)
+
+    demo = sub.add_parser("demo", help="harvest debug keys from the built-in virtual Xen host")
+    demo.add_argument("--keys", default=DEFAULT_KEYS, help=f"default {DEFAULT_KEYS}")
+    demo.add_argument("--domus", type=int, default=8, help="guest domains on the virtual host")
+    demo.add_argument(
+        "--real-rate",
+        action="store_true",
+        help="pace the virtual line at 38400 baud instead of the fast test rate",
+    )
+    demo.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point; returns the exit status (see :class:`solcap.errors.ExitStatus`)."""
+    stream = out if out is not None else sys.stdout
+    args = build_parser().parse_args(argv)
+    previous: Callable[[int, FrameType | None], object] | int | None = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. called from a test's worker thread)
+        previous = None
+    try:
+        status: int = args.func(args, stream)
+        return status
+    except SolcapError as exc:
+        print(f"solcap: error: {exc.one_line()}", file=sys.stderr)
+        return int(exc.exit_status)
+    except (KeyboardInterrupt, Terminated):
+        print("solcap: interrupted; recording closed", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

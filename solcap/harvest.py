@@ -1,0 +1,63 @@
+"""Debug-key harvest: switch input to Xen, press each key, keep each dump as its own segment.
+
+The recording must be the console's sink from the start, so a console offset is a
+``console.raw`` offset and each segment is cut from exactly the bytes that arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from solcap.capture import Recording, Segment
+from solcap.console import Console
+from solcap.xen import XenConsole, refuse_dangerous
+
+
+@dataclass
+class HarvestResult:
+    """What a harvest produced: one segment per key, in the order pressed."""
+
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return all(segment.complete for segment in self.segments)
+
+
+def harvest_keys(
+    console: Console,
+    recording: Recording,
+    keys: Sequence[str],
+    *,
+    allow_dangerous: bool = False,
+    quiet: float = 1.0,
+    start_timeout: float = 10.0,
+    restore_dom0: bool = True,
+) -> HarvestResult:
+    """Press ``keys`` on Xen's console and record each dump as ``keys/<key>.txt``.
+
+    Input is moved to Xen first (confirmed by Xen's banner) and handed back to Dom0 at the end,
+    also when a key fails. Dangerous keys are refused before anything is sent.
+    """
+    refuse_dangerous(list(keys), allowed=allow_dangerous)
+    xen = XenConsole(console, quiet=quiet, start_timeout=start_timeout)
+    result = HarvestResult()
+    console.settle(quiet, timeout=xen.dump_timeout)
+    recording.event("switch-input", to="xen")
+    xen.switch_input("xen")
+    try:
+        for key in keys:
+            recording.event("key", key=key)
+            dump = xen.debug_key(key, allow_dangerous=allow_dangerous)
+            name = "star" if key == "*" else key
+            result.segments.append(
+                recording.add_segment(
+                    name, dump.start, dump.end, complete=dump.complete, reason=dump.reason
+                )
+            )
+    finally:
+        if restore_dom0:
+            recording.event("switch-input", to="dom0")
+            xen.switch_input("dom0")
+    return result

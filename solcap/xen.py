@@ -1,0 +1,164 @@
+"""Xen's serial console: switch input between Dom0 and the hypervisor, and press debug keys.
+
+What real Xen does, and what this module relies on (``xen/drivers/char/console.c``,
+``xen/common/keyhandler.c``):
+
+* Three consecutive Ctrl-<conswitch> (default Ctrl-A) rotate serial input Xen → DOM0 (→ other
+  domains) → Xen. Xen announces every switch with a banner, so the switch is *confirmed* by
+  reading the banner, never assumed. An interrupted sequence is passed through to the domain.
+* With input on Xen, a key runs its handler. Keys go through a single pending slot: a key sent
+  before the previous one has started is lost. So a key is sent only after the previous dump
+  has started and gone quiet.
+* No dump has an end marker, and several do not even start with ``'<k>' pressed``. A dump ends
+  when the line has been quiet for a period long enough that Xen would have printed more.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from solcap.console import Console
+from solcap.errors import ExpectTimeout, UsageError
+
+Target = Literal["xen", "dom0"]
+
+#: Xen's announcement of where serial input now goes (``Xen``, ``DOM0``, or another domain).
+SWITCH_BANNER = re.compile(
+    rb"\(XEN\) \*\*\* Serial input to (?P<target>Xen|DOM\d+|d\d+)"
+    rb" \(type 'CTRL-(?P<char>.)' three times to switch input\)"
+)
+
+#: Keys that change the host's state (reboot, crash, NMI, …): refused unless explicitly allowed.
+DANGEROUS_KEYS = frozenset("RCNS%ATGPLO+-*")
+
+#: The first line of each dump where it is not ``(XEN) '<k>' pressed -> …`` (samples/README.md).
+_SPECIAL_STARTS: dict[str, bytes] = {
+    "m": rb"\(XEN\) Physical memory information:",
+    "i": rb"\(XEN\) IRQ information:",
+    "r": rb"\(XEN\) sched_smt_power_savings: ",
+    "a": rb"\(XEN\) Dumping timer queues:",
+    "t": rb"\(XEN\) Synced stime skew: ",
+    "g": rb"\(XEN\) gnttab_usage_print_all \[ key 'g' pressed",
+}
+
+
+def dump_start_pattern(key: str) -> re.Pattern[bytes]:
+    """The regex that recognises the first line of ``key``'s dump."""
+    special = _SPECIAL_STARTS.get(key)
+    if special is not None:
+        return re.compile(special)
+    return re.compile(rb"\(XEN\) '" + re.escape(key.encode()) + rb"' pressed -> ")
+
+
+def parse_keys(text: str) -> list[str]:
+    """``"h,q,u"`` → ``["h", "q", "u"]``; each key is one character."""
+    keys = [part.strip() for part in text.split(",") if part.strip()]
+    for key in keys:
+        if len(key) != 1:
+            raise UsageError(f"--keys: {key!r} is not a single debug-key character")
+    return keys
+
+
+def refuse_dangerous(keys: list[str] | tuple[str, ...], *, allowed: bool) -> None:
+    """Refuse state-changing keys before anything is sent, unless explicitly allowed."""
+    refused = [k for k in keys if k in DANGEROUS_KEYS]
+    if refused and not allowed:
+        raise UsageError(
+            f"refusing state-changing debug keys {','.join(refused)} "
+            "(reboot, crash, NMI, …); pass --allow-dangerous to press them"
+        )
+
+
+def quiet_period(baud: int, *, floor: float = 0.3) -> float:
+    """How long a silent line means a dump has ended.
+
+    Xen's serial driver sends a dump without pausing except while it gathers the next block
+    (milliseconds). 512 character times at the line rate covers a gap of that kind with a wide
+    margin; ``floor`` covers transports that add latency of their own (SOL batches output).
+    """
+    return max(floor, 512 * 10 / baud)
+
+
+@dataclass(frozen=True)
+class KeyDump:
+    """Where one key's output sits in the console stream (absolute byte offsets)."""
+
+    key: str
+    start: int
+    end: int
+    complete: bool
+    reason: str = ""
+
+
+class XenConsole:
+    """Xen-specific operations over a :class:`~solcap.console.Console`."""
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        conswitch: str = "a",
+        quiet: float = 1.0,
+        start_timeout: float = 10.0,
+        dump_timeout: float = 3600.0,
+    ) -> None:
+        self.console = console
+        self.switch_bytes = bytes([ord(conswitch.lower()) & 0x1F]) * 3
+        self.quiet = quiet
+        self.start_timeout = start_timeout
+        self.dump_timeout = dump_timeout
+        self.input: str | None = None
+
+    def switch_input(self, target: Target, *, max_presses: int = 6, timeout: float = 10.0) -> str:
+        """Rotate serial input until Xen's banner says it reaches ``target``.
+
+        Works from any starting point (input already on Xen, on Dom0, or on another domain):
+        each Ctrl-A×3 is confirmed by its banner before the next is sent.
+        """
+        want = b"Xen" if target == "xen" else b"DOM0"
+        for _ in range(max_presses):
+            self.console.send(self.switch_bytes)
+            result = self.console.expect([SWITCH_BANNER], timeout=timeout)
+            assert result.match is not None
+            now = result.match.group("target")
+            self.input = now.decode()
+            if now == want:
+                return self.input
+        raise ExpectTimeout(
+            self.console.host,
+            f"serial input never reached {target} after {max_presses} Ctrl-A×3 switches "
+            f"(last: {self.input})",
+        )
+
+    def debug_key(self, key: str, *, allow_dangerous: bool = False) -> KeyDump:
+        """Press ``key`` with input on Xen and wait until its dump is complete.
+
+        The line is first allowed to go quiet, so the dump's start offset is exact; the key is
+        then sent once, its first line awaited, and the end is the first quiet period after it.
+        A dump whose start never shows is reported incomplete rather than guessed at.
+        """
+        if len(key) != 1:
+            raise UsageError(f"debug key {key!r}: must be a single character")
+        refuse_dangerous([key], allowed=allow_dangerous)
+        con = self.console
+        con.settle(self.quiet, timeout=self.dump_timeout)
+        start = con.received
+        con.send(key.encode())
+        reason = ""
+        try:
+            con.expect([dump_start_pattern(key)], timeout=self.start_timeout)
+        except ExpectTimeout:
+            if con.received == start:
+                return KeyDump(
+                    key,
+                    start,
+                    start,
+                    complete=False,
+                    reason=f"no output within {self.start_timeout:g}s "
+                    "(key lost, input not on Xen, or no handler for it)",
+                )
+            reason = "first line not the one this key prints"
+        con.settle(self.quiet, timeout=self.dump_timeout)
+        return KeyDump(key, start, con.received, complete=True, reason=reason)

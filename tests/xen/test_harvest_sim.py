@@ -1,0 +1,88 @@
+"""Harvest debug keys from the virtual Xen host through a real pty, byte-exactly."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from solcap.capture import Recording
+from solcap.cli import main
+from solcap.console import Console
+from solcap.errors import UsageError
+from solcap.harvest import harvest_keys
+from solcap.sim.host import SimConfig, VirtualHost
+from solcap.sim.xen import HostSpec
+from solcap.transports.registry import open_transport
+from solcap.xen import XenConsole
+
+pytestmark = pytest.mark.timeout(120)
+
+BOOT_DONE = re.compile(rb"\(XEN\) \*\*\* Serial input to DOM0 ")
+
+
+@pytest.fixture
+def booted(tmp_path: Path) -> Iterator[tuple[VirtualHost, Console, Recording]]:
+    config = SimConfig(spec=HostSpec(domus=20), fast=True, auto_power_on=False, grub_timeout=1)
+    with VirtualHost(config) as host:
+        host.start()
+        recording = Recording("sim", root=tmp_path)
+        with Console(open_transport(host.pty_path), host="sim", sink=recording.feed) as con:
+            host.power_on()
+            con.expect([BOOT_DONE], timeout=60)
+            con.settle(0.3, timeout=60)
+            yield host, con, recording
+        recording.close()
+
+
+def test_each_segment_is_byte_identical_to_the_dump_sent(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    host, con, recording = booted
+    keys = ["h", "q", "u", "m", "e", "i", "r"]
+    result = harvest_keys(con, recording, keys, quiet=0.3)
+    assert [s.name for s in result.segments] == keys
+    assert result.complete
+    sent = [dump.sha256 for dump in host.dumps]
+    assert [s.sha256 for s in result.segments] == sent
+    assert host.input_target == "dom0"  # handed back at the end
+
+
+def test_harvest_when_input_is_already_on_xen(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    host, con, recording = booted
+    XenConsole(con).switch_input("xen")
+    assert host.input_target == "xen"
+    result = harvest_keys(con, recording, ["q"], quiet=0.3)
+    assert [s.sha256 for s in result.segments] == [host.dumps[-1].sha256]
+    assert host.input_target == "dom0"
+
+
+def test_dangerous_keys_are_refused_before_sending(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    host, con, recording = booted
+    before = con.received
+    with pytest.raises(UsageError, match="R"):
+        harvest_keys(con, recording, ["h", "R"], quiet=0.3)
+    assert host.dumps == [] and con.received == before
+
+
+def test_demo_command_verifies_its_own_capture(tmp_path: Path) -> None:
+    out = io.StringIO()
+    status = main(["demo", "--keys", "h,q,u", "--domus", "4", "--root", str(tmp_path)], out=out)
+    text = out.getvalue()
+    assert status == 0, text
+    assert text.count("identical to what the host sent") == 3
+    recording = Path(text.splitlines()[0].removeprefix("recording: "))
+    meta = json.loads((recording / "meta.json").read_text())
+    assert [s["name"] for s in meta["segments"]] == ["h", "q", "u"]
+    for segment in meta["segments"]:
+        data = (recording / segment["file"]).read_bytes()
+        raw = (recording / "console.raw").read_bytes()
+        assert raw[segment["start"] : segment["end"]] == data
