@@ -8,6 +8,7 @@ Kept thin on purpose: everything here is also reachable from Python (``solcap.ca
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import signal
 import sys
@@ -25,6 +26,9 @@ from solcap.harvest import HarvestResult, harvest_keys
 from solcap.transports.registry import open_transport
 from solcap.transports.serialport import LineSettings
 from solcap.xen import parse_keys, quiet_period, refuse_dangerous
+
+#: Modules under solcap.commands that add their own sub-commands (see that package's docstring).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 DEFAULT_KEYS = "h,q,u,m,e,i,r"
 FOREVER = 365 * 86400.0  # "no limit", kept finite because thread waits take a finite timeout
@@ -204,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
     demo.set_defaults(func=cmd_demo)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"solcap.commands.{name}").register(sub)
     return parser
 
 
