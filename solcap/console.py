@@ -268,6 +268,8 @@ class Console:
                 return
             self._closed = True
             thread = self._thread
+        if thread is threading.current_thread():
+            thread = None  # close() from inside the sink: the reader cannot join itself
         self._stop.set()
         # The reader returns within poll_interval of _stop; only then close the transport,
         # so that no read is in flight on a descriptor we are closing.
@@ -365,6 +367,9 @@ class Console:
         found: list[DeathStringSeen] = []
         for i, pattern in enumerate(self._deaths):
             pos = max(0, self._death_last_end[i] - wstart)
+            lookback = _lookback(pattern)
+            if lookback is not None:  # a new match cannot start earlier (see search_buffer)
+                pos = max(pos, old_len - lookback)
             while pos <= len(window):
                 m = pattern.search(window, pos)
                 if m is None:
