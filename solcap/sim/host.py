@@ -43,7 +43,7 @@ from types import TracebackType
 from typing import Any
 
 from solcap.sim.grub import BootRequest, GrubEntry, GrubMenu
-from solcap.sim.xen import KERNEL, PROMPT, HostSpec, XenHost
+from solcap.sim.xen import DEBUG_KEYS, KERNEL, PROMPT, HostSpec, XenHost
 
 #: Line rate used when ``SimConfig.fast`` is set: fast enough for a quick test suite, yet still
 #: paced, so ordering and "idle" behave as on a real line.
@@ -55,6 +55,8 @@ GRUB_FIFO_SIZE = 16
 #: Xen's default conswitch character (Ctrl-A) and how many in a row switch input.
 CONSWITCH = 0x01
 CONSWITCH_COUNT = 3
+#: Seconds between Xen's panic and its reboot (unless ``noreboot``), as Xen prints it.
+PANIC_REBOOT_DELAY = 5.0
 #: Size of the "longline" fault's line.
 LONGLINE_SIZE = 64 * 1024
 #: Valid ``SimConfig.faults`` members.
@@ -79,9 +81,9 @@ FIRMWARE_TEXT = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class SimConfig:
-    """Everything that shapes one virtual host; immutable so a running host can't drift."""
+    """Everything that shapes one virtual host (read when it powers on or boots)."""
 
     spec: HostSpec = field(default_factory=HostSpec)
     #: Line rate for pacing: ``baud / 10`` bytes per second (8N1).
@@ -399,9 +401,15 @@ class VirtualHost:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> VirtualHost:
-        """Open the pty, start the threads, power on if configured; returns self."""
+        """Open the pty, start the threads, power on if configured; returns self.
+
+        Calling it again on a running host does nothing (so ``with VirtualHost(c) as h:
+        h.start()`` is fine); a stopped host cannot be restarted.
+        """
+        if self._stopped:
+            raise RuntimeError("VirtualHost was stopped; make a new one")
         if self._started:
-            raise RuntimeError("VirtualHost already started")
+            return self
         self._started = True
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
@@ -588,6 +596,9 @@ class VirtualHost:
             self._start_grub()
         elif event.kind == "state":
             self._set_state(event.data)
+            xen = self._xen
+            if event.data == "panicked" and xen and "noreboot" not in xen.xen_cmdline.split():
+                self._add_timer(PANIC_REBOOT_DELAY, "reboot")  # "Reboot in five seconds..."
         elif event.kind == "running":
             with self._cond:
                 self._input_target = event.data
@@ -819,7 +830,6 @@ class VirtualHost:
         with self._cond:
             self._input_target = "xen" if to_xen else "dom0"
             self._cond.notify_all()
-        self._line_buf.clear()
         self._emit(self._xen.switch_banner(to_xen))
 
     def _deliver(self, byte: int) -> None:
@@ -846,12 +856,16 @@ class VirtualHost:
         if output is None:
             return
         self._dump_running = True
+        self._emit_dump(key, output, serial=True)
+
+    def _emit_dump(self, key: str, output: bytes, *, serial: bool) -> None:
+        """Queue one dump between markers, so its record gets the offsets it really had."""
         self._post_marker("dump-start", key)
         self._emit(output)
-        self._post_marker("dump-end", (key, output))
+        self._post_marker("dump-end", (key, output, serial))
 
-    def _dump_end(self, data: tuple[str, bytes], offset: int) -> None:
-        key, output = data
+    def _dump_end(self, data: tuple[str, bytes, bool], offset: int) -> None:
+        key, output, serial = data
         record = DumpRecord(
             key=key,
             data=output,
@@ -862,7 +876,8 @@ class VirtualHost:
         with self._cond:
             self.dumps.append(record)
             self._cond.notify_all()
-        self._dump_running = False
+        if serial:
+            self._dump_running = False
         if key == "R":
             self._power("reset")
 
@@ -877,10 +892,7 @@ class VirtualHost:
             self._line_buf.clear()
             self._emit(DOM0_NEWLINE if self._xen is not None else b"\r\n")
             if self._xen is not None:
-                xen_out, stdout = self._xen.dom0_command(line)
-                self._emit(xen_out)
-                self._emit(stdout)
-                self._emit(self._xen.prompt)
+                self._dom0_command(self._xen, line)
             else:
                 self._emit(_plain_linux_command(line))
                 self._emit(PROMPT)
@@ -891,6 +903,23 @@ class VirtualHost:
         elif 0x20 <= byte < 0x7F:
             self._line_buf.append(byte)
             self._emit(bytes([byte]))
+
+    def _dom0_command(self, xen: XenHost, line: str) -> None:
+        """Run a Dom0 shell line; ``xl debug-keys K…`` dumps are recorded like typed keys."""
+        words = line.split()
+        if words[:2] == ["xl", "debug-keys"] and len(words) == 3:
+            for key in words[2]:  # the handlers run one after the other, as in Xen
+                xen_out, stdout = xen.dom0_command(f"xl debug-keys {key}")
+                if key in DEBUG_KEYS:
+                    self._emit_dump(key, xen_out, serial=False)
+                else:
+                    self._emit(xen_out)
+                self._emit(stdout)
+        else:
+            xen_out, stdout = xen.dom0_command(line)
+            self._emit(xen_out)
+            self._emit(stdout)
+        self._emit(xen.prompt)
 
 
 def _plain_linux_command(line: str) -> bytes:

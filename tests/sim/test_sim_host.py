@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from solcap.sim import host as host_module
 from solcap.sim.host import LONGLINE_SIZE, SimConfig, VirtualHost
 
 from .conftest import PtyClient
@@ -297,3 +298,68 @@ def test_module_entry_point_prints_pty_path_and_exits_0(sig: signal.Signals) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_panic_reboots_after_the_delay_unless_noreboot(
+    make_host: MakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(host_module, "PANIC_REBOOT_DELAY", 0.2)
+    host, client = make_host(faults=frozenset({"panic"}))
+    client.wait_state(host, "panicked")
+    mark = len(client.buf)
+    client.expect(b"Booting from Hard Disk...", start=mark)
+    stuck, stuck_client = make_host(
+        faults=frozenset({"panic"}), xen_args="com1=38400,8n1 console=com1 noreboot"
+    )
+    stuck_client.wait_state(stuck, "panicked")
+    stuck_client.expect(b"Manual reset required")
+    assert not stuck_client.pump(0.5)
+    assert stuck.state == "panicked"
+
+
+def test_xl_debug_keys_from_dom0_are_recorded_per_key(make_host: MakeHost) -> None:
+    host, client = boot_to_dom0(make_host)
+    client.write(b"xl debug-keys hm\r")
+    client.wait_dumps(host, 2, 10)
+    client.catch_up(host)
+    assert [d.key for d in host.dumps] == ["h", "m"]
+    for record in host.dumps:
+        assert bytes(client.buf[record.start : record.end]) == record.data
+        assert record.data.startswith(b"(XEN) ")
+    assert client.buf.endswith(b"root@xenhost:~# ")
+
+
+def test_plain_linux_entry_boots_without_xen(make_host: MakeHost) -> None:
+    host, client = make_host(grub_timeout=30)
+    client.wait_state(host, "grub", 5)
+    client.catch_up(host)
+    client.write(b"\x1b[B")  # down: the second entry
+    client.catch_up(host)
+    client.write(b"\r")
+    client.wait_state(host, "running")
+    client.catch_up(host)
+    assert b"Linux version" in client.buf and b"(XEN)" not in client.buf
+    assert host.xen is None
+    mark = len(client.buf)
+    client.write(b"\x01\x01\x01uname\r")  # no Xen: Ctrl-A is just a control byte
+    client.expect(b"-amd64\r\n", start=mark)
+    assert host.input_target == "dom0"
+
+
+def test_start_is_idempotent_and_power_on_when_on_is_a_no_op() -> None:
+    config = SimConfig(fast=True, grub_timeout=30, auto_power_on=False)
+    with VirtualHost(config) as host:
+        assert host.start() is host
+        client = PtyClient(host.pty_path)
+        try:
+            host.power_on()
+            client.wait_state(host, "grub", 5)
+            client.catch_up(host)
+            sent = len(host.sent_bytes())
+            host.power_on()
+            assert host.state == "grub"
+            assert not client.pump(0.3)
+            assert len(host.sent_bytes()) == sent
+        finally:
+            client.close()
+    host.stop()  # idempotent
