@@ -96,6 +96,8 @@ class SimConfig:
     #: Arguments of the default Xen entry's Dom0 ``module2`` line.
     dom0_args: str = "root=/dev/mapper/vg-root ro console=hvc0 earlyprintk=xen"
     timeout_style: str = "menu"
+    #: GRUB superuser ``(user, password)``: editing an entry then asks for them.
+    grub_password: tuple[str, str] | None = None
     #: Any of :data:`FAULTS`.
     faults: frozenset[str] = frozenset()
     auto_power_on: bool = True
@@ -487,6 +489,10 @@ class VirtualHost:
         """Every byte written to the line since :meth:`start`, across power cycles."""
         return self._line.sent() if self._line is not None else b""
 
+    def sent_count(self) -> int:
+        """``len(sent_bytes())`` without copying."""
+        return self._line.sent_count() if self._line is not None else 0
+
     def wait_state(self, state: str, timeout: float) -> bool:
         """Wait until :attr:`state` equals ``state``; False on timeout."""
         with self._cond:
@@ -498,7 +504,11 @@ class VirtualHost:
             return self._cond.wait_for(lambda: len(self.dumps) >= n, timeout)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is queued for the line."""
+        """Wait until nothing is queued or being written by the host.
+
+        Bytes already written may still sit in the pty's kernel buffer until a client reads
+        them; and while nobody reads, a full buffer keeps the host from ever going idle.
+        """
         return self._line.wait_idle(timeout) if self._line is not None else True
 
     # ---- control from other threads ------------------------------------------------------
@@ -678,6 +688,7 @@ class VirtualHost:
             default_entries(config),
             timeout=config.grub_timeout,
             timeout_style=config.timeout_style,
+            password=config.grub_password,
         )
         self._fifo.clear()
         self._grub_clock = time.monotonic()

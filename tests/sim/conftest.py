@@ -63,7 +63,7 @@ class PtyClient:
         sender would), so nothing moves unless someone drains the line.
         """
         deadline = time.monotonic() + timeout
-        while not (host.wait_idle(0) and len(self.buf) >= len(host.sent_bytes())):
+        while not (host.wait_idle(0) and len(self.buf) >= host.sent_count()):
             assert time.monotonic() < deadline, "host did not go idle"
             self.pump(0.05)
 
