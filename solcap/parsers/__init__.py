@@ -1,0 +1,38 @@
+"""Structured results from Xen 4.17 debug-key dumps, as captured from the serial line.
+
+``parse_dump(key, raw_bytes)`` returns a JSON-ready dict, or None for keys without a parser.
+Input is the raw segment: ``(XEN) `` prefixes, ``\\r\\n`` endings, interleaved Dom0 lines,
+ANSI escapes and ``console_timestamps`` stamps are all handled (see :mod:`.text`). Parsers
+never raise on malformed input; what they do not understand lands in ``unparsed``.
+
+Every result has ``key``, ``parser_version``, ``unparsed`` (Xen lines no rule matched),
+``foreign`` (non-Xen text such as Dom0 lines), ``truncated`` (evidence the dump was cut short:
+a partial last line or a structural end that never came; False means no such evidence, not
+proof of completeness) and ``timestamps`` (whether stamps were stripped).
+
+This package must work on real hardware output and therefore imports nothing from
+``solcap.sim``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .common import PARSER_VERSION, Result
+from .keys_h import parse_h
+
+PARSERS: dict[str, Callable[[bytes], Result]] = {
+    "h": parse_h,
+}
+"""Debug key → parser. Keys absent here have no structured form (yet)."""
+
+
+def parse_dump(key: str, data: bytes) -> Result | None:
+    """Parse one key's captured segment; None if ``key`` has no parser."""
+    parser = PARSERS.get(key)
+    if parser is None:
+        return None
+    return parser(data)
+
+
+__all__ = ["PARSERS", "PARSER_VERSION", "Result", "parse_dump"]
