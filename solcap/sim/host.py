@@ -486,7 +486,11 @@ class VirtualHost:
         return self._xen
 
     def sent_bytes(self) -> bytes:
-        """Every byte written to the line since :meth:`start`, across power cycles."""
+        """Every byte written to the line since :meth:`start`, across power cycles.
+
+        A chunk is recorded just after its write, so a client may briefly hold a few bytes
+        more than this shows: call :meth:`wait_idle` first when comparing.
+        """
         return self._line.sent() if self._line is not None else b""
 
     def sent_count(self) -> int:

@@ -79,6 +79,7 @@ def test_pacing_follows_the_baud_rate(make_host: MakeHost) -> None:
     client.expect(payload, timeout=5)
     elapsed = time.monotonic() - first
     assert 0.8 <= elapsed <= 1.6, elapsed
+    assert host.wait_idle(5)  # the accounting of the last chunk follows its write
     assert host.sent_bytes() == payload
 
 
