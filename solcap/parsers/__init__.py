@@ -20,9 +20,11 @@ from collections.abc import Callable
 
 from .common import PARSER_VERSION, Result
 from .keys_h import parse_h
+from .keys_q import parse_q
 
 PARSERS: dict[str, Callable[[bytes], Result]] = {
     "h": parse_h,
+    "q": parse_q,
 }
 """Debug key → parser. Keys absent here have no structured form (yet)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from solcap.parsers import PARSER_VERSION, PARSERS, parse_dump
 from solcap.parsers.text import bitmap, cpulist, split_lines
+from solcap.sim.xen import HostSpec, XenHost
 
 DATA = Path(__file__).parent / "data"
 
@@ -28,7 +30,7 @@ def written(name: str) -> bytes:
     return (DATA / name).read_bytes()
 
 
-def check_common(result: dict[str, object] | None, key: str) -> dict[str, object]:
+def check_common(result: dict[str, Any] | None, key: str) -> dict[str, Any]:
     assert result is not None
     assert result["key"] == key
     assert result["parser_version"] == PARSER_VERSION
@@ -96,6 +98,136 @@ def test_h_nonprintable_keys_do_not_collide() -> None:
     )
     r = check_common(parse_dump("h", raw), "h")
     assert r["handlers"] == {"\x01": "one", "\x1b": "esc"}
+
+
+# --------------------------------------------------------------------------- simulator
+SPEC = HostSpec(domus=50, numa_nodes=2, pcpus=8, vcpus_per_domu=3, dom0_vcpus=4)
+
+
+def sim_dump(key: str, spec: HostSpec = SPEC) -> bytes:
+    host = XenHost(spec, "com1=38400,8n1 console=com1 dom0_max_vcpus=4", "console=hvc0")
+    out = host.debug_key(key)
+    assert out
+    return out
+
+
+# --------------------------------------------------------------------------- q
+def test_q_real() -> None:
+    r = check_common(parse_dump("q", real("q")), "q")
+    assert r["now"] == 26315346168
+    assert r["unparsed"] == [] and r["truncated"] is False
+    (dom,) = r["domains"]
+    assert dom["domid"] == 0
+    assert (dom["refcnt"], dom["dying"], dom["pause_count"]) == (3, 0, 0)
+    assert (dom["nr_pages"], dom["xenheap_pages"], dom["max_pages"]) == (131072, 2, 131072)
+    assert dom["shared_pages"] is None and dom["dirty_cpus"] == []
+    assert dom["handle"] == "00000000-0000-0000-0000-000000000000"
+    assert dom["vm_assist"] == "0000002d"
+    assert dom["rangesets"]["Interrupts"] == ["1-23"]
+    assert dom["rangesets"]["I/O Memory"] == ["0-fedff", "fef00-fcfffff"]
+    assert len(dom["rangesets"]["I/O Ports"]) == 8 and dom["rangesets"]["log-dirty"] == []
+    assert dom["page_list_too_long"] is True
+    assert [p["mfn"] for p in dom["pages"]] == ["000000000003fd6f", "000000000003fd62"]
+    assert dom["node_affinity"] == [0]
+    assert dom["units"] == [{"unit": 0, "hard": [0, 1], "soft": [0, 1]}]
+    assert dom["vcpus"] == [
+        {
+            "vcpu": 0,
+            "processor": 0,
+            "running": False,
+            "poll": 0,
+            "upcall_pend": 0,
+            "upcall_mask": 0,
+            "dirty_cpu": None,
+            "unit": 0,
+            "cpu_hard_affinity": [0, 1],
+            "cpu_soft_affinity": [0, 1],
+            "pause_count": 0,
+            "pause_flags": 1,
+            "paging_assistance": None,
+            "periodic_timer": None,
+            "debug_virq_port": 0,
+        }
+    ]
+    assert r["notifications"] == [{"domid": 0, "vcpu": 0, "virq": 1, "port": 0}]
+    assert (r["shared_frames"], r["saved_frames"]) == (0, 0)
+
+
+def test_q_written_three_domains() -> None:
+    r = check_common(parse_dump("q", written("written-key-q-3domains.txt")), "q")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    doms = r["domains"]
+    assert [d["domid"] for d in doms] == [0, 1, 2]
+    assert [len(d["vcpus"]) for d in doms] == [4, 2, 3]
+    d0, d1, d2 = doms
+    assert d0["dirty_cpus"] == [0, 3] and d0["node_affinity"] == [0, 1]
+    assert [v["running"] for v in d0["vcpus"]] == [True, False, False, False]
+    assert [v["dirty_cpu"] for v in d0["vcpus"]] == [0, 3, None, None]
+    assert d0["vcpus"][1]["upcall_pend"] == 1
+    assert d1["paging_assistance"] == ["hap", "refcounts", "translate", "external"]
+    assert d1["pod"] == {"entries": 0, "cachesize": 0}
+    assert d1["pages"] == [
+        {
+            "kind": "ExtraPage",
+            "mfn": "0000000000848d21",
+            "caf": "c000000000000002",
+            "taf": "e400000000000002",
+        }
+    ]
+    assert d1["vcpus"][1]["paging_assistance"] == "hap, 4 levels"
+    assert d1["vcpus"][1]["pause_flags"] == 4
+    assert d1["vcpus"][0]["cpu_hard_affinity"] == [4, 5, 6, 7]
+    assert d2["watchdogs"] == [{"id": 0, "expires_s": 28}]
+    assert (d2["pause_count"], d2["max_pages"]) == (1, 262400)
+    assert d2["vcpus"][2]["poll"] == 1 and d2["vcpus"][2]["upcall_mask"] == 1
+    assert d2["vcpus"][0]["periodic_timer"] == {"hz": 100, "period_ms": 10}
+    assert [v["debug_virq_port"] for v in d2["vcpus"]] == [11, 14, 17]
+    assert len(r["notifications"]) == 9
+
+
+def test_q_simulator_counts_match_spec() -> None:
+    r = check_common(parse_dump("q", sim_dump("q")), "q")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    doms = r["domains"]
+    assert len(doms) == 1 + SPEC.domus
+    assert [d["domid"] for d in doms] == list(range(SPEC.domus + 1))
+    assert len(doms[0]["vcpus"]) == 4
+    assert all(len(d["vcpus"]) == SPEC.vcpus_per_domu for d in doms[1:])
+    assert len(r["notifications"]) == 4 + SPEC.domus * SPEC.vcpus_per_domu
+    assert all(v["debug_virq_port"] is not None for d in doms for v in d["vcpus"])
+
+
+def test_q_truncated_dump_gives_partial_result() -> None:
+    raw = written("written-key-q-3domains.txt")
+    cut = raw[: raw.index(b"General information for domain 2") + 20]
+    r = check_common(parse_dump("q", cut), "q")
+    assert r["truncated"] is True
+    assert [d["domid"] for d in r["domains"]] == [0, 1]
+    # Cut at a line end: no partial line, but the closing line is missing.
+    whole = raw[: raw.index(b"(XEN) Notifying guest 1:0")]
+    r = check_common(parse_dump("q", whole), "q")
+    assert r["truncated"] is True and r["unparsed"] == []
+    assert len(r["notifications"]) == 4
+
+
+def test_q_with_dom0_lines_timestamps_and_noise() -> None:
+    out = bytearray()
+    dom0 = 0
+    for i, line in enumerate(written("written-key-q-3domains.txt").splitlines(keepends=True)):
+        stamped = line.replace(b"(XEN) ", b"(XEN) [2026-11-25 10:00:%02d.123] " % (i % 60), 1)
+        out += stamped
+        if i % 7 == 3:
+            out += b"[  %d.000001] dom0 kernel says hello\r\r\n" % i
+            dom0 += 1
+        if i % 11 == 5:
+            out += b"\x1b[6n\x00"
+    r = check_common(parse_dump("q", bytes(out)), "q")
+    plain = parse_dump("q", written("written-key-q-3domains.txt"))
+    assert plain is not None
+    assert r["domains"] == plain["domains"]
+    assert r["unparsed"] == [] and r["timestamps"] is True
+    assert len(r["foreign"]) == dom0 > 10
+    assert r["foreign"][0] == "[  3.000001] dom0 kernel says hello"
 
 
 # --------------------------------------------------------------------------- robustness
