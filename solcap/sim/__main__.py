@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from solcap.sim.host import FAULTS, SimConfig, VirtualHost
+from solcap.sim.host import DEFAULT_XEN_ARGS, FAULTS, SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 
 
@@ -62,9 +62,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         domus=args.domus,
         seed=args.seed,
     )
-    xen_args = args.xen_args
-    if xen_args is None:
-        xen_args = SimConfig().xen_args.replace("com1=38400", f"com1={args.baud}")
+    xen_args = DEFAULT_XEN_ARGS if args.xen_args is None else args.xen_args  # com1= follows baud
     return SimConfig(
         spec=spec,
         baud=args.baud,

@@ -81,6 +81,9 @@ FIRMWARE_TEXT = (
 )
 
 
+DEFAULT_XEN_ARGS = "com1=38400,8n1 console=com1 loglvl=all guest_loglvl=all"
+
+
 @dataclass
 class SimConfig:
     """Everything that shapes one virtual host (read when it powers on or boots)."""
@@ -92,7 +95,7 @@ class SimConfig:
     fast: bool = False
     grub_timeout: int = 5
     #: Arguments of the default Xen entry's ``multiboot2`` line.
-    xen_args: str = "com1=38400,8n1 console=com1 loglvl=all guest_loglvl=all"
+    xen_args: str = DEFAULT_XEN_ARGS
     #: Arguments of the default Xen entry's Dom0 ``module2`` line.
     dom0_args: str = "root=/dev/mapper/vg-root ro console=hvc0 earlyprintk=xen"
     timeout_style: str = "menu"
@@ -108,6 +111,10 @@ class SimConfig:
             raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))}")
         if self.baud <= 0:
             raise ValueError("baud must be positive")
+        if self.xen_args == DEFAULT_XEN_ARGS and self.baud != 38400:
+            # Xen's com1= must match the line rate, or its output is garbage (xen.py models
+            # that); an untouched default follows the chosen baud, explicit args stay as given.
+            self.xen_args = self.xen_args.replace("com1=38400", f"com1={self.baud}")
 
     @property
     def rate(self) -> float:

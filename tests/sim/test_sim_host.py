@@ -373,3 +373,17 @@ def test_grub_password_guards_the_editor(make_host: MakeHost) -> None:
     mark = len(client.buf)
     client.write(b"e")
     client.expect(b"Enter username:", start=mark)
+
+
+def test_default_xen_args_follow_the_baud_explicit_ones_do_not() -> None:
+    assert "com1=115200,8n1" in SimConfig(baud=115200).xen_args
+    explicit = "com1=38400,8n1 console=com1"
+    assert SimConfig(baud=115200, xen_args=explicit).xen_args == explicit
+
+
+def test_wrong_com1_rate_gives_garbage_and_no_dom0(make_host: MakeHost) -> None:
+    _, client = boot_to_dom0(make_host, baud=115200, xen_args="com1=38400,8n1 console=com1")
+    boot_log = bytes(client.buf[client.buf.find(b"Loading initial ramdisk") :])
+    assert b"(XEN)" not in boot_log and b"Linux version" not in boot_log
+    with pytest.raises(UnicodeDecodeError):
+        boot_log.decode("utf-8")
