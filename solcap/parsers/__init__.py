@@ -21,10 +21,12 @@ from collections.abc import Callable
 from .common import PARSER_VERSION, Result
 from .keys_h import parse_h
 from .keys_q import parse_q
+from .keys_u import parse_u
 
 PARSERS: dict[str, Callable[[bytes], Result]] = {
     "h": parse_h,
     "q": parse_q,
+    "u": parse_u,
 }
 """Debug key → parser. Keys absent here have no structured form (yet)."""
 

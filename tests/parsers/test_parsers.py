@@ -230,6 +230,64 @@ def test_q_with_dom0_lines_timestamps_and_noise() -> None:
     assert r["foreign"][0] == "[  3.000001] dom0 kernel says hello"
 
 
+# --------------------------------------------------------------------------- u
+def test_u_real() -> None:
+    r = check_common(parse_dump("u", real("u")), "u")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert r["now"] == 28892352502
+    assert r["nodes"] == [{"node": 0, "start_pfn": 0, "size_pages": 262112, "free_pages": 127580}]
+    assert r["cpu_ranges"] == [{"first": 0, "last": 1, "node": 0}]
+    assert r["cpu_to_node"] == {"0": 0, "1": 0}
+    assert r["domains"] == [
+        {"domid": 0, "total_pages": 131072, "pages_per_node": {"0": 131072}, "vnuma": None}
+    ]
+
+
+def test_u_written_two_nodes_with_vnuma() -> None:
+    r = check_common(parse_dump("u", written("written-key-u-2nodes.txt")), "u")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert [n["free_pages"] for n in r["nodes"]] == [2811022, 3406117]
+    assert r["cpu_to_node"] == {str(c): c // 4 for c in range(8)}
+    d0, d1, d2 = r["domains"]
+    assert d0["pages_per_node"] == {"0": 786432, "1": 262144} and d0["vnuma"] is None
+    assert d1["vnuma"]["nr_vnodes"] == 2
+    assert d1["vnuma"]["vnodes"][1] == {
+        "vnode": 1,
+        "pnode": 1,
+        "vcpus": [1],
+        "ranges": [[0x40000000, 0x80000000], [0x100000000, 0x100100000]],
+    }
+    assert d2["vnuma"]["vnodes"][0]["pnode"] is None
+    assert d2["vnuma"]["vnodes"][0]["vcpus"] == [0, 1, 2]
+
+
+def test_u_simulator_counts_match_spec() -> None:
+    r = check_common(parse_dump("u", sim_dump("u")), "u")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert len(r["nodes"]) == SPEC.numa_nodes
+    assert len(r["cpu_to_node"]) == SPEC.pcpus
+    assert len(r["domains"]) == 1 + SPEC.domus
+    for d in r["domains"]:
+        assert len(d["pages_per_node"]) == SPEC.numa_nodes
+        assert sum(d["pages_per_node"].values()) == d["total_pages"]
+
+
+def test_u_truncated_in_a_domain_block() -> None:
+    raw = written("written-key-u-2nodes.txt")
+    cut = raw[: raw.index(b"(XEN)     Node 1: 262144")]
+    r = check_common(parse_dump("u", cut), "u")
+    assert r["truncated"] is True and r["unparsed"] == []
+    assert r["domains"][-1] == {
+        "domid": 0,
+        "total_pages": 1048576,
+        "pages_per_node": {"0": 786432},
+        "vnuma": None,
+    }
+    cut = raw[: raw.index(b"(XEN)          1: pnode   1")]
+    r = check_common(parse_dump("u", cut), "u")
+    assert r["truncated"] is True
+
+
 # --------------------------------------------------------------------------- robustness
 _NOISY = st.lists(
     st.one_of(
