@@ -40,17 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from solcap import __version__
-from solcap.errors import UsageError
+from solcap.errors import RecordingError, UsageError
+from solcap.humanlog import HumanLog
 
 DEFAULT_ROOT = Path("recordings")
 FSYNC_INTERVAL = 1.0
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-# CSI/OSC/other escape sequences, for the human log only (console.raw keeps them).
-_ESCAPES = re.compile(
-    rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|[@-Z\\-_])"
-)
-_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def utc_now() -> dt.datetime:
@@ -113,18 +109,13 @@ class Segment:
 
 
 @dataclass
-class _LineState:
-    at_line_start: bool = True
-    pending_cr: bool = False
-
-
-@dataclass
 class RecordingSummary:
     path: Path
     host: str
     bytes: int
     sha256: str
     segments: list[Segment] = field(default_factory=list)
+    unwritten: int = 0
 
 
 class Recording:
@@ -151,59 +142,72 @@ class Recording:
         self._raw = _open_private(self.path / "console.raw")
         self._timing = _open_private(self.path / "console.timing")
         self._log = _open_private(self.path / "console.log")
+        self._xen_log = _open_private(self.path / "xen.log")
+        self._dom0_log = _open_private(self.path / "dom0.log")
         self._events = _open_private(self.path / "events.jsonl")
+        self._human = HumanLog(
+            lambda b: _write_all(self._log, b),
+            lambda b: _write_all(self._xen_log, b),
+            lambda b: _write_all(self._dom0_log, b),
+        )
+        self._failure: RecordingError | None = None
         self._lock = threading.Lock()
         self._hash = hashlib.sha256()
         self._bytes = 0
+        self._unwritten = 0
         self._last_time = time.monotonic()
         self._last_sync = self._last_time
-        self._line = _LineState()
         self._segments: list[Segment] = []
         self._meta_extra = dict(meta or {})
         self._closed = False
+        self._write_meta(finished=False)  # so a killed capture is recognisable as unfinished
         self.event("open", label=label, tool_version=__version__)
 
     # -- the hot path -------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        """Append received bytes: raw first (the truth), then timing and the human log."""
+        """Append received bytes: raw first (the truth), then timing and the human log.
+
+        A write failure (disk full, file-size limit) raises :class:`RecordingError` saying
+        exactly how many bytes are on disk; later chunks are counted as not written.
+        """
         if not data:
             return
         with self._lock:
             if self._closed:
                 return
+            if self._failure is not None:
+                self._unwritten += len(data)
+                raise self._failure
             now = time.monotonic()
-            _write_all(self._raw, data)
+            try:
+                written = _write_counted(self._raw, data)
+            except _PartialWrite as exc:
+                self._hash.update(data[: exc.written])
+                self._bytes += exc.written
+                self._unwritten += len(data) - exc.written
+                self._failure = RecordingError(
+                    f"{self.path / 'console.raw'}: {exc.cause}; {self._bytes} bytes are safely "
+                    f"recorded, everything received from byte {self._bytes} on is not"
+                )
+                raise self._failure from exc.__cause__
             self._hash.update(data)
-            self._bytes += len(data)
+            self._bytes += written
             delay = now - self._last_time
             self._last_time = now
-            _write_all(self._timing, f"O {delay:.6f} {len(data)}\n".encode())
-            _write_all(self._log, self._human(data))
+            try:
+                _write_all(self._timing, f"O {delay:.6f} {len(data)}\n".encode())
+                self._human.feed(data, iso(utc_now()))
+            except OSError:
+                pass  # derived files; console.raw above is complete and is what counts
             if now - self._last_sync >= FSYNC_INTERVAL:
                 self._sync_locked(now)
 
-    def _human(self, data: bytes) -> bytes:
-        """Turn a chunk into timestamped log lines (escapes and stray controls removed)."""
-        text = _CONTROL.sub(b"", _ESCAPES.sub(b"", data.replace(b"\r\n", b"\n")))
-        text = text.replace(b"\r", b"")
-        if not text:
-            return b""
-        stamp = f"[{iso(utc_now())}] ".encode()
-        out = bytearray()
-        parts = text.split(b"\n")
-        for index, part in enumerate(parts):
-            last = index == len(parts) - 1
-            if last and not part:
-                break
-            if self._line.at_line_start:
-                out += stamp
-                self._line.at_line_start = False
-            out += part
-            if not last:
-                out += b"\n"
-                self._line.at_line_start = True
-        return bytes(out)
+    @property
+    def unwritten(self) -> int:
+        """Bytes received after a write failure that are not in ``console.raw``."""
+        with self._lock:
+            return self._unwritten
 
     # -- events and segments ---------------------------------------------------------------------
 
@@ -220,12 +224,16 @@ class Recording:
                 return
             when = utc_now()
             entry = {"time": iso(when), "offset": self._bytes, "event": kind, **fields}
-            _write_all(self._events, (json.dumps(entry, sort_keys=False) + "\n").encode())
             details = " ".join(f"{k}={v}" for k, v in fields.items())
-            prefix = b"" if self._line.at_line_start else b"\n"
-            self._line.at_line_start = True
-            line = f"[-- {iso(when)} {kind} {details}".rstrip() + " --]\n"
-            _write_all(self._log, prefix + line.encode())
+            try:
+                _write_all(self._events, (json.dumps(entry, default=str) + "\n").encode())
+                self._human.event(f"[-- {iso(when)} {kind} {details}".rstrip() + " --]")
+            except OSError as exc:
+                if self._failure is None:
+                    self._failure = RecordingError(
+                        f"{self.path / 'events.jsonl'}: {exc.strerror}; {self._bytes} bytes "
+                        "are safely recorded"
+                    )
 
     def add_segment(
         self, name: str, start: int, end: int, *, complete: bool, reason: str = ""
@@ -281,35 +289,52 @@ class Recording:
         with self._lock:
             already = self._closed
         if not already:
-            self.event("close", bytes=self.offset)
+            self.event("close", bytes=self.offset, unwritten=self.unwritten)
             with self._lock:
                 self._closed = True
-                for fd in (self._raw, self._timing, self._log, self._events):
-                    os.fsync(fd)
+                with contextlib.suppress(OSError):
+                    self._human.flush()
+                for fd in (
+                    self._raw,
+                    self._timing,
+                    self._log,
+                    self._xen_log,
+                    self._dom0_log,
+                    self._events,
+                ):
+                    with contextlib.suppress(OSError):
+                        os.fsync(fd)
                     os.close(fd)
             self._meta_extra.update(meta)
-            self._write_meta()
+            with contextlib.suppress(OSError):
+                self._write_meta(finished=True)
         return RecordingSummary(
             path=self.path,
             host=self.host,
             bytes=self._bytes,
             sha256=self._hash.hexdigest(),
             segments=list(self._segments),
+            unwritten=self._unwritten,
         )
 
-    def _write_meta(self) -> None:
+    def _write_meta(self, *, finished: bool) -> None:
         files = {}
-        for item in sorted(self._walk()):
-            files[item] = sha256_file(self.path / item)
+        if finished:
+            for item in sorted(self._walk()):
+                files[item] = sha256_file(self.path / item)
         meta = {
+            "format": 1,
             "host": self.host,
             "label": self.label,
             "tool": "solcap",
             "tool_version": __version__,
             "started": iso(self.started),
-            "ended": iso(utc_now()),
+            "ended": iso(utc_now()) if finished else None,
+            "finished": finished,
             "bytes": self._bytes,
+            "unwritten_bytes": self._unwritten,
             "console_raw_sha256": self._hash.hexdigest(),
+            "complete": finished and self._unwritten == 0,
             "files": files,
             "segments": [asdict(s) for s in self._segments],
             **self._meta_extra,
@@ -317,7 +342,7 @@ class Recording:
         tmp = self.path / ".meta.json.tmp"
         fd = _open_private(tmp, append=False)
         try:
-            _write_all(fd, (json.dumps(meta, indent=2) + "\n").encode())
+            _write_all(fd, (json.dumps(meta, indent=2, default=str) + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -335,6 +360,25 @@ class Recording:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _PartialWrite(Exception):
+    def __init__(self, written: int, cause: str) -> None:
+        super().__init__(cause)
+        self.written = written
+        self.cause = cause
+
+
+def _write_counted(fd: int, data: bytes) -> int:
+    """Write all of ``data``; on failure raise _PartialWrite saying how much got out."""
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        try:
+            done += os.write(fd, view[done:])
+        except OSError as exc:
+            raise _PartialWrite(done, exc.strerror or str(exc)) from exc
+    return done
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -28,7 +28,7 @@ from solcap.transports.serialport import LineSettings
 from solcap.xen import parse_keys, quiet_period, refuse_dangerous
 
 #: Modules under solcap.commands that add their own sub-commands (see that package's docstring).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("view",)
 
 DEFAULT_KEYS = "h,q,u,m,e,i,r"
 FOREVER = 365 * 86400.0  # "no limit", kept finite because thread waits take a finite timeout
@@ -221,6 +221,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     previous: Callable[[int, FrameType | None], object] | int | None = None
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        # A file-size limit must surface as an error we report, not kill us with SIGXFSZ.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     except ValueError:  # not the main thread (e.g. called from a test's worker thread)
         previous = None
     try:
@@ -229,9 +231,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except SolcapError as exc:
         print(f"solcap: error: {exc.one_line()}", file=sys.stderr)
         return int(exc.exit_status)
-    except (KeyboardInterrupt, Terminated):
+    except KeyboardInterrupt:
         print("solcap: interrupted; recording closed", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
+    except Terminated:
+        print("solcap: terminated; recording closed", file=sys.stderr)
+        return int(ExitStatus.TERMINATED)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

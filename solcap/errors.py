@@ -3,11 +3,12 @@
     SolcapError                      base; never raised directly
     ├── UsageError                   bad input: exit 2, one line naming file/line/field
     │   └── ConfigError              a file (profile, runbook, inventory) failed validation
-    └── TargetError                  the far side failed: exit 3, names the host and the cause
+    ├── TargetError                  the far side failed: exit 3, names the host and the cause
         ├── ConnectError             could not reach or open the console
         ├── ConsoleClosed            the console went away (EOF) while we needed it
         ├── ExpectTimeout            a wait ran out before any pattern matched
         └── DeathStringSeen          the target printed a line that means it is dead (panic, …)
+    └── RecordingError               the local disk failed (full, quota): exit 5, says what was kept
 
 Foreign exceptions (OSError, serial.SerialException, pyghmi's dicts, paramiko's errors) are
 translated once, at the boundary that sees them, with ``raise … from exc``.
@@ -26,7 +27,9 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad input: command line, profile, runbook, inventory
     TARGET = 3  # the far side failed: unreachable, closed, timed out, died
     PARTIAL = 4  # a fleet run where some hosts succeeded and some failed
+    RECORDING = 5  # the local recording could not be written (disk full, quota, permissions)
     INTERRUPTED = 130  # SIGINT
+    TERMINATED = 143  # SIGTERM
 
 
 class SolcapError(Exception):
@@ -89,3 +92,9 @@ class DeathStringSeen(TargetError):
         self.context = context
         shown = context.decode("utf-8", "replace").strip()
         super().__init__(host, f"target died: matched {pattern!r} in {shown!r}")
+
+
+class RecordingError(SolcapError):
+    """Writing the recording failed; the message says how many bytes are safely on disk."""
+
+    exit_status = ExitStatus.RECORDING
