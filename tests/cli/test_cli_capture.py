@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,29 @@ def _pty() -> tuple[int, str]:
     return master, path
 
 
+def _connected(root: Path) -> threading.Event:
+    """Set once solcap has opened the port (its "connect" event is on disk).
+
+    pyserial flushes the input queue when it opens a port, so the far side must not talk
+    before that; polling the events file is the only outside view of the moment.
+    """
+    event = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any("connect" in p.read_text() for p in root.rglob("events.jsonl")):
+                event.set()
+                return
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return event
+
+
 def _writer(master: int, data: bytes, started: threading.Event) -> threading.Thread:
     def run() -> None:
-        started.wait(10)
+        assert started.wait(20)
         view = memoryview(data)
         rng = random.Random(7)
         while view:
@@ -43,11 +64,8 @@ def _writer(master: int, data: bytes, started: threading.Event) -> threading.Thr
 def test_capture_until_records_exact_bytes(tmp_path: Path) -> None:
     master, path = _pty()
     payload = random.Random(3).randbytes(200_000).replace(b"DONE", b"done") + b"\r\nDONE\r\n"
-    started = threading.Event()
     out = io.StringIO()
-    writer = _writer(master, payload, started)
-    timer = threading.Timer(0.3, started.set)
-    timer.start()
+    writer = _writer(master, payload, _connected(tmp_path))
     try:
         status = main(
             ["capture", path, "--until", "DONE", "--root", str(tmp_path), "--host", "h1"], out=out
@@ -72,10 +90,8 @@ def test_capture_until_records_exact_bytes(tmp_path: Path) -> None:
 def test_capture_idle_stops_when_quiet(tmp_path: Path) -> None:
     master, path = _pty()
     payload = b"(XEN) Xen version 4.17\r\n" * 1000
-    started = threading.Event()
-    started.set()
     out = io.StringIO()
-    writer = _writer(master, payload, started)
+    writer = _writer(master, payload, _connected(tmp_path))
     try:
         status = main(
             ["capture", path, "--idle", "0.5", "--for", "30", "--root", str(tmp_path)], out=out
