@@ -267,6 +267,17 @@ class Recording:
         self.event("segment", **asdict(segment))
         return segment
 
+    def add_json(self, relative: str, value: Any) -> Path:
+        """Write a derived JSON file (e.g. ``keys/q.json``) privately inside the recording."""
+        target = self.path / relative
+        _mkdir_private(target.parent, owned=1)
+        fd = _open_private(target, append=False)
+        try:
+            _write_all(fd, (json.dumps(value, indent=2, default=str) + "\n").encode())
+        finally:
+            os.close(fd)
+        return target
+
     @property
     def segments(self) -> list[Segment]:
         with self._lock:

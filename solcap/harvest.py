@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from solcap.capture import Recording, Segment
 from solcap.console import Console
+from solcap.parsers import parse_dump
 from solcap.xen import XenConsole, refuse_dangerous
 
 
@@ -51,11 +52,13 @@ def harvest_keys(
             recording.event("key", key=key)
             dump = xen.debug_key(key, allow_dangerous=allow_dangerous)
             name = "star" if key == "*" else key
-            result.segments.append(
-                recording.add_segment(
-                    name, dump.start, dump.end, complete=dump.complete, reason=dump.reason
-                )
+            segment = recording.add_segment(
+                name, dump.start, dump.end, complete=dump.complete, reason=dump.reason
             )
+            result.segments.append(segment)
+            parsed = parse_dump(key, recording.read_range(segment.start, segment.end))
+            if parsed is not None:
+                recording.add_json(f"keys/{name}.json", parsed)
     finally:
         if restore_dom0:
             recording.event("switch-input", to="dom0")

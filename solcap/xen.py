@@ -160,5 +160,16 @@ class XenConsole:
                     "(key lost, input not on Xen, or no handler for it)",
                 )
             reason = "first line not the one this key prints"
-        con.settle(self.quiet, timeout=self.dump_timeout)
+        try:
+            con.settle(self.quiet, timeout=self.dump_timeout)
+        except ExpectTimeout:
+            # Never cut short silently: keep what came and say why it may not be the end.
+            return KeyDump(
+                key,
+                start,
+                con.received,
+                complete=False,
+                reason=f"the line never went quiet for {self.quiet:g}s within "
+                f"{self.dump_timeout:g}s; the dump may go on past this segment",
+            )
         return KeyDump(key, start, con.received, complete=True, reason=reason)

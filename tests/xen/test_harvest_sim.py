@@ -50,6 +50,8 @@ def test_each_segment_is_byte_identical_to_the_dump_sent(
     sent = [dump.sha256 for dump in host.dumps]
     assert [s.sha256 for s in result.segments] == sent
     assert host.input_target == "dom0"  # handed back at the end
+    parsed = json.loads((recording.path / "keys" / "q.json").read_text())
+    assert len(parsed["domains"]) == 21 and parsed["truncated"] is False  # Dom0 + 20 domUs
 
 
 def test_harvest_when_input_is_already_on_xen(
