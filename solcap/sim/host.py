@@ -178,7 +178,6 @@ class BootPlan:
     xen_cmdline: str = ""
     dom0_cmdline: str = ""
     linux_cmdline: str = ""
-    echoes: tuple[str, ...] = ()
 
 
 def plan_boot(request: BootRequest) -> BootPlan:
@@ -186,7 +185,6 @@ def plan_boot(request: BootRequest) -> BootPlan:
     xen: str | None = None
     dom0: str | None = None
     linux: str | None = None
-    echoes: list[str] = []
     for raw in request.lines:
         line = raw.strip()
         word = line.split(None, 1)[0] if line else ""
@@ -199,13 +197,11 @@ def plan_boot(request: BootRequest) -> BootPlan:
             dom0 = " ".join(rest[1:])
         elif word == "linux" and linux is None:
             linux = _args_after_path(line)
-        elif word == "echo":
-            echoes.append(line[4:].strip().strip("'\""))
     if xen is not None:
-        return BootPlan("xen", xen_cmdline=xen, dom0_cmdline=dom0 or "", echoes=tuple(echoes))
+        return BootPlan("xen", xen_cmdline=xen, dom0_cmdline=dom0 or "")
     if linux is not None:
-        return BootPlan("linux", linux_cmdline=linux, echoes=tuple(echoes))
-    return BootPlan("none", echoes=tuple(echoes))
+        return BootPlan("linux", linux_cmdline=linux)
+    return BootPlan("none")
 
 
 # --------------------------------------------------------------------------------------------
