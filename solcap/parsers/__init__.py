@@ -21,11 +21,13 @@ from collections.abc import Callable
 from .common import PARSER_VERSION, Result
 from .keys_h import parse_h
 from .keys_q import parse_q
+from .keys_r import parse_r
 from .keys_u import parse_u
 
 PARSERS: dict[str, Callable[[bytes], Result]] = {
     "h": parse_h,
     "q": parse_q,
+    "r": parse_r,
     "u": parse_u,
 }
 """Debug key → parser. Keys absent here have no structured form (yet)."""

@@ -57,8 +57,9 @@ def parse_u(data: bytes) -> Result:
             now = int(m.group(1))
         elif m := NODE.fullmatch(line):
             node, start_pfn, size, free = (int(g) for g in m.groups())
-            nodes.append({"node": node, "start_pfn": start_pfn, "size_pages": size,
-                          "free_pages": free})  # fmt: skip
+            nodes.append(
+                {"node": node, "start_pfn": start_pfn, "size_pages": size, "free_pages": free}
+            )
         elif m := PHYS.fullmatch(line):
             phys.append({"paddr": m.group(1), "nid": int(m.group(2)), "expected": int(m.group(3))})
         elif m := CPUS.fullmatch(line):
@@ -68,20 +69,27 @@ def parse_u(data: bytes) -> Result:
         elif line == LOCATION:
             located = True
         elif m := DOMAIN.fullmatch(line):
-            dom = {"domid": int(m.group(1)), "total_pages": int(m.group(2)),
-                   "pages_per_node": {}, "vnuma": None}  # fmt: skip
+            dom = {
+                "domid": int(m.group(1)),
+                "total_pages": int(m.group(2)),
+                "pages_per_node": {},
+                "vnuma": None,
+            }
             domains.append(dom)
             vnode = None
         elif dom is not None and (m := DOMNODE.fullmatch(line)):
             dom["pages_per_node"][m.group(1)] = int(m.group(2))
         elif dom is not None and (m := VNUMA.fullmatch(line)):
-            dom["vnuma"] = {"nr_vnodes": int(m.group(1)), "nr_vcpus": int(m.group(2)),
-                            "vnodes": []}  # fmt: skip
+            dom["vnuma"] = {"nr_vnodes": int(m.group(1)), "nr_vcpus": int(m.group(2)), "vnodes": []}
             vnode = None
         elif dom is not None and dom["vnuma"] is not None and (m := VNODE.fullmatch(line)):
             pnode = None if m.group(2) == "???" else int(m.group(2))
-            vnode = {"vnode": int(m.group(1)), "pnode": pnode, "vcpus": _vcpus(m.group(3)),
-                     "ranges": []}  # fmt: skip
+            vnode = {
+                "vnode": int(m.group(1)),
+                "pnode": pnode,
+                "vcpus": _vcpus(m.group(3)),
+                "ranges": [],
+            }
             dom["vnuma"]["vnodes"].append(vnode)
         elif vnode is not None and (m := VRANGE.fullmatch(line)):
             vnode["ranges"].append([int(m.group(1), 16), int(m.group(2), 16)])

@@ -288,6 +288,99 @@ def test_u_truncated_in_a_domain_block() -> None:
     assert r["truncated"] is True
 
 
+# --------------------------------------------------------------------------- r
+IDLE0 = {"domain": "[IDLE]", "vcpu": 0, "idle": True}
+
+
+def test_r_real() -> None:
+    r = check_common(parse_dump("r", real("r")), "r")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert r["smt_power_savings"] is False and r["now"] == 36641542480
+    assert r["online_cpus"] == [0, 1] and r["free_cpus"] is None
+    (pool,) = r["cpupools"]
+    assert pool["id"] == 0 and pool["cpus"] == [0, 1]
+    assert pool["granularity"] == {"mode": "cpu", "cpus_per_resource": 1}
+    assert pool["scheduler"] == {"name": "SMP Credit Scheduler rev2", "opt_name": "credit2"}
+    assert pool["settings"] == {"active_queues": 1, "default-weight": 256}
+    (rq,) = pool["runqueues"]
+    assert rq["ncpus"] == 2 and rq["cpus"] == [0, 1] and rq["max_weight"] == 256
+    assert (rq["aveload"], rq["aveload_pct"]) == (2841, 1)
+    # "%*pb" hex bitmaps: "2" is CPU 1 (CPU 0 was busy running the key handler).
+    assert rq["idlers"] == [1] and rq["tickled"] == [] and rq["fully_idle_cores"] == [1]
+    assert [c["core"] for c in rq["cpu_details"]] == [[0, 1], [0, 1]]
+    assert rq["queue"] == []
+    assert pool["domains"] == [
+        {
+            "domid": 0,
+            "weight": 256,
+            "cap": 0,
+            "nr_units": 1,
+            "units": [
+                {
+                    "domid": 0,
+                    "unit": 0,
+                    "flags": 0,
+                    "cpu": 0,
+                    "credit": 1815822,
+                    "weight": 256,
+                    "cap": None,
+                    "load": 2847,
+                    "load_pct": 1,
+                }
+            ],
+        }
+    ]
+    assert [c["cpu"] for c in pool["cpus_info"]] == [0, 1]
+    assert pool["cpus_info"][0]["current"] == IDLE0 and pool["cpus_info"][0]["prev"] is None
+
+
+def test_r_written_two_pools_free_cpu() -> None:
+    r = check_common(parse_dump("r", written("written-key-r-2pools.txt")), "r")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert r["free_cpus"] == [8] and [c["cpu"] for c in r["free_cpus_info"]] == [8]
+    p0, p1 = r["cpupools"]
+    assert [rq["cpus"] for rq in p0["runqueues"]] == [[0, 1, 2], [3, 4, 5]]
+    assert p0["runqueues"][1]["idlers"] == [4, 5]
+    assert p0["runqueues"][0]["aveload_pct"] == 160
+    assert p0["runqueues"][0]["cpu_details"][1]["run"]["budget"] == 1850000
+    assert [u["domid"] for u in p0["runqueues"][0]["queue"]] == [0]
+    assert [(d["domid"], d["cap"], len(d["units"])) for d in p0["domains"]] == [
+        (0, 0, 4),
+        (1, 50, 2),
+    ]
+    assert p0["domains"][1]["units"][0]["credit"] == -201784
+    assert p0["cpus_info"][1]["current"] == {"domain": 1, "vcpu": 0, "idle": False}
+    assert p1["scheduler"]["opt_name"] == "credit"
+    assert p1["settings"]["credit balance"] == -12 and p1["settings"]["tslice"] == "30ms"
+    assert p1["settings"]["idlers"] == [7]
+    assert [u["pri"] for u in p1["active_units"]] == [-1, 0]
+    c6, c7 = p1["cpus_info"]
+    assert (c6["nr_run"], c6["run"]["unit"], len(c6["runq"])) == (2, 0, 1)
+    assert (c7["nr_run"], c7["run"], c7["runq"]) == (1, None, [])
+
+
+def test_r_simulator_counts_match_spec() -> None:
+    r = check_common(parse_dump("r", sim_dump("r")), "r")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    (pool,) = r["cpupools"]
+    assert len(pool["cpus_info"]) == SPEC.pcpus
+    assert len(pool["runqueues"]) == SPEC.numa_nodes
+    assert len(pool["domains"]) == 1 + SPEC.domus
+    assert [d["nr_units"] for d in pool["domains"]] == [len(d["units"]) for d in pool["domains"]]
+    assert [d["nr_units"] for d in pool["domains"][1:]] == [SPEC.vcpus_per_domu] * SPEC.domus
+
+
+def test_r_truncated_before_all_cpus_listed() -> None:
+    raw = written("written-key-r-2pools.txt")
+    cut = raw[: raw.index(b"(XEN) CPU[07] current=")]
+    r = check_common(parse_dump("r", cut), "r")
+    assert r["truncated"] is True and r["unparsed"] == []
+    cut = raw[: raw.index(b"(XEN) CPU[07] nr_run")]
+    assert check_common(parse_dump("r", cut), "r")["truncated"] is True
+    cut = raw[: raw.index(b"(XEN) CPUs info:\r\n(XEN) CPU[00]")]
+    assert check_common(parse_dump("r", cut), "r")["truncated"] is True
+
+
 # --------------------------------------------------------------------------- robustness
 _NOISY = st.lists(
     st.one_of(
