@@ -90,6 +90,9 @@ class SshTarget:
     sudo_password: str | None = None
     accept_new_host_key: bool = False
     connect_timeout: float = 15.0
+    #: Directories put first on the remote PATH for every command (site wrappers, test stubs
+    #: such as a stand-in ``sudo``).
+    path_prefix: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, url: str, **options: object) -> SshTarget:
@@ -236,7 +239,7 @@ class SshConnection:
         The command runs under ``sh -c`` with PATH = ``path_prefix``, the login PATH, then the
         sbin directories; under sudo that PATH is set again inside (sudo resets it).
         """
-        path = ":".join([*path_prefix, '"$PATH"', SBIN_PATH])
+        path = ":".join([*path_prefix, *self.target.path_prefix, '"$PATH"', SBIN_PATH])
         inner = f"PATH={path}; export PATH; {command}"
         if not sudo:
             return f"sh -c {shlex.quote(inner)}", b""

@@ -1,0 +1,539 @@
+"""Persistent GRUB edits on a running Dom0 over SSH: plan (read + diff), then apply.
+
+Two steps on purpose. :func:`plan_persistent` only reads: the GRUB defaults files (or a
+generated ``grub.cfg``), the pure editors of :mod:`solcap.grub.cfg` compute the new text, and
+the plan carries the unified diff, override warnings and the regenerate command it detected.
+:func:`apply_persistent` is a dry run unless told otherwise; a real run backs every file up
+as ``<file>.solcap-<UTC stamp>.bak``, writes atomically, regenerates ``grub.cfg`` and reads
+it back to check that the Xen entries carry the profile's options — a config that looks
+right but does not boot with the console is the failure this tool exists to prevent.
+
+Where the target is ambiguous the answer is a refusal naming what to choose, never a guess:
+several candidate files for a variable nobody sets, two ``grub.cfg`` files for one tool,
+no regenerate command and no entry pattern, a system ``update-grub`` while files live under
+a root prefix (it would write the real ``/boot``).
+
+Paths come from :class:`RemoteLayout`; its ``root`` prefixes every path so tests and
+offline trees work under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TextIO
+
+from solcap.bootline import Kind, split_words
+from solcap.errors import ConfigError, TargetError, UsageError
+from solcap.grub.cfg import (
+    DOM0_DEFAULT,
+    XEN_DEFAULT,
+    Setting,
+    edit_default_grub,
+    edit_grub_cfg,
+    effective_settings,
+    entry_cmdlines,
+    find_entries,
+    override_warnings,
+    sourcing_order,
+    target_file,
+    unified_diff,
+)
+from solcap.profiles import Profile
+from solcap.ssh import SshConnection
+
+Method = Literal["auto", "default-grub", "grub-cfg"]
+#: Regenerate tools in order of preference, with the grub.cfg each writes by default.
+TOOLS: tuple[tuple[str, str], ...] = (
+    ("update-grub", "/boot/grub/grub.cfg"),
+    ("grub2-mkconfig", "/boot/grub2/grub.cfg"),
+    ("grub-mkconfig", "/boot/grub/grub.cfg"),
+)
+#: What 20_linux_xen names the per-entry files xen.cfg ships for; preferred for new variables.
+XEN_CFG = "xen.cfg"
+
+
+@dataclass(frozen=True)
+class RemoteLayout:
+    """Where GRUB's files are on one host, and how to regenerate ``grub.cfg``."""
+
+    root: str = "/"
+    default_grub: str = "/etc/default/grub"
+    grub_d: str = "/etc/default/grub.d"
+    #: The generated grub.cfg; None = the one the detected tool writes (must exist).
+    grub_cfg: str | None = None
+    #: A full regenerate command (run under sudo when the target uses sudo); None = detect.
+    regenerate: str | None = None
+    #: Directories put first on the remote PATH (stub tools in tests, site wrappers).
+    path_prefix: tuple[str, ...] = ()
+    #: Title regex (or id, or ``submenu>title`` path) of the Xen entry to edit/verify.
+    entry_pattern: str | None = None
+    method: Method = "auto"
+
+    def path(self, logical: str) -> str:
+        """The real remote path of an absolute logical path such as ``/etc/default/grub``."""
+        if self.root in ("", "/"):
+            return logical
+        return posixpath.join(self.root, logical.lstrip("/"))
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    """One file's current and new text."""
+
+    path: str  # logical path (as on the host, without the root prefix)
+    real_path: str  # with the root prefix
+    old: str
+    new: str
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+    @property
+    def diff(self) -> str:
+        return unified_diff(self.old, self.new, self.path)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`apply_persistent` would do; nothing has been changed yet."""
+
+    host: str
+    profile: Profile
+    layout: RemoteLayout
+    method: Literal["default-grub", "grub-cfg"]
+    edits: tuple[FileEdit, ...]
+    #: Command line that regenerates grub.cfg (None for a direct grub.cfg edit).
+    regenerate: str | None
+    #: Logical path of the grub.cfg that is verified after the change (None: unknown).
+    grub_cfg: str | None
+    warnings: tuple[str, ...] = ()
+    #: Effective values of the command-line variables before the edit (default-grub only).
+    settings: dict[str, Setting] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return any(edit.changed for edit in self.edits)
+
+    @property
+    def diff(self) -> str:
+        return "".join(edit.diff for edit in self.edits)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What a real (or dry) run did."""
+
+    written: tuple[str, ...] = ()
+    backups: tuple[tuple[str, str], ...] = ()  # (file, backup), logical paths
+    regenerated: bool = False
+    verified: tuple[str, ...] = ()  # entry titles checked
+    dry_run: bool = True
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class _Regen:
+    command: str | None
+    grub_cfg: str | None
+
+
+def _detect_regenerate(ssh: SshConnection, layout: RemoteLayout) -> _Regen:
+    """Which tool regenerates grub.cfg here, and which grub.cfg it writes; or (None, cfg)."""
+    host = ssh.target.display
+    if layout.regenerate is not None:
+        return _Regen(layout.regenerate, layout.grub_cfg or _existing_cfg(ssh, layout, None))
+    names = " ".join(name for name, _ in TOOLS)
+    probe = ssh.run(
+        f'for t in {names}; do p=$(command -v $t) && echo "$t $p"; done; true',
+        path_prefix=layout.path_prefix,
+    )
+    found = dict(line.split(" ", 1) for line in probe.stdout.splitlines() if " " in line)
+    for name, default_cfg in TOOLS:
+        if name not in found:
+            continue
+        where = found[name]
+        if layout.root not in ("", "/") and not any(
+            where.startswith(prefix.rstrip("/") + "/") for prefix in layout.path_prefix
+        ):
+            raise UsageError(
+                f"{host}: found {where}, but the files live under root prefix {layout.root}; "
+                "that tool would regenerate the real /boot. Give the regenerate command "
+                "explicitly or put a wrapper in the PATH prefix"
+            )
+        cfg = layout.grub_cfg or default_cfg
+        if not ssh.exists(layout.path(cfg)):
+            raise UsageError(
+                f"{host}: {name} found but {layout.path(cfg)} does not exist; "
+                "give the grub.cfg path explicitly"
+            )
+        if name == "update-grub":
+            return _Regen(name, cfg)
+        return _Regen(f"{name} -o {shlex.quote(layout.path(cfg))}", cfg)
+    return _Regen(None, layout.grub_cfg or _existing_cfg(ssh, layout, None))
+
+
+def _existing_cfg(ssh: SshConnection, layout: RemoteLayout, default: str | None) -> str | None:
+    """The single grub.cfg that exists among the usual places, else ``default``."""
+    present = sorted({cfg for _, cfg in TOOLS if ssh.exists(layout.path(cfg))})
+    if len(present) > 1:
+        raise UsageError(
+            f"{ssh.target.display}: several grub.cfg files exist ({', '.join(present)}); "
+            "give the one the firmware reads explicitly"
+        )
+    return present[0] if present else default
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _read(ssh: SshConnection, layout: RemoteLayout, logical: str) -> str | None:
+    return ssh.read_file(layout.path(logical), sudo=ssh.target.sudo)
+
+
+def _default_files(ssh: SshConnection, layout: RemoteLayout) -> list[tuple[str, str]]:
+    """``/etc/default/grub`` and ``grub.d/*.cfg`` (logical path, text), in sourcing order."""
+    main = _read(ssh, layout, layout.default_grub)
+    if main is None:
+        raise UsageError(f"{ssh.target.display}: {layout.path(layout.default_grub)} not found")
+    texts = {layout.default_grub: main}
+    names = ssh.list_dir(layout.path(layout.grub_d)) or []
+    for name in names:
+        if not name.endswith(".cfg"):
+            continue
+        logical = posixpath.join(layout.grub_d, name)
+        text = _read(ssh, layout, logical)
+        if text is not None:
+            texts[logical] = text
+    return [(path, texts[path]) for path in sourcing_order(list(texts), layout.default_grub)]
+
+
+def _file_for(files: Sequence[tuple[str, str]], name: str, layout: RemoteLayout, host: str) -> str:
+    """Which file gets ``name``: the one that sets it last, else one unambiguous candidate."""
+    if name in effective_settings(files):
+        return target_file(files, name)
+    extra = [path for path, _ in files if path != layout.default_grub]
+    if not extra:
+        return layout.default_grub
+    xen = [path for path in extra if posixpath.basename(path) == XEN_CFG]
+    if xen:
+        return xen[0]
+    if len(extra) == 1:
+        return extra[0]
+    raise UsageError(
+        f"{host}: no file sets {name} and several are candidates ({', '.join(extra)}); "
+        f'create it in the one you want, e.g. {name}="${name}"'
+    )
+
+
+def _plan_default_grub(
+    ssh: SshConnection, profile: Profile, layout: RemoteLayout, regen: _Regen
+) -> Plan:
+    host = ssh.target.display
+    files = _default_files(ssh, layout)
+    texts = dict(files)
+    new = dict(texts)
+    for name, options in ((XEN_DEFAULT, profile.xen), (DOM0_DEFAULT, profile.dom0)):
+        if not options.options and not options.remove:
+            continue
+        path = _file_for(files, name, layout, host)
+        kind = "xen" if name == XEN_DEFAULT else "linux"
+        new[path] = edit_default_grub(
+            new[path],
+            xen_add=options.options if kind == "xen" else (),
+            xen_remove=options.remove if kind == "xen" else (),
+            dom0_add=options.options if kind == "linux" else (),
+            dom0_remove=options.remove if kind == "linux" else (),
+            variables=(name,),
+            path=path,
+        )
+    after = [(path, new[path]) for path, _ in files]
+    _check_effective(after, profile, host)
+    edits = tuple(
+        FileEdit(path, layout.path(path), texts[path], new[path])
+        for path, _ in files
+        if new[path] != texts[path]
+    )
+    warnings = list(override_warnings(after))
+    if regen.command is None:
+        raise UsageError(
+            f"{host}: no update-grub, grub2-mkconfig or grub-mkconfig found; give the "
+            "regenerate command, or edit grub.cfg directly with an entry pattern"
+        )
+    return Plan(
+        host=host,
+        profile=profile,
+        layout=layout,
+        method="default-grub",
+        edits=edits,
+        regenerate=regen.command,
+        grub_cfg=regen.grub_cfg,
+        warnings=tuple(warnings),
+        settings=effective_settings(files),
+    )
+
+
+def _carries(line: str | None, options: Sequence[str]) -> list[str]:
+    """The options missing from a command line (exact tokens)."""
+    words = set(split_words(line or ""))
+    return [option for option in options if option not in words]
+
+
+def _check_effective(files: Sequence[tuple[str, str]], profile: Profile, host: str) -> None:
+    """After the edit, the sourced values must carry the options (else a later file wins)."""
+    settings = effective_settings(files)
+    for name, options in ((XEN_DEFAULT, profile.xen), (DOM0_DEFAULT, profile.dom0)):
+        setting = settings.get(name)
+        if not options.options or setting is None or setting.dynamic:
+            continue
+        missing = _carries(setting.value, options.options)
+        if missing:
+            raise UsageError(
+                f"{host}: after the edit {name} would still lack {' '.join(missing)} "
+                f"(last set in {setting.path}:{setting.line}); refusing"
+            )
+
+
+def _plan_grub_cfg(
+    ssh: SshConnection, profile: Profile, layout: RemoteLayout, regen: _Regen
+) -> Plan:
+    host = ssh.target.display
+    if layout.entry_pattern is None:
+        raise UsageError(
+            f"{host}: editing grub.cfg directly needs an entry pattern (which menuentry to "
+            "change); none given"
+        )
+    cfg = regen.grub_cfg
+    if cfg is None:
+        raise UsageError(f"{host}: no grub.cfg found; give its path")
+    text = _read(ssh, layout, cfg)
+    if text is None:
+        raise UsageError(f"{host}: {layout.path(cfg)} not found")
+    new = edit_grub_cfg(
+        text,
+        layout.entry_pattern,
+        xen_add=profile.xen.options,
+        xen_remove=profile.xen.remove,
+        dom0_add=profile.dom0.options,
+        dom0_remove=profile.dom0.remove,
+        path=cfg,
+    )
+    warnings = ["grub.cfg is generated: the next update-grub/grub-mkconfig run undoes this edit"]
+    if regen.command is not None:
+        warnings.append(f"{regen.command} exists here; editing the defaults files would last")
+    edits = (FileEdit(cfg, layout.path(cfg), text, new),) if new != text else ()
+    return Plan(
+        host=host,
+        profile=profile,
+        layout=layout,
+        method="grub-cfg",
+        edits=edits,
+        regenerate=None,
+        grub_cfg=cfg,
+        warnings=tuple(warnings),
+    )
+
+
+def plan_persistent(ssh: SshConnection, profile: Profile, *, layout: RemoteLayout) -> Plan:
+    """Read the host's GRUB files and compute the edit; changes nothing on the host.
+
+    ``layout.method``: ``default-grub`` edits ``/etc/default/grub(.d)`` and regenerates;
+    ``grub-cfg`` edits the generated file directly (needs ``entry_pattern``); ``auto`` picks
+    ``default-grub`` when a regenerate tool exists, else ``grub-cfg`` when an entry pattern
+    was given, else refuses.
+    """
+    regen = _detect_regenerate(ssh, layout)
+    method = layout.method
+    if method == "auto":
+        if regen.command is not None:
+            method = "default-grub"
+        elif layout.entry_pattern is not None:
+            method = "grub-cfg"
+        else:
+            raise UsageError(
+                f"{ssh.target.display}: no update-grub, grub2-mkconfig or grub-mkconfig here "
+                "and no entry pattern to edit grub.cfg directly; refusing to guess"
+            )
+    if method == "default-grub":
+        return _plan_default_grub(ssh, profile, layout, regen)
+    return _plan_grub_cfg(ssh, profile, layout, regen)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _xen_entries(text: str, pattern: str | None, path: str) -> list[tuple[str, str, str | None]]:
+    """(title, xen args, dom0 args) of the entries to verify.
+
+    With a pattern: that one entry. Without: every non-recovery entry that boots Xen (the
+    entries ``GRUB_CMDLINE_XEN_DEFAULT`` reaches).
+    """
+    if pattern is not None:
+        xen, dom0 = entry_cmdlines(text, pattern, path)
+        return [(pattern, xen, dom0)]
+    found: list[tuple[str, str, str | None]] = []
+    for entry in find_entries(text):
+        if "recovery" in entry.title.lower():
+            continue
+        selector = re.escape(entry.entry_id) if entry.entry_id else f"^{re.escape(entry.title)}$"
+        try:
+            xen, dom0 = entry_cmdlines(text, selector, path)
+        except ConfigError as exc:
+            if "no multiboot" in str(exc):
+                continue  # a plain Linux entry
+            raise
+        found.append((entry.path, xen, dom0))
+    return found
+
+
+def verify_grub_cfg(
+    text: str, profile: Profile, *, entry_pattern: str | None, path: str
+) -> list[str]:
+    """Titles of the verified entries; raises ConfigError listing what an entry lacks."""
+    entries = _xen_entries(text, entry_pattern, path)
+    if not entries:
+        raise ConfigError(path, "no Xen (multiboot) menuentry found", field="menuentry")
+    for title, xen, dom0 in entries:
+        problems: list[str] = []
+        checks: tuple[tuple[str, str | None, Sequence[str], Kind], ...] = (
+            ("Xen", xen, profile.xen.options, "xen"),
+            ("Dom0", dom0, profile.dom0.options, "linux"),
+        )
+        for what, line, options, _kind in checks:
+            missing = _carries(line, options)
+            if missing:
+                problems.append(f"{what} line lacks {' '.join(missing)}")
+        if problems:
+            raise ConfigError(path, f"entry {title!r}: {'; '.join(problems)}", field="menuentry")
+    return [title for title, _, _ in entries]
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def rollback_hint(result_backups: Sequence[tuple[str, str]], regenerate: str | None) -> str:
+    """The shell commands that undo an apply (shown when something fails)."""
+    steps = [f"cp -p {shlex.quote(b)} {shlex.quote(f)}" for f, b in result_backups]
+    if regenerate:
+        steps.append(regenerate)
+    return " && ".join(steps)
+
+
+def apply_persistent(
+    ssh: SshConnection, plan: Plan, *, dry_run: bool = True, out: TextIO | None = None
+) -> ApplyResult:
+    """Print the plan; with ``dry_run=False`` back up, write, regenerate and verify.
+
+    Refuses if a file changed since the plan was made. On a failure after writing, the
+    TargetError names the backups and the commands that restore them.
+    """
+    stream = out if out is not None else sys.stdout
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=stream)
+    if plan.changed:
+        stream.write(plan.diff)
+    else:
+        print(
+            f"{plan.host}: GRUB configuration already carries profile {plan.profile.name}",
+            file=stream,
+        )
+    if dry_run:
+        if plan.changed:
+            print("dry run: nothing changed (use --write to apply)", file=stream)
+        return ApplyResult(dry_run=True)
+    layout = plan.layout
+    sudo = ssh.target.sudo
+    for edit in plan.edits:
+        now = ssh.read_file(edit.real_path, sudo=sudo)
+        if now != edit.old:
+            raise TargetError(plan.host, f"{edit.path} changed since it was read; run again")
+    stamp = _stamp()
+    backups: list[tuple[str, str]] = []
+    written: list[str] = []
+    for edit in plan.edits:
+        if not edit.changed:
+            continue
+        backup = f"{edit.path}.solcap-{stamp}.bak"
+        ssh.copy_file(edit.real_path, layout.path(backup), sudo=sudo)
+        backups.append((edit.path, backup))
+        print(f"backup: {backup}", file=stream)
+        ssh.write_file_atomic(edit.real_path, edit.new, sudo=sudo)
+        written.append(edit.path)
+        print(f"wrote: {edit.path}", file=stream)
+    real_backups = [(layout.path(f), layout.path(b)) for f, b in backups]
+    regenerated = False
+    if plan.regenerate is not None and (written or not _verifies(ssh, plan)):
+        command = f"SOLCAP_ROOT={shlex.quote(layout.root)}; export SOLCAP_ROOT; {plan.regenerate}"
+        result = ssh.run(command, sudo=sudo, path_prefix=layout.path_prefix, timeout=600)
+        if not result.ok:
+            raise TargetError(
+                plan.host,
+                f"`{plan.regenerate}` exited {result.exit_status}: {_tail(result.stderr)}; "
+                f"roll back with: {rollback_hint(real_backups, plan.regenerate)}",
+            )
+        regenerated = True
+        print(f"regenerated: {plan.regenerate}", file=stream)
+    verified = _verify(ssh, plan, real_backups)
+    print(f"verified: {', '.join(verified)}", file=stream)
+    return ApplyResult(
+        written=tuple(written),
+        backups=tuple(backups),
+        regenerated=regenerated,
+        verified=tuple(verified),
+        dry_run=False,
+    )
+
+
+def _verifies(ssh: SshConnection, plan: Plan) -> bool:
+    try:
+        _verify(ssh, plan, [])
+    except TargetError:
+        return False
+    return True
+
+
+def _verify(ssh: SshConnection, plan: Plan, backups: Sequence[tuple[str, str]]) -> list[str]:
+    hint = ""
+    if backups:
+        hint = f"; roll back with: {rollback_hint(backups, plan.regenerate)}"
+    if plan.grub_cfg is None:
+        raise TargetError(plan.host, f"no grub.cfg known to verify{hint}")
+    real = plan.layout.path(plan.grub_cfg)
+    text = ssh.read_file(real, sudo=ssh.target.sudo)
+    if text is None:
+        raise TargetError(plan.host, f"{real} is missing after regenerating{hint}")
+    try:
+        return verify_grub_cfg(
+            text, plan.profile, entry_pattern=plan.layout.entry_pattern, path=real
+        )
+    except (ConfigError, UsageError) as exc:
+        raise TargetError(plan.host, f"verification failed: {exc}{hint}") from exc
+
+
+def _tail(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-3:]) if lines else "(no message)"
+
+
+__all__ = [
+    "ApplyResult",
+    "FileEdit",
+    "Plan",
+    "RemoteLayout",
+    "apply_persistent",
+    "plan_persistent",
+    "rollback_hint",
+    "verify_grub_cfg",
+]

@@ -1,0 +1,347 @@
+"""Persistent GRUB edits over a real SSH session, with every file under a temp root prefix.
+
+The regenerate tools are stub scripts on the remote PATH prefix. The good stub does what
+grub-mkconfig's 20_linux_xen does with the variables (sources /etc/default/grub and
+grub.d/*.cfg under the root prefix, builds the multiboot2/module2 lines from them), so the
+verification step checks real data flow; the bad stub ignores the variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from solcap.errors import TargetError, UsageError
+from solcap.grub.cfg import entry_cmdlines
+from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent
+from solcap.profiles import Profile, load_profile
+from solcap.ssh import SshConnection, SshTarget, connect
+
+from .conftest import SUDO_PASSWORD, Sshd, write_sudo_stub
+
+DATA = Path(__file__).resolve().parent.parent / "profiles" / "data"
+
+MKCONFIG = r"""#!/bin/sh
+# Test stand-in for update-grub / grub-mkconfig: source the defaults under $SOLCAP_ROOT the way
+# grub-mkconfig does and write 20_linux_xen-shaped entries from the variables.
+set -e
+root="${SOLCAP_ROOT:-/}"
+out="$root/@CFG@"
+if [ "$1" = "-o" ]; then out="$2"; fi
+grub_warn() { echo "Warning: $*" >&2; }
+gettext() { printf '%s' "$1"; }
+. "$root/etc/default/grub"
+for f in "$root"/etc/default/grub.d/*.cfg; do
+    if [ -e "$f" ]; then . "$f"; fi
+done
+plain="${GRUB_CMDLINE_LINUX} ${GRUB_CMDLINE_LINUX_DEFAULT}"
+if [ -n "$GRUB_CMDLINE_LINUX_XEN_REPLACE" ]; then
+    GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX_XEN_REPLACE"
+fi
+if [ -n "$GRUB_CMDLINE_LINUX_XEN_REPLACE_DEFAULT" ]; then
+    GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_XEN_REPLACE_DEFAULT"
+fi
+@IGNORE@
+xen="/boot/xen-4.17-amd64.gz"
+kernel="/boot/vmlinuz-6.1.0-18-amd64"
+xen_args="${GRUB_CMDLINE_XEN} ${GRUB_CMDLINE_XEN_DEFAULT}"
+dom0_args="${GRUB_CMDLINE_LINUX} ${GRUB_CMDLINE_LINUX_DEFAULT}"
+cat > "$out.new" <<EOF
+menuentry 'Debian GNU/Linux' --class debian \$menuentry_id_option 'gnulinux-simple-x' {
+	linux	$kernel root=UUID=x ro ${plain}
+}
+menuentry 'Debian GNU/Linux, with Xen hypervisor' \$menuentry_id_option 'xen-simple-x' {
+	multiboot2	$xen placeholder $xen_args \${xen_rm_opts}
+	module2	$kernel placeholder root=UUID=x ro $dom0_args
+	module2	--nounzip   /boot/initrd.img-6.1.0-18-amd64
+}
+menuentry 'Debian GNU/Linux, with Xen hypervisor (recovery mode)' \$menuentry_id_option 'xen-r' {
+	multiboot2	$xen placeholder ${GRUB_CMDLINE_XEN} \${xen_rm_opts}
+	module2	$kernel placeholder root=UUID=x ro single ${GRUB_CMDLINE_LINUX}
+}
+EOF
+mv -f "$out.new" "$out"
+"""
+IGNORE_VARIABLES = (
+    'GRUB_CMDLINE_XEN=""; GRUB_CMDLINE_XEN_DEFAULT="dom0_mem=2G"; '
+    'GRUB_CMDLINE_LINUX=""; GRUB_CMDLINE_LINUX_DEFAULT="quiet"'
+)
+
+
+def _stub(directory: Path, name: str, cfg: str, ignore: bool = False) -> None:
+    directory.mkdir(exist_ok=True)
+    text = MKCONFIG.replace("@CFG@", cfg).replace("@IGNORE@", IGNORE_VARIABLES if ignore else "")
+    path = directory / name
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` (relative path -> digest)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def debian_root(tmp_path: Path) -> Path:
+    """A Debian 12 Xen host's GRUB files (the real package files) under a temp root."""
+    root = tmp_path / "root"
+    (root / "etc/default/grub.d").mkdir(parents=True)
+    (root / "boot/grub").mkdir(parents=True)
+    shutil.copy(DATA / "debian12-default-grub", root / "etc/default/grub")
+    shutil.copy(DATA / "debian12-grub.d-xen.cfg", root / "etc/default/grub.d/xen.cfg")
+    shutil.copy(DATA / "debian12-grub.cfg", root / "boot/grub/grub.cfg")
+    for path in (root / "etc/default/grub", root / "etc/default/grub.d/xen.cfg"):
+        path.chmod(0o644)
+    return root
+
+
+@pytest.fixture
+def ssh(sshd: Sshd) -> Iterator[SshConnection]:
+    target = SshTarget.parse(
+        sshd.url, key_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts)
+    )
+    with connect(target) as connection:
+        yield connection
+
+
+@pytest.fixture
+def profile() -> Profile:
+    return load_profile("xen-serial-debug")
+
+
+def _layout(root: Path, bin_dir: Path, **extra: object) -> RemoteLayout:
+    return RemoteLayout(root=str(root), path_prefix=(str(bin_dir),), **extra)  # type: ignore[arg-type]
+
+
+def test_dry_run_shows_diff_and_changes_nothing(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    before = _tree(debian_root)
+    plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+    assert plan.method == "default-grub"
+    assert plan.regenerate == "update-grub"
+    assert plan.grub_cfg == "/boot/grub/grub.cfg"
+    assert [e.path for e in plan.edits] == ["/etc/default/grub.d/xen.cfg"]
+    out = io.StringIO()
+    result = apply_persistent(ssh, plan, out=out)
+    assert result.dry_run and not result.written
+    text = out.getvalue()
+    assert "--- /etc/default/grub.d/xen.cfg (current)" in text
+    assert (
+        '+GRUB_CMDLINE_XEN_DEFAULT="$GRUB_CMDLINE_XEN_DEFAULT loglvl=all guest_loglvl=all '
+        'com1=38400,8n1 console=com1"' in text
+    )
+    assert "dry run: nothing changed" in text
+    assert _tree(debian_root) == before
+
+
+def test_write_backs_up_writes_atomically_regenerates_and_verifies(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    xen_cfg = debian_root / "etc/default/grub.d/xen.cfg"
+    old = xen_cfg.read_text()
+    main_before = hashlib.sha256((debian_root / "etc/default/grub").read_bytes()).hexdigest()
+    plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+    out = io.StringIO()
+    result = apply_persistent(ssh, plan, dry_run=False, out=out)
+
+    assert result.written == ("/etc/default/grub.d/xen.cfg",)
+    ((original, backup),) = result.backups
+    assert original == "/etc/default/grub.d/xen.cfg"
+    assert backup.startswith("/etc/default/grub.d/xen.cfg.solcap-") and backup.endswith("Z.bak")
+    assert (debian_root / backup.lstrip("/")).read_text() == old
+    assert xen_cfg.read_text() == plan.edits[0].new
+    assert stat.S_IMODE(xen_cfg.stat().st_mode) == 0o644
+    names = sorted(os.listdir(xen_cfg.parent))
+    assert names == sorted(["xen.cfg", os.path.basename(backup)])  # no temp file left
+    assert hashlib.sha256((debian_root / "etc/default/grub").read_bytes()).hexdigest() == (
+        main_before
+    )
+    assert result.regenerated
+    assert result.verified == ("Debian GNU/Linux, with Xen hypervisor",)
+    cfg = (debian_root / "boot/grub/grub.cfg").read_text()
+    xen, dom0 = entry_cmdlines(cfg, "with Xen hypervisor$")
+    assert xen.split() == [
+        "placeholder",
+        "loglvl=all",
+        "guest_loglvl=all",
+        "com1=38400,8n1",
+        "console=com1",
+        "${xen_rm_opts}",
+    ]
+    assert dom0 is not None and dom0.split()[-3:] == ["quiet", "console=hvc0", "earlyprintk=xen"]
+    assert "verified: Debian GNU/Linux, with Xen hypervisor" in out.getvalue()
+
+    # Applying again: nothing to write, no second backup, still verified.
+    again = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+    assert not again.changed
+    second = apply_persistent(ssh, again, dry_run=False, out=io.StringIO())
+    assert second.written == () and second.backups == () and not second.regenerated
+    assert len(os.listdir(xen_cfg.parent)) == 2
+
+
+def test_verification_fails_when_regenerate_ignores_variables(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg", ignore=True)
+    plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+    with pytest.raises(TargetError) as info:
+        apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+    message = info.value.one_line()
+    assert "verification failed" in message
+    assert "Xen line lacks loglvl=all guest_loglvl=all com1=38400,8n1 console=com1" in message
+    assert "roll back with: cp -p " in message and ".solcap-" in message
+    assert "update-grub" in message.split("roll back with:")[1]
+
+
+def test_rhel_like_grub2_mkconfig(ssh: SshConnection, tmp_path: Path, profile: Profile) -> None:
+    root = tmp_path / "root"
+    (root / "etc/default").mkdir(parents=True)
+    (root / "boot/grub2").mkdir(parents=True)
+    (root / "etc/default/grub").write_text(
+        'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet"\n'
+        'GRUB_CMDLINE_XEN_DEFAULT="dom0_mem=1024M,max:1024M console=vga"\n'
+    )
+    shutil.copy(DATA / "rhel-grub.cfg", root / "boot/grub2/grub.cfg")
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "grub2-mkconfig", "boot/grub2/grub.cfg")
+    plan = plan_persistent(ssh, profile, layout=_layout(root, bin_dir))
+    assert plan.regenerate == f"grub2-mkconfig -o {root}/boot/grub2/grub.cfg"
+    assert plan.grub_cfg == "/boot/grub2/grub.cfg"
+    result = apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+    assert result.written == ("/etc/default/grub",)
+    text = (root / "etc/default/grub").read_text()
+    assert (
+        'GRUB_CMDLINE_XEN_DEFAULT="dom0_mem=1024M,max:1024M console=com1 loglvl=all '
+        'guest_loglvl=all com1=38400,8n1"' in text
+    )
+    assert "GRUB_CMDLINE_LINUX_XEN_REPLACE_DEFAULT=" in text
+    xen, _ = entry_cmdlines((root / "boot/grub2/grub.cfg").read_text(), "with Xen hypervisor$")
+    assert "console=vga" not in xen and "console=com1" in xen
+
+
+def test_no_tool_and_no_entry_pattern_is_refused(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    with pytest.raises(UsageError):
+        plan_persistent(ssh, profile, layout=_layout(debian_root, empty_bin))
+
+
+def test_system_tool_with_root_prefix_is_refused(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    """A tool outside the PATH prefix would write the real /boot: refused."""
+    elsewhere = tmp_path / "elsewhere"
+    _stub(elsewhere, "update-grub", "boot/grub/grub.cfg")
+    # One PATH entry that is not a plain directory: the tool is found, but not "in" the prefix,
+    # exactly like a system /usr/sbin/update-grub would be.
+    layout = RemoteLayout(root=str(debian_root), path_prefix=(f"{elsewhere}/.:/nonexistent",))
+    with pytest.raises(UsageError, match="would regenerate the real /boot"):
+        plan_persistent(ssh, profile, layout=layout)
+
+
+def test_direct_grub_cfg_edit_without_regenerate_tool(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    cfg = debian_root / "boot/grub/grub.cfg"
+    old = cfg.read_text()
+    layout = _layout(debian_root, empty_bin, entry_pattern="with Xen hypervisor$")
+    plan = plan_persistent(ssh, profile, layout=layout)
+    assert plan.method == "grub-cfg" and plan.regenerate is None
+    assert any("undoes this edit" in w for w in plan.warnings)
+    result = apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+    assert result.written == ("/boot/grub/grub.cfg",) and not result.regenerated
+    assert (debian_root / result.backups[0][1].lstrip("/")).read_text() == old
+    xen, dom0 = entry_cmdlines(cfg.read_text(), "with Xen hypervisor$")
+    assert "console=com1" in xen and dom0 is not None and "console=hvc0" in dom0
+    # The other Xen entries were not touched.
+    xen_other, _ = entry_cmdlines(cfg.read_text(), "with Xen 4.17-amd64 and Linux 6.1.0-18-amd64$")
+    assert "console=com1" not in xen_other
+
+
+def test_several_candidate_files_are_refused(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    grub_d = debian_root / "etc/default/grub.d"
+    (grub_d / "xen.cfg").rename(grub_d / "10-local.cfg")
+    (grub_d / "init-select.cfg").write_text("# nothing here\n")
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    with pytest.raises(UsageError, match="several are candidates"):
+        plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+
+
+def test_two_grub_cfg_files_are_refused(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    (debian_root / "boot/grub2").mkdir()
+    shutil.copy(DATA / "rhel-grub.cfg", debian_root / "boot/grub2/grub.cfg")
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    layout = _layout(debian_root, empty_bin, entry_pattern="with Xen hypervisor$")
+    with pytest.raises(UsageError, match=r"several grub\.cfg"):
+        plan_persistent(ssh, profile, layout=layout)
+
+
+def test_later_file_override_is_warned_and_edited_where_it_counts(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    main = debian_root / "etc/default/grub"
+    main.write_text(main.read_text() + 'GRUB_CMDLINE_XEN_DEFAULT="dom0_mem=4G"\n')
+    (debian_root / "etc/default/grub.d/zz-site.cfg").write_text(
+        'GRUB_CMDLINE_XEN_DEFAULT="dom0_mem=8G"\n'
+    )
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+    assert any("zz-site.cfg:1 overrides /etc/default/grub" in w for w in plan.warnings)
+    xen_edits = [e.path for e in plan.edits if "GRUB_CMDLINE_XEN_DEFAULT" in e.diff]
+    assert xen_edits == ["/etc/default/grub.d/zz-site.cfg"]
+
+
+def test_sudo_path_uses_stub_sudo_with_password_on_stdin(
+    sshd: Sshd,
+    debian_root: Path,
+    tmp_path: Path,
+    profile: Profile,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    write_sudo_stub(bin_dir)
+    monkeypatch.setenv("SOLCAP_TEST_SUDO_PW", SUDO_PASSWORD)
+    target = SshTarget.parse(
+        sshd.url,
+        key_file=str(sshd.client_key),
+        known_hosts=str(sshd.known_hosts),
+        sudo=True,
+        sudo_password="env:SOLCAP_TEST_SUDO_PW",
+        path_prefix=(str(bin_dir),),  # where the remote finds the stub sudo
+    )
+    with connect(target) as ssh:
+        plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+        result = apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+    assert result.verified and result.regenerated
+    log = (bin_dir / "sudo.log").read_text()
+    assert "cp -p" in log and "mv -f" in log and "update-grub" in log
+    assert SUDO_PASSWORD not in log
