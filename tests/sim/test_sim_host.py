@@ -387,3 +387,20 @@ def test_wrong_com1_rate_gives_garbage_and_no_dom0(make_host: MakeHost) -> None:
     assert b"(XEN)" not in boot_log and b"Linux version" not in boot_log
     with pytest.raises(UnicodeDecodeError):
         boot_log.decode("utf-8")
+
+
+def test_edited_entry_boots_with_the_edit_on_xens_command_line(make_host: MakeHost) -> None:
+    host, client = make_host(grub_timeout=30)
+    client.wait_state(host, "grub", 5)
+    client.catch_up(host)
+    client.type_paced(host, b"e")
+    for _ in range(3):  # setparams, blank line, echo -> the multiboot2 line
+        client.write(b"\x1b[B")
+        client.catch_up(host)
+    client.type_paced(host, b"\x05 solcap_edit=1")  # Ctrl-E: end of line
+    assert host.dropped_input == 0
+    client.write(b"\x18")  # Ctrl-X boots
+    client.wait_state(host, "running")
+    client.catch_up(host)
+    client.expect(b"(XEN) Command line: com1=38400,8n1 console=com1 loglvl=all")
+    client.expect(b"guest_loglvl=all solcap_edit=1\r\n")
