@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from .common import PARSER_VERSION, Result
 from .keys_h import parse_h
+from .keys_misc import parse_e, parse_i, parse_m, parse_t
 from .keys_q import parse_q
 from .keys_r import parse_r
 from .keys_u import parse_u
@@ -29,6 +30,10 @@ PARSERS: dict[str, Callable[[bytes], Result]] = {
     "q": parse_q,
     "r": parse_r,
     "u": parse_u,
+    "m": parse_m,
+    "i": parse_i,
+    "e": parse_e,
+    "t": parse_t,
 }
 """Debug key → parser. Keys absent here have no structured form (yet)."""
 

@@ -74,7 +74,7 @@ def test_cpulist_and_bitmap() -> None:
 
 def test_registry() -> None:
     assert parse_dump("R", b"(XEN) 'R' pressed -> rebooting machine\r\n") is None
-    assert {"h"} <= set(PARSERS)
+    assert set(PARSERS) == set("hqurmiet")
 
 
 # --------------------------------------------------------------------------- h
@@ -379,6 +379,97 @@ def test_r_truncated_before_all_cpus_listed() -> None:
     assert check_common(parse_dump("r", cut), "r")["truncated"] is True
     cut = raw[: raw.index(b"(XEN) CPUs info:\r\n(XEN) CPU[00]")]
     assert check_common(parse_dump("r", cut), "r")["truncated"] is True
+
+
+# --------------------------------------------------------------------------- m t e i
+def test_m_real_and_truncated() -> None:
+    r = check_common(parse_dump("m", real("m")), "m")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert (r["xen_heap_kb"], r["dma_heap_kb"], r["dom_heap_kb"]) == (0, None, 510320)
+    assert r["zones"] == [
+        {"zone": 15, "free_kb": 64512},
+        {"zone": 16, "free_kb": 131072},
+        {"zone": 17, "free_kb": 215968},
+        {"zone": 18, "free_kb": 98768},
+    ]
+    assert sum(z["free_kb"] for z in r["zones"]) == r["dom_heap_kb"]
+    cut = real("m")[: real("m").index(b"(XEN)     Dom heap")]
+    assert check_common(parse_dump("m", cut), "m")["truncated"] is True
+
+
+def test_t_real() -> None:
+    r = check_common(parse_dump("t", real("t")), "t")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert r["stime_skew_ns"] == {"max": 3958777, "avg": 3958777, "samples": 1, "current": 3958777}
+    assert r["cycles_skew"] == {"max": 37730, "avg": 37730, "samples": 1, "current": 37730}
+
+
+def test_e_real_and_simulator() -> None:
+    r = check_common(parse_dump("e", real("e")), "e")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    (d0,) = r["domains"]
+    assert d0["polling_vcpus"] == [] and len(d0["channels"]) == 13
+    assert d0["by_state"] == {"virq": 4, "ipi": 4, "unbound": 1, "pirq": 4}
+    assert d0["channels"][5] == {
+        "port": 6,
+        "pending": 0,
+        "masked": 0,
+        "port_state": "-",
+        "state": 2,
+        "state_name": "unbound",
+        "notify_vcpu": 0,
+        "xen_consumer": 0,
+        "remote_domid": 0,
+    }
+    assert d0["channels"][7]["pirq"] == 9 and d0["channels"][7]["irq"] == 9
+    s = check_common(parse_dump("e", sim_dump("e")), "e")
+    assert s["unparsed"] == [] and len(s["domains"]) == 1 + SPEC.domus
+    inter = s["domains"][1]["channels"][-1]
+    assert inter["state_name"] == "interdomain" and inter["remote_domid"] == 0
+    assert isinstance(inter["remote_port"], int)
+
+
+def test_i_real() -> None:
+    r = check_common(parse_dump("i", real("i")), "i")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    assert [i["irq"] for i in r["irqs"]] == [0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    irq4 = r["irqs"][3]
+    assert irq4["handler"] == "drivers/char/ns16550.c#ns16550_interrupt()"
+    assert irq4["affinity"] == [0, 1] and irq4["vector"] == 0xF1
+    assert r["irqs"][1]["guests"] == [
+        {"domid": 0, "pirq": 1, "pending": False, "masked": False, "pirq_masked": False}
+    ]
+    assert r["irqs"][2]["mapped_unbound"] is True
+    assert len(r["direct_vectors"]) == 8
+    assert r["direct_vectors"][0] == {"vector": 0x22, "handler": "irq_move_cleanup_interrupt()"}
+    assert len(r["ioapic"]) == 15
+    assert r["ioapic"][0]["vector"] == 240
+    assert r["ioapic"][0]["pins"][0]["pin"] == 2
+    assert r["ioapic"][0]["pins"][0]["fields"]["dest_id"] == "01"
+    assert r["ioapic"][4]["pins"][0]["fields"]["trig"] == "L"
+
+
+def test_i_guest_list_and_truncation() -> None:
+    raw = (
+        b"(XEN) IRQ information:\r\n"
+        b"(XEN)    IRQ:  28 vec:b1 PCI-MSI/-X      status=030 aff:{2}/{2} "
+        b"in-flight=1 d0:1249(PM-),d3:  55(-M-)\r\n"
+    )
+    r = check_common(parse_dump("i", raw), "i")
+    assert r["unparsed"] == [] and r["truncated"] is True
+    (irq,) = r["irqs"]
+    assert irq["type"] == "PCI-MSI/-X" and irq["in_flight"] == 1
+    assert [(g["domid"], g["pirq"], g["pending"], g["masked"]) for g in irq["guests"]] == [
+        (0, 1249, True, True),
+        (3, 55, False, True),
+    ]
+
+
+def test_every_parser_on_simulator_output_leaves_nothing_unparsed() -> None:
+    for key in sorted(PARSERS):
+        r = check_common(parse_dump(key, sim_dump(key)), key)
+        assert r["unparsed"] == [], key
+        assert r["truncated"] is False, key
 
 
 # --------------------------------------------------------------------------- robustness
