@@ -16,6 +16,14 @@ PARSER_VERSION = 1
 
 Result = dict[str, Any]
 
+
+def rx(pattern: str) -> re.Pattern[str]:
+    """Compile a line pattern with every ``\\d+`` bounded to 40 digits: Python refuses to
+    convert decimal strings over 4300 digits (ValueError), and no Xen field is that long, so
+    such a line simply does not match and lands in ``unparsed``."""
+    return re.compile(pattern.replace(r"\d+", r"\d{1,40}"))
+
+
 _KV = re.compile(r"([A-Za-z_][\w-]*)=(\{[^}]*\}|\S*)")
 
 
@@ -53,7 +61,7 @@ def to_int(text: str | None, base: int = 10) -> int | None:
         return None
 
 
-PV = re.compile(r"d(\d+|\[\w+\])v(\d+)")
+PV = rx(r"d(\d+|\[\w+\])v(\d+)")
 
 
 def vcpu_ref(text: str) -> dict[str, Any] | None:

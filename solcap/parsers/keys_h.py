@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
+from .common import Result, rx, start
 
-from .common import Result, start
-
-_HEADER = re.compile(r"'.' pressed -> showing installed handlers")
+_HEADER = rx(r"'.' pressed -> showing installed handlers")
 # " key '%c' (ascii '%02x') => %s" — the char is ' ' for non-printables, so the hex is the key.
-_ENTRY = re.compile(r" key '.' \(ascii '([0-9a-f]{2})'\) => (.*)")
+_ENTRY = rx(r" key '.' \(ascii '([0-9a-f]{2})'\) => (.*)")
 
 
 def parse_h(data: bytes) -> Result:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, kv, start, to_int
+from .common import Result, kv, rx, start, to_int
 from .text import cpulist
 
-_R = re.compile
+_R = rx
 
 # ----------------------------------------------------------------------------- m
 M_HEADER = "Physical memory information:"
@@ -49,8 +49,8 @@ def parse_t(data: bytes) -> Result:
     result, lines = start("t", data)
     found: dict[str, Any] = {"stime_skew_ns": None, "cycles_skew": None}
     for line in lines.xen:
-        for name, rx in (("stime_skew_ns", T_STIME), ("cycles_skew", T_CYCLES)):
-            if m := rx.fullmatch(line):
+        for name, pattern in (("stime_skew_ns", T_STIME), ("cycles_skew", T_CYCLES)):
+            if m := pattern.fullmatch(line):
                 found[name] = dict(
                     zip(("max", "avg", "samples", "current"), map(int, m.groups()), strict=True)
                 )
@@ -123,6 +123,7 @@ I_IRQ = _R(
     r"   IRQ: *(\d+) vec:([0-9a-f]+) (\S+) +status=([0-9a-f]+) aff:\{(.*?)\}/\{(.*?)\} ?(.*)"
 )
 I_GUEST = _R(r"d(\d+): *(-?\d+)\((.)(.)(.)\)")
+I_INFLIGHT = _R(r"in-flight=(\d+) ?(.*)")
 I_DIRECT_HDR = "Direct vector information:"
 I_DIRECT = _R(r"   (0x[0-9a-f]+) -> (.*)")
 I_IOAPIC_HDR = "IO-APIC interrupt information:"
@@ -139,7 +140,7 @@ def _irq_tail(entry: dict[str, Any], tail: str) -> None:
     entry["guests"] = []
     entry["handler"] = None
     entry["mapped_unbound"] = tail == "mapped, unbound"
-    if m := re.match(r"in-flight=(\d+) ?(.*)", tail):
+    if m := I_INFLIGHT.match(tail):
         entry["in_flight"] = int(m.group(1))
         for g in I_GUEST.finditer(m.group(2)):
             entry["guests"].append(

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, kv, start, to_int
+from .common import Result, kv, rx, start, to_int
 from .text import cpulist
 
-_R = re.compile
+_R = rx
 HEADER = _R(r"'.' pressed -> dumping domain info \(now = (-?\d+)\)")
 GENERAL = _R(r"General information for domain (\d+):")
 REFCNT = _R(r"    refcnt=(-?\d+) dying=(\d+) pause_count=(-?\d+)")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, start, to_int, vcpu_ref
+from .common import Result, rx, start, to_int, vcpu_ref
 from .text import bitmap, cpulist
 
-_R = re.compile
+_R = rx
 SMT = _R(r"sched_smt_power_savings: (enabled|disabled)")
 NOW = _R(r"NOW=(-?\d+)")
 ONLINE = _R(r"Online Cpus: (.*)")
@@ -45,6 +45,7 @@ UNIT = _R(r"\[(-?\d+)\.(\d+)\](.*)")
 WEIGHT = _R(r"\[w=(\d+)(?:,cap=(\d+))?\]")
 LOAD = _R(r"load=(-?\d+) \(~(-?\d+)%\)")
 BUDGET = _R(r"budget=(-?\d+)\((-?\d+)\)")
+AVELOAD = _R(r"(-?\d+) \(~(-?\d+)%\)")
 FIELD = _R(r"(pri|flags|cpu|credit)=(-?[0-9a-f]+)")
 
 
@@ -166,7 +167,7 @@ def _scheduler_line(st: _State, pool: dict[str, Any], line: str) -> bool:
         name, value = m.group(1).strip(), m.group(2).strip()
         if name == "cpus":
             target[name] = cpulist(value)
-        elif name == "aveload" and (a := re.fullmatch(r"(-?\d+) \(~(-?\d+)%\)", value)):
+        elif name == "aveload" and (a := AVELOAD.fullmatch(value)):
             target["aveload"], target["aveload_pct"] = int(a.group(1)), int(a.group(2))
         else:
             target[name] = _value(value)

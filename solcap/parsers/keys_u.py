@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, start
+from .common import Result, rx, start
 
-_R = re.compile
+_R = rx
 HEADER = _R(r"'.' pressed -> dumping numa info \(now = (-?\d+)\)")
 NODE = _R(r"NODE(\d+) start->(\d+) size->(\d+) free->(\d+)")
 PHYS = _R(r"phys_to_nid\((\S+)\) -> (-?\d+) should be (\d+)")
@@ -29,7 +29,7 @@ def _vcpus(text: str) -> list[int] | None:
     out: list[int] = []
     for tok in text.split():
         lo, sep, hi = tok.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not lo.isdigit() or (sep and not hi.isdigit()) or len(lo) > 9 or len(hi) > 9:
             return None
         out.extend(range(int(lo), (int(hi) if sep else int(lo)) + 1))
     return out

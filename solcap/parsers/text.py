@@ -94,7 +94,7 @@ def cpulist(text: str) -> list[int] | None:
     cpus: list[int] = []
     for part in text.split(","):
         lo, sep, hi = part.strip().partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not lo.isdigit() or (sep and not hi.isdigit()) or len(lo) > 9 or len(hi) > 9:
             return None
         first, last = int(lo), int(hi) if sep else int(lo)
         if last < first or last - first > 1 << 16:

@@ -503,3 +503,43 @@ _NOISY = st.lists(
 @given(data=_NOISY)
 def test_parsers_never_raise(key: str, data: bytes) -> None:
     check_common(parse_dump(key, data), key)
+
+
+_REAL_LINES = [
+    line for f in sorted(DATA.glob("*.txt")) for line in f.read_bytes().splitlines(keepends=True)
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    picks=st.lists(
+        st.tuples(st.sampled_from(_REAL_LINES), st.integers(0, 200), st.binary(max_size=6)),
+        max_size=60,
+    ),
+    key=st.sampled_from(sorted(PARSERS)),
+)
+def test_parsers_never_raise_on_mangled_real_lines(
+    picks: list[tuple[bytes, int, bytes]], key: str
+) -> None:
+    """Real and written lines, cut at random points with garbage spliced in."""
+    data = b"".join(line[:cut] + junk + line[cut:] for line, cut, junk in picks)
+    check_common(parse_dump(key, data), key)
+
+
+@pytest.mark.parametrize("key", sorted(PARSERS))
+def test_huge_numbers_are_unparsed_not_errors(key: str) -> None:
+    big = b"9" * 5000
+    lines = [
+        b"(XEN) NOW=" + big,
+        b"(XEN) '" + key.encode() + b"' pressed -> dumping domain info (now = " + big + b")",
+        b"(XEN) General information for domain " + big + b":",
+        b"(XEN) Domain " + big + b" (total: 1):",
+        b"(XEN) Synced cycles skew: max=" + big + b" avg=1 samples=1 current=1",
+        b"(XEN) Cpus: 0-" + big,
+        b"(XEN) CPU0..." + big + b" -> NODE0",
+        b"(XEN) CPU[00] current=d" + big + b"v0, curr=d0v0, prev=NULL",
+        b"(XEN)      1 vnodes, 3 vcpus, guest physical layout:",
+        b"(XEN)          0: pnode   1, vcpus 0-" + big,
+    ]
+    r = check_common(parse_dump(key, b"\r\n".join(lines) + b"\r\n"), key)
+    assert r["unparsed"]
