@@ -541,6 +541,21 @@ class VirtualHost:
         if self._line is not None:
             self._line.write(data)
 
+    def dom0_exec(self, line: str, timeout: float = 10.0) -> bytes | None:
+        """Run a Dom0 command as over SSH; return its stdout (``\\n`` line ends).
+
+        For the Dom0 SSH server (:mod:`solcap.sim.dom0ssh`). It runs on the machine thread
+        exactly like a line typed at the console shell, so Xen's output (``xl debug-keys``
+        dumps) goes onto the serial line and into :attr:`dumps`; only stdout (and no echo or
+        prompt) comes back here instead of going to the line. None when Dom0 is not running.
+        """
+        reply: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+        self._inbox.put(_Event("dom0-exec", data=(line, reply)))
+        try:
+            return reply.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
     def _command(self, what: str) -> None:
         if not self._started or self._stopped:
             raise RuntimeError("VirtualHost is not running")
@@ -607,6 +622,8 @@ class VirtualHost:
                 self._grub_drain()
         elif event.kind == "input":
             self._input(event.data, event.at)
+        elif event.kind == "dom0-exec":
+            self._dom0_exec(*event.data)
         elif event.gen != self._gen:
             return  # a marker from a boot that power took away
         elif event.kind == "firmware-done":
@@ -922,8 +939,14 @@ class VirtualHost:
             self._line_buf.append(byte)
             self._emit(bytes([byte]))
 
-    def _dom0_command(self, xen: XenHost, line: str) -> None:
-        """Run a Dom0 shell line; ``xl debug-keys K…`` dumps are recorded like typed keys."""
+    def _dom0_command(
+        self, xen: XenHost, line: str, to: Callable[[bytes], None] | None = None
+    ) -> None:
+        """Run a Dom0 shell line; ``xl debug-keys K…`` dumps are recorded like typed keys.
+
+        ``to`` receives stdout instead of the serial line (SSH); then no prompt is printed.
+        """
+        out = self._emit if to is None else to
         words = line.split()
         if words[:2] == ["xl", "debug-keys"] and len(words) == 3:
             for key in words[2]:  # the handlers run one after the other, as in Xen
@@ -932,12 +955,23 @@ class VirtualHost:
                     self._emit_dump(key, xen_out, serial=False)
                 else:
                     self._emit(xen_out)
-                self._emit(stdout)
+                out(stdout)
         else:
             xen_out, stdout = xen.dom0_command(line)
             self._emit(xen_out)
-            self._emit(stdout)
-        self._emit(xen.prompt)
+            out(stdout)
+        if to is None:
+            self._emit(xen.prompt)
+
+    def _dom0_exec(self, line: str, reply: queue.Queue[bytes | None]) -> None:
+        """:meth:`dom0_exec` on the machine thread."""
+        xen = self._xen
+        if xen is None or self._state != "running":
+            reply.put(None)
+            return
+        stdout = bytearray()
+        self._dom0_command(xen, line, stdout.extend)
+        reply.put(bytes(stdout).replace(DOM0_NEWLINE, b"\n"))
 
 
 def _plain_linux_command(line: str) -> bytes:
