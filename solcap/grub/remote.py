@@ -370,7 +370,7 @@ def plan_persistent(ssh: SshConnection, profile: Profile, *, layout: RemoteLayou
 # --------------------------------------------------------------------------- verify
 
 
-def _xen_entries(text: str, pattern: str | None, path: str) -> list[tuple[str, str, str | None]]:
+def xen_entries(text: str, pattern: str | None, path: str) -> list[tuple[str, str, str | None]]:
     """(title, xen args, dom0 args) of the entries to verify.
 
     With a pattern: that one entry. Without: every non-recovery entry that boots Xen (the
@@ -398,7 +398,7 @@ def verify_grub_cfg(
     text: str, profile: Profile, *, entry_pattern: str | None, path: str
 ) -> list[str]:
     """Titles of the verified entries; raises ConfigError listing what an entry lacks."""
-    entries = _xen_entries(text, entry_pattern, path)
+    entries = xen_entries(text, entry_pattern, path)
     if not entries:
         raise ConfigError(path, "no Xen (multiboot) menuentry found", field="menuentry")
     for title, xen, dom0 in entries:
@@ -536,4 +536,5 @@ __all__ = [
     "plan_persistent",
     "rollback_hint",
     "verify_grub_cfg",
+    "xen_entries",
 ]

@@ -1,0 +1,234 @@
+"""``solcap grub show|apply``: put a profile's Xen/Dom0 options on a host's boot line.
+
+Persistent (default): over SSH, edit ``/etc/default/grub(.d)`` and regenerate ``grub.cfg``
+(or edit a generated ``grub.cfg`` directly when the host has no regenerate tool and an
+``--entry`` pattern says which menuentry). ``--dry-run`` is the default; ``--write`` changes
+the host. One-shot (``--oneshot``): edit the entry in GRUB's menu over the console for one
+boot; HOST is then a console target (device path or URL, as for ``solcap capture``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from solcap.errors import ExitStatus, UsageError
+from solcap.grub.cfg import CMDLINE_VARIABLES
+from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent, xen_entries
+from solcap.profiles import Profile, load_profile
+from solcap.ssh import SshConnection, SshTarget, connect
+
+
+def ssh_target(args: argparse.Namespace) -> SshTarget:
+    """The SSH target from HOST and the ``--ssh-*`` / ``--sudo*`` options."""
+    if args.ssh_password_env and args.ssh_password_file:
+        raise UsageError("give --ssh-password-env or --ssh-password-file, not both")
+    if args.sudo_password_env and args.sudo_password_file:
+        raise UsageError("give --sudo-password-env or --sudo-password-file, not both")
+    password = (
+        f"env:{args.ssh_password_env}"
+        if args.ssh_password_env
+        else f"file:{args.ssh_password_file}"
+        if args.ssh_password_file
+        else None
+    )
+    sudo_password = (
+        f"env:{args.sudo_password_env}"
+        if args.sudo_password_env
+        else f"file:{args.sudo_password_file}"
+        if args.sudo_password_file
+        else None
+    )
+    return SshTarget.parse(
+        args.host,
+        key_file=args.ssh_key,
+        password=password,
+        known_hosts=args.known_hosts,
+        sudo=args.sudo or sudo_password is not None,
+        sudo_password=sudo_password,
+        accept_new_host_key=args.accept_new_host_key,
+        path_prefix=tuple(args.path_prefix or ()),
+    )
+
+
+def layout(args: argparse.Namespace) -> RemoteLayout:
+    """Where the host's GRUB files are, from ``--root-prefix`` and friends."""
+    return RemoteLayout(
+        root=args.root_prefix or "/",
+        grub_cfg=args.grub_cfg,
+        regenerate=args.regenerate,
+        path_prefix=tuple(args.path_prefix or ()),
+        entry_pattern=args.entry,
+        method=args.method,
+    )
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    return load_profile(args.profile)
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    """Current effective settings, the grub.cfg Xen lines, and what the profile would change."""
+    profile = _profile(args)
+    where = layout(args)
+    with connect(ssh_target(args)) as ssh:
+        plan = plan_persistent(ssh, profile, layout=where)
+        print(f"host:       {plan.host}", file=out)
+        print(f"method:     {plan.method}", file=out)
+        print(f"regenerate: {plan.regenerate or '(none: grub.cfg edited directly)'}", file=out)
+        print(f"grub.cfg:   {plan.grub_cfg or '(unknown)'}", file=out)
+        if plan.method == "default-grub":
+            print("current settings:", file=out)
+            for name in CMDLINE_VARIABLES:
+                setting = plan.settings.get(name)
+                if setting is None:
+                    print(f"  {name}: (not set)", file=out)
+                    continue
+                notes = " dynamic" if setting.dynamic else ""
+                notes += " conditional" if setting.conditional else ""
+                print(
+                    f"  {name}={setting.value!r}  ({setting.path}:{setting.line}{notes})", file=out
+                )
+        _show_entries(ssh, plan.grub_cfg, where, out)
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=out)
+        if plan.changed:
+            print(f"profile {profile.name} would change:", file=out)
+            out.write(plan.diff)
+        else:
+            print(f"profile {profile.name}: nothing to change", file=out)
+    return ExitStatus.OK
+
+
+def _show_entries(ssh: SshConnection, cfg: str | None, where: RemoteLayout, out: TextIO) -> None:
+    if cfg is None:
+        return
+    text = ssh.read_file(where.path(cfg), sudo=ssh.target.sudo)
+    if text is None:
+        return
+    print(f"Xen entries in {cfg}:", file=out)
+    for title, xen, dom0 in xen_entries(text, where.entry_pattern, cfg):
+        print(f"  {title}", file=out)
+        print(f"    xen:  {xen}", file=out)
+        print(f"    dom0: {dom0 if dom0 is not None else '(no module2 line)'}", file=out)
+
+
+def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
+    """Dry run by default; ``--write`` backs up, writes, regenerates and verifies."""
+    profile = _profile(args)
+    if args.oneshot:
+        return _oneshot(args, profile, out)
+    with connect(ssh_target(args)) as ssh:
+        plan = plan_persistent(ssh, profile, layout=layout(args))
+        apply_persistent(ssh, plan, dry_run=not args.write, out=out)
+    return ExitStatus.OK
+
+
+# --- one-shot hook ------------------------------------------------------------------------
+# ``--oneshot`` is solcap.grub.menu's job (GRUB's editor over the console). This command only
+# opens the console and hands over; if that module or its apply_oneshot is missing, it says
+# so instead of failing with an ImportError.
+
+
+def _find_oneshot() -> Callable[..., Any] | None:
+    try:
+        module = importlib.import_module("solcap.grub.menu")
+    except ImportError:
+        return None
+    found = getattr(module, "apply_oneshot", None)
+    return found if callable(found) else None
+
+
+def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
+    apply_oneshot = _find_oneshot()
+    if apply_oneshot is None:
+        raise UsageError("grub apply --oneshot is not available yet (solcap.grub.menu)")
+    entry = args.entry or "Xen"
+    if not args.write:
+        print(
+            f"dry run: at the next boot of {args.host}, would edit the GRUB entry matching "
+            f"{entry!r} for profile {profile.name}: xen +{' +'.join(profile.xen.options)}"
+            + (f", dom0 +{' +'.join(profile.dom0.options)}" if profile.dom0.options else "")
+            + " (use --write to do it)",
+            file=out,
+        )
+        return ExitStatus.OK
+    from solcap.capture import Recording, safe_name
+    from solcap.console import open_console
+    from solcap.transports.serialport import LineSettings
+
+    host = safe_name(args.host.split("://", 1)[-1].removeprefix("/dev/"))
+    recording = Recording(host, label="grub-oneshot", root=args.recordings)
+    try:
+        with open_console(
+            args.host, line=LineSettings.parse(args.line), host=host, sink=recording.feed
+        ) as console:
+            result = apply_oneshot(console, profile, entry=entry)
+    finally:
+        summary = recording.close()
+        print(f"recording: {summary.path}", file=out)
+    print(f"entry:   {result.entry_title}", file=out)
+    print(f"xen:     {result.xen_after}", file=out)
+    if result.booted_cmdline is not None:
+        print(f"booted:  {result.booted_cmdline}", file=out)
+    return ExitStatus.OK if result.verified or result.booted_cmdline is None else ExitStatus.TARGET
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("host", metavar="HOST", help="ssh://user@host[:port]")
+    parser.add_argument("--profile", required=True, help="profile name or .toml path")
+    ssh = parser.add_argument_group("SSH (passwords only from the environment or a 0600 file)")
+    ssh.add_argument("--ssh-key", metavar="FILE", help="private key file")
+    ssh.add_argument("--ssh-password-env", metavar="NAME", help="login password in $NAME")
+    ssh.add_argument("--ssh-password-file", metavar="FILE", help="login password in a 0600 file")
+    ssh.add_argument("--known-hosts", metavar="FILE", help="use only this known_hosts file")
+    ssh.add_argument(
+        "--accept-new-host-key",
+        action="store_true",
+        help="trust an unknown host key once and record it (a changed key is always refused)",
+    )
+    ssh.add_argument("--sudo", action="store_true", help="read, write and regenerate via sudo")
+    ssh.add_argument("--sudo-password-env", metavar="NAME", help="sudo password in $NAME")
+    ssh.add_argument("--sudo-password-file", metavar="FILE", help="sudo password in a 0600 file")
+    files = parser.add_argument_group("GRUB files on the host")
+    files.add_argument("--root-prefix", metavar="DIR", help="prefix every path (tests, chroots)")
+    files.add_argument("--grub-cfg", metavar="PATH", help="the generated grub.cfg")
+    files.add_argument("--regenerate", metavar="CMD", help="command that regenerates grub.cfg")
+    files.add_argument(
+        "--path-prefix", action="append", metavar="DIR", help="put DIR first on the remote PATH"
+    )
+    files.add_argument("--entry", metavar="REGEX", help="Xen menuentry title/id to edit/verify")
+    files.add_argument(
+        "--method",
+        choices=("auto", "default-grub", "grub-cfg"),
+        default="auto",
+        help="edit /etc/default/grub(.d) and regenerate, or grub.cfg directly (default: auto)",
+    )
+
+
+def register(sub: Any) -> None:
+    """Add ``solcap grub`` to the CLI's sub-parsers."""
+    parser = sub.add_parser("grub", help="show or apply a profile's boot options in GRUB")
+    actions = parser.add_subparsers(dest="grub_command", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="current settings and what the profile would change")
+    _add_common(show)
+    show.set_defaults(func=cmd_show)
+    apply = actions.add_parser("apply", help="apply a profile (dry run unless --write)")
+    _add_common(apply)
+    mode = apply.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="show the diff only (default)")
+    mode.add_argument("--write", action="store_true", help="change the host")
+    apply.add_argument(
+        "--oneshot",
+        action="store_true",
+        help="edit GRUB's menu over the console for one boot (HOST is a console target)",
+    )
+    apply.add_argument("--line", default="38400,8n1", help="--oneshot: console line settings")
+    apply.add_argument("--recordings", type=Path, help="--oneshot: recordings root")
+    apply.set_defaults(func=cmd_apply)
