@@ -345,3 +345,71 @@ def test_sudo_path_uses_stub_sudo_with_password_on_stdin(
     log = (bin_dir / "sudo.log").read_text()
     assert "cp -p" in log and "mv -f" in log and "update-grub" in log
     assert SUDO_PASSWORD not in log
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cli(sshd: Sshd, root: Path, bin_dir: Path, *extra: str) -> list[str]:
+    return [
+        sshd.url,
+        "--profile",
+        "xen-serial-debug",
+        "--ssh-key",
+        str(sshd.client_key),
+        "--known-hosts",
+        str(sshd.known_hosts),
+        "--root-prefix",
+        str(root),
+        "--path-prefix",
+        str(bin_dir),
+        *extra,
+    ]
+
+
+def test_cli_grub_show_and_apply(
+    sshd: Sshd, debian_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from solcap.cli import main
+
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    before = _tree(debian_root)
+    out = io.StringIO()
+    assert main(["grub", "show", *_cli(sshd, debian_root, bin_dir)], out=out) == 0
+    text = out.getvalue()
+    assert "regenerate: update-grub" in text
+    assert "  GRUB_CMDLINE_XEN_DEFAULT: (not set)" in text
+    assert "  GRUB_CMDLINE_LINUX_DEFAULT" not in text  # only the Xen-related variables
+    assert "    xen:  placeholder  dom0_mem=2G,max:2G dom0_max_vcpus=1-2 ${xen_rm_opts}" in text
+    assert "profile xen-serial-debug would change:" in text
+
+    out = io.StringIO()
+    assert main(["grub", "apply", *_cli(sshd, debian_root, bin_dir)], out=out) == 0
+    assert "dry run: nothing changed" in out.getvalue()
+    assert _tree(debian_root) == before
+
+    out = io.StringIO()
+    assert main(["grub", "apply", *_cli(sshd, debian_root, bin_dir), "--write"], out=out) == 0
+    assert "verified: Debian GNU/Linux, with Xen hypervisor" in out.getvalue()
+    assert _tree(debian_root) != before
+
+
+def test_cli_unknown_host_key_exits_3_with_one_line(
+    sshd: Sshd, debian_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from solcap.cli import main
+
+    argv = _cli(sshd, debian_root, tmp_path)
+    argv[argv.index("--known-hosts") + 1] = str(tmp_path / "empty_known_hosts")
+    assert main(["grub", "show", *argv], out=io.StringIO()) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown host key" in err and "ssh-keyscan" in err
+
+
+def test_cli_password_in_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from solcap.cli import main
+
+    argv = ["grub", "show", "ssh://root:pw@127.0.0.1:1", "--profile", "xen-serial-debug"]
+    assert main(argv, out=io.StringIO()) == 2
+    assert "password in the URL" in capsys.readouterr().err
