@@ -458,9 +458,11 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
                     self._stop.wait(0.1)
                     continue
                 raise
-            if data:
-                with self._out_lock:
-                    self._out += data
+            if not data:  # end of file: the other end went away; do not spin on it
+                self._stop.wait(0.1)
+                continue
+            with self._out_lock:
+                self._out += data
 
     def take_output(self, n: int) -> bytes:
         """Up to ``n`` bytes the host wrote that no client has seen yet."""

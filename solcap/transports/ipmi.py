@@ -1,0 +1,699 @@
+"""IPMI v2.0 lanplus Serial-over-LAN through pyghmi; every pyghmi specific lives here.
+
+pyghmi speaks RMCP+ well, but its SOL client needs owning before a capture tool can trust it:
+
+* nothing progresses unless some thread pumps ``Session.wait_for_rsp``: one :class:`_Pump`
+  thread per process does all pyghmi work (pyghmi's state is process-global, so two pumping
+  threads would race), and user threads only hand it bytes;
+* it reports failures as dicts passed to the data callback and lets callback exceptions escape
+  into the pumping thread: here they become :class:`~solcap.errors.ConnectError`,
+  :class:`SolBusyError` or :class:`~solcap.errors.ConsoleClosed`, raised in the caller's thread;
+* it cannot choose a cipher suite and never checks what the BMC accepted: :class:`_Session`
+  proposes exactly suite 17 (default) or 3, never falls back, and verifies the reply;
+* its send path blocks the pumping thread in a retry loop (and recurses once per packet), its
+  retransmit path slices ``remdata[4 + lastsize:]`` on an already-stripped payload (4 bytes of
+  new data lost), a partial ACK without NACK drops the unaccepted input, and ``send_data`` on a
+  broken console silently does nothing: :class:`SolConsole` replaces that state machine;
+* ``Console.close()`` deactivates but never logs out (BMCs have few session slots):
+  :meth:`IpmiSolTransport.close` does both.
+
+Address form: ``ipmi://user@host[:port][?cipher=17|3]``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import struct
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import pyghmi.exceptions as pyghmi_exc
+import pyghmi.ipmi.console as pyghmi_console
+import pyghmi.ipmi.private.constants as pyghmi_constants
+import pyghmi.ipmi.private.session as pyghmi_session
+
+from solcap.credentials import PasswordSource, kg_source
+from solcap.errors import ConnectError, ConsoleClosed, UsageError
+from solcap.transports.base import Transport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 623
+#: The only suites we speak; 0 (no authentication) and the unencrypted ones are refused.
+SUITES = (17, 3)
+#: (authentication, integrity, confidentiality) algorithm numbers per suite.
+_SUITE_ALGOS = {17: (3, 4, 1), 3: (1, 1, 1)}
+#: Seconds between SOL retransmissions, and how many before the session counts as lost.
+SOL_RETRY_INTERVAL = 1.0
+SOL_RETRIES = 6
+#: Upper bound for login plus payload activation.
+CONNECT_TIMEOUT = 10.0
+
+
+class SolBusyError(ConnectError):
+    """The SOL payload is active for another client; ``steal=True`` (``--steal``) takes it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IpmiTarget:
+    """Where a BMC is and whom to log in as (no secrets: those come from a PasswordSource)."""
+
+    host: str
+    user: str
+    port: int = DEFAULT_PORT
+    cipher: int = 17
+
+    @classmethod
+    def parse(cls, url: str) -> IpmiTarget:
+        """Parse ``ipmi://user@host[:port][?cipher=17|3]``; UsageError names what is wrong."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "ipmi":
+            raise UsageError(f"{url}: not an ipmi:// address")
+        if parts.password is not None:
+            raise UsageError(
+                f"{url}: passwords do not belong in addresses; use IPMI_PASSWORD or a 0600 file"
+            )
+        if not parts.username or not parts.hostname:
+            raise UsageError(f"{url}: expected ipmi://user@host[:port]")
+        try:
+            port = parts.port or DEFAULT_PORT
+        except ValueError as exc:
+            raise UsageError(f"{url}: bad port") from exc
+        query = urllib.parse.parse_qs(parts.query)
+        cipher = 17
+        for key, values in query.items():
+            if key != "cipher":
+                raise UsageError(f"{url}: unknown option {key!r} (known: cipher)")
+            try:
+                cipher = int(values[-1])
+            except ValueError as exc:
+                raise UsageError(f"{url}: cipher must be 17 or 3") from exc
+        if cipher not in SUITES:
+            raise UsageError(f"{url}: cipher suite {cipher} refused; use 17 or 3")
+        return cls(parts.hostname, urllib.parse.unquote(parts.username), port, cipher)
+
+    @property
+    def name(self) -> str:
+        """``host`` or ``host:port``, for messages."""
+        return self.host if self.port == DEFAULT_PORT else f"{self.host}:{self.port}"
+
+
+class _Session(pyghmi_session.Session):  # type: ignore[misc]
+    """A pyghmi client session that never shares a socket or a login, and pins its suite."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Session:
+        # pyghmi hands back an existing session for the same (bmc, user, password, kg): two
+        # consoles would then share one login (and one SOL owner). Always make a fresh one on
+        # a socket no other session uses, because replies are routed by (peer, local port).
+        self: _Session = object.__new__(cls)
+        taken = []
+        for handlers in list(pyghmi_session.Session.bmc_handlers.values()):
+            if isinstance(handlers, dict):
+                for other in list(handlers.values()):
+                    sock = getattr(other, "socket", None)
+                    if sock is not None:
+                        taken.append(sock)
+        self.forbidsock = taken
+        return self
+
+    def __init__(
+        self,
+        bmc: str,
+        userid: str,
+        password: str,
+        port: int,
+        kg: str | None,
+        onlogon: Callable[[dict[str, Any]], None],
+        suite: int,
+    ) -> None:
+        self.suite = suite
+        self.negotiated_suite: int | None = None
+        self.allsockaddrs: list[Any] = []
+        super().__init__(bmc, userid, password, port=port, kg=kg, onlogon=onlogon)
+
+    def _initsession(self) -> None:
+        super()._initsession()
+        # pyghmi proposes 17 when attemptedhash is 256 and 3 when it is 1.
+        self.attemptedhash = 256 if self.suite == 17 else 1
+
+    def _got_rmcp_response(self, data: Any) -> Any:
+        if not (self.sessioncontext and self.sessioncontext != "ESTABLISHED"):
+            return -9
+        if data[0] != self.rmcptag:
+            return -9
+        if data[1] != 0:
+            # pyghmi would silently retry with suite 3; we do what we were told or fail.
+            reason = pyghmi_constants.rmcp_codes.get(data[1], f"RMCP+ status {data[1]:#x}")
+            self.onlogon({"error": f"BMC refused cipher suite {self.suite}: {reason}"})
+            return -9
+        accepted = (data[16], data[24], data[32]) if len(data) >= 36 else None
+        if accepted != _SUITE_ALGOS[self.suite]:
+            self.onlogon(
+                {"error": f"BMC answered cipher suite {self.suite} with algorithms {accepted}"}
+            )
+            return -9
+        self.negotiated_suite = self.suite
+        return super()._got_rmcp_response(data)
+
+
+#: pyghmi's error strings during login/activation -> how we say it.
+def _login_error(target: IpmiTarget, error: str) -> ConnectError:
+    low = error.lower()
+    if "incorrect password" in low or "invalid integrity check" in low:
+        return ConnectError(target.name, f"authentication failed for user {target.user}")
+    if "unauthorized name" in low:
+        return ConnectError(
+            target.name, f"authentication failed for user {target.user} (unknown user)"
+        )
+    if low in ("timeout", "session failed to initialize") or "no longer connected" in low:
+        return ConnectError(target.name, f"no answer from the BMC on UDP port {target.port}")
+    if "active for another client" in low:
+        return SolBusyError(
+            target.name,
+            "SOL is active for another client; use --steal to deactivate it and take over",
+        )
+    return ConnectError(target.name, error)
+
+
+class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
+    """pyghmi's Console with a non-blocking, byte-exact SOL state machine.
+
+    All methods except :meth:`send_data`/:meth:`send_break` run in the pump thread.
+    ``on_data`` gets bytes; ``on_event`` gets ``("active"|"info"|"error", text)``.
+    """
+
+    def __init__(
+        self,
+        target: IpmiTarget,
+        password: str,
+        kg: str | None,
+        force: bool,
+        on_data: Callable[[bytes], None],
+        on_event: Callable[[str, str], None],
+    ) -> None:
+        # Deliberately not Console.__init__: it builds a shared pyghmi Session and pumps.
+        self._init_state(on_data, on_event)
+        self.target = target
+        self.force_session = force
+        self.port = target.port
+        self.ipmi_session = _Session(
+            target.host, target.user, password, target.port, kg, self._got_session, target.cipher
+        )
+
+    def _init_state(
+        self, on_data: Callable[[bytes], None], on_event: Callable[[str, str], None]
+    ) -> None:
+        """Fields shared with pyghmi's Console, plus ours; also used by unit tests."""
+        self.outputlock = threading.RLock()
+        self.keepaliveid = None
+        self.connected = False
+        self.broken = False
+        self.activated = False
+        self.on_data = on_data
+        self.on_event = on_event
+        self.out_handler = self._deliver
+        self.remseq = 0
+        self.prevremseq = 0
+        self.lastsize = 0
+        self.myseq = 0
+        self.retriedpayload = 0
+        self.pendingoutput: list[Any] = []
+        self.awaitingack = False
+        self.lastpayload = bytearray()
+        self.lasttext = b""
+        self.sent_at = 0.0
+        self.retries = 0
+        self.resume_at = 0.0
+        self.maxoutcount = 1
+        self.stole = False
+        self.force_session = False
+
+    # ---- activation ------------------------------------------------------------------------
+    def _got_session(self, response: dict[str, Any]) -> None:
+        if "error" in response:
+            self._print_error(response["error"])
+            return
+        if self.broken or self.ipmi_session is None:
+            return
+        try:
+            self._activate()
+        except pyghmi_exc.IpmiException as exc:
+            self._print_error(str(exc) or "Session no longer connected")
+
+    def _activate(self) -> None:
+        sess = self.ipmi_session
+        response = sess.raw_command(netfn=0x6, command=0x48, data=(1, 1, 0xC0, 0, 0, 0))
+        code = response.get("code", 0) if isinstance(response, dict) else 0
+        if code == 0x80 and self.force_session and not self.retriedpayload:
+            self.retriedpayload = 1
+            sess.raw_command(netfn=0x6, command=0x49, data=(1, 1, 0, 0, 0, 0))
+            self.stole = True
+            self.on_event("info", "deactivated another client's SOL session (--steal)")
+            response = sess.raw_command(netfn=0x6, command=0x48, data=(1, 1, 0xC0, 0, 0, 0))
+            code = response.get("code", 0)
+        codes = {
+            0x80: "SOL Session active for another client",
+            0x81: "SOL is disabled on the BMC",
+            0x82: "maximum SOL session count reached",
+            0x83: "BMC cannot activate SOL with encryption",
+            0x84: "BMC cannot activate SOL without encryption",
+        }
+        if code:
+            text = pyghmi_constants.ipmi_completion_codes.get(code) or codes.get(code)
+            self._print_error(text or f"activate payload failed with code {code:#x}")
+            return
+        if "error" in response:
+            self._print_error(response["error"])
+            return
+        data = response["data"]
+        inbound = data[4] + (data[5] << 8)
+        # The inbound size counts the 4-byte SOL header; one byte of count caps it at 255.
+        self.maxoutcount = max(1, min(inbound - 4 if inbound > 4 else inbound, 255))
+        self.activated = True
+        sess.sol_handler = self._got_sol_payload
+        self.keepaliveid = sess.register_keepalive(
+            cmd={"netfn": 6, "command": 0x4B, "data": (1, 1)},
+            callback=self._got_payload_instance_info,
+        )
+        self.connected = True
+        suite = sess.negotiated_suite
+        self.on_event("active", f"SOL active, cipher suite {suite}")
+
+    def _print_error(self, error: Any) -> None:
+        if self.broken:
+            return
+        self.broken = True
+        sess = self.ipmi_session
+        if sess is not None:
+            sess.unregister_keepalive(self.keepaliveid)
+            if getattr(sess, "sol_handler", None) == self._got_sol_payload:
+                sess.sol_handler = None
+        text = error.get("error", str(error)) if isinstance(error, dict) else str(error)
+        self.on_event("error", text)
+
+    def _deliver(self, data: Any) -> None:
+        if isinstance(data, dict):
+            if "error" in data:
+                self._print_error(data["error"])
+            elif "info" in data:
+                self.on_event("info", str(data["info"]))
+            return
+        self.on_data(bytes(data))
+
+    # ---- BMC -> us -------------------------------------------------------------------------
+    def _send_sol(self, payload: bytes) -> None:
+        sess = self.ipmi_session
+        if sess is None or not sess.logged:
+            raise pyghmi_exc.IpmiException("Session no longer connected")
+        sess.send_payload(bytearray(payload), payload_type=1, retry=False)
+
+    def _got_sol_payload(self, payload: Any) -> None:
+        """One SOL packet from the BMC: deliver new bytes exactly once, handle its ACK."""
+        if isinstance(payload, dict):
+            self.activated = False
+            self._print_error(payload)
+            return
+        if len(payload) < 4:
+            return
+        newseq = payload[0] & 0x0F
+        ackseq = payload[1] & 0x0F
+        accepted = payload[2]
+        status = payload[3]
+        if newseq:
+            data = bytes(payload[4:])
+            if newseq == self.remseq:
+                # A retransmission: what we took is a prefix; anything after it is new.
+                fresh = data[self.lastsize :] if len(data) > self.lastsize else b""
+                self.lastsize = max(self.lastsize, len(data))
+            elif newseq == self.prevremseq:
+                fresh = b""  # a late duplicate of the packet before: stop-and-wait says stale
+            else:
+                self.prevremseq, self.remseq = self.remseq, newseq
+                fresh = data
+                self.lastsize = len(data)
+            try:
+                self._send_sol(bytes([0, newseq, len(data), 0]))
+            except pyghmi_exc.IpmiException:
+                self._print_error("Session no longer connected")
+                return
+            if fresh:
+                self.on_data(fresh)
+        if status & 0b0010_0000:
+            self.on_event("info", "remote system is powered down")
+        if ackseq and self.awaitingack and ackseq == self.myseq:
+            self.awaitingack = False
+            rest = self.lasttext[accepted:] if accepted < len(self.lasttext) else b""
+            if rest:
+                # Partial ACK (with or without NACK): resend what the BMC did not take.
+                with self.outputlock:
+                    if self.pendingoutput and isinstance(self.pendingoutput[0], bytes):
+                        self.pendingoutput[0] = rest + self.pendingoutput[0]
+                    else:
+                        self.pendingoutput.insert(0, rest)
+            if status & 0b0100_0000 and accepted == 0:
+                self.resume_at = time.monotonic() + 0.1  # NACK: BMC busy, back off a little
+        if status & 0b0001_0000:
+            self.activated = False
+            self._print_error("SOL deactivated by the BMC or another client")
+            return
+        self.service(time.monotonic())
+
+    def _got_payload_instance_info(self, response: Any) -> None:
+        if not isinstance(response, dict) or self.broken:
+            return
+        if "error" in response:
+            self._print_error(response["error"])
+            return
+        data = response.get("data") or b""
+        if len(data) >= 4 and self.ipmi_session is not None:
+            owner = struct.unpack("<I", bytes(data[:4]))[0]
+            if owner not in (0, self.ipmi_session.sessionid):
+                self.activated = False
+                self._print_error("SOL deactivated: another client holds it now")
+
+    # ---- us -> BMC -------------------------------------------------------------------------
+    def send_data(self, data: bytes) -> None:
+        """Queue bytes for the BMC (any thread); raises if the console is broken."""
+        if self.broken:
+            raise pyghmi_exc.IpmiException("console is broken")
+        self._addpendingdata(bytes(data))
+
+    def send_break(self) -> None:
+        """Queue a serial BREAK (any thread)."""
+        if self.broken:
+            raise pyghmi_exc.IpmiException("console is broken")
+        self._addpendingdata({"break": 1})
+
+    def _addpendingdata(self, data: Any) -> None:
+        with self.outputlock:
+            tail = self.pendingoutput[-1] if self.pendingoutput else None
+            if isinstance(data, dict) or not isinstance(tail, bytes):
+                self.pendingoutput.append(data)
+            else:
+                self.pendingoutput[-1] = self.pendingoutput[-1] + data
+
+    def _sendpendingoutput(self) -> None:
+        """Send the next chunk (or break) if nothing is awaiting an ACK; never blocks."""
+        if self.awaitingack or not self.connected or self.broken:
+            return
+        with self.outputlock:
+            if not self.pendingoutput:
+                return
+            head = self.pendingoutput[0]
+            brk = isinstance(head, dict)
+            if brk:
+                text = b""
+                del self.pendingoutput[0]
+            else:
+                text = head[: self.maxoutcount]
+                if len(head) > self.maxoutcount:
+                    self.pendingoutput[0] = head[self.maxoutcount :]
+                else:
+                    del self.pendingoutput[0]
+        self.myseq = self.myseq % 15 + 1
+        self.lasttext = text
+        self.lastpayload = bytearray((self.myseq, 0, 0, 0b0001_0000 if brk else 0)) + text
+        self.awaitingack = True
+        self.retries = 0
+        self._transmit()
+
+    def _transmit(self) -> None:
+        self.sent_at = time.monotonic()
+        try:
+            self._send_sol(bytes(self.lastpayload))
+        except pyghmi_exc.IpmiException:
+            self._print_error("Session no longer connected")
+
+    def service(self, now: float) -> None:
+        """Retransmit or send more; the pump thread calls this every few milliseconds."""
+        if self.broken or not self.connected:
+            return
+        if self.awaitingack:
+            if now - self.sent_at >= SOL_RETRY_INTERVAL:
+                self.retries += 1
+                if self.retries > SOL_RETRIES:
+                    self._print_error("Connection lost: the BMC stopped acknowledging SOL data")
+                    return
+                self._transmit()
+            return
+        if now >= self.resume_at:
+            self._sendpendingoutput()
+
+    def shutdown(self) -> None:
+        """Deactivate the payload (if ours and reachable) and log out. Pump thread only."""
+        sess = self.ipmi_session
+        was_broken = self.broken
+        self.broken = True
+        self.connected = False
+        if sess is None:
+            return
+        sess.unregister_keepalive(self.keepaliveid)
+        sess.sol_handler = None
+        try:
+            if self.activated and not was_broken:
+                sess.raw_command(netfn=6, command=0x49, data=(1, 1, 0, 0, 0, 0))
+        except pyghmi_exc.IpmiException:
+            pass
+        self.activated = False
+        try:
+            if sess.logged:
+                sess.logout(sessionok=not was_broken)
+        except Exception:  # pyghmi's logout can trip over its own half-torn state
+            log.debug("logout failed", exc_info=True)
+
+
+class _Pump:
+    """The one thread per process that drives pyghmi (its state is process-global)."""
+
+    _instance: _Pump | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.consoles: set[SolConsole] = set()
+        self.jobs: collections.deque[Callable[[], None]] = collections.deque()
+        self.thread = threading.Thread(target=self._run, name="solcap-ipmi-pump", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def get(cls) -> _Pump:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = _Pump()
+            return cls._instance
+
+    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
+        """Run ``fn`` in the pump thread and return its result (or raise its exception)."""
+        if threading.current_thread() is self.thread:
+            return fn()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def job() -> None:
+            try:
+                box["result"] = fn()
+            except BaseException as exc:  # handed back to the caller below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        self.jobs.append(job)
+        if not done.wait(timeout):
+            raise TimeoutError("IPMI pump did not answer")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    def _run(self) -> None:
+        while True:
+            while self.jobs:
+                self.jobs.popleft()()
+            if not pyghmi_session.iosockets:
+                # Before the first session exists pyghmi has no I/O thread, and its wait
+                # would block forever on an event nobody sets.
+                time.sleep(0.02)
+                continue
+            try:
+                pyghmi_session.Session.wait_for_rsp(0.02)
+            except Exception:
+                log.exception("pyghmi event loop raised; continuing")
+            now = time.monotonic()
+            for console in list(self.consoles):
+                try:
+                    console.service(now)
+                except Exception as exc:
+                    log.exception("SOL service failed")
+                    console._print_error(f"internal error: {exc}")
+
+
+class IpmiSolTransport(Transport):
+    """A :class:`Transport` over an IPMI SOL payload (see the module docstring)."""
+
+    def __init__(
+        self,
+        target: IpmiTarget,
+        password: str,
+        *,
+        kg: str | None = None,
+        steal: bool = False,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.target = target
+        self.name = f"ipmi://{target.user}@{target.name}"
+        self._cond = threading.Condition()
+        self._buf = bytearray()
+        self._error: Exception | None = None
+        self._active = False
+        self._closed = False
+        self.events: list[tuple[str, str]] = []
+        self._pump = _Pump.get()
+
+        def make() -> SolConsole:
+            console = SolConsole(target, password, kg, steal, self._on_data, self._on_event)
+            self._pump.consoles.add(console)
+            return console
+
+        self._console: SolConsole = self._pump.call(make, connect_timeout)
+        deadline = time.monotonic() + connect_timeout
+        with self._cond:
+            while not self._active and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            error = self._error
+            active = self._active
+        if not active:
+            self._teardown()
+            if error is None:
+                error = ConnectError(
+                    target.name, f"no answer from the BMC on UDP port {target.port}"
+                )
+            raise error
+
+    # ---- callbacks from the pump thread (must never raise) --------------------------------
+    def _on_data(self, data: bytes) -> None:
+        with self._cond:
+            self._buf += data
+            self._cond.notify_all()
+
+    def _on_event(self, kind: str, text: str) -> None:
+        try:
+            with self._cond:
+                self.events.append((kind, text))
+                if kind == "active":
+                    self._active = True
+                    log.info("%s: %s", self.target.name, text)
+                elif kind == "info":
+                    log.warning("%s: %s", self.target.name, text)
+                elif kind == "error" and self._error is None:
+                    if self._active:
+                        self._error = ConsoleClosed(self.target.name, text)
+                    else:
+                        self._error = _login_error(self.target, text)
+                self._cond.notify_all()
+        except Exception:  # never into pyghmi's loop
+            log.exception("SOL event handler failed")
+
+    # ---- Transport -------------------------------------------------------------------------
+    @property
+    def negotiated_suite(self) -> int | None:
+        """The cipher suite the BMC accepted (17 or 3)."""
+        sess = self._console.ipmi_session
+        return None if sess is None else sess.negotiated_suite
+
+    @property
+    def stole(self) -> bool:
+        """Whether activation deactivated another client's SOL session first."""
+        return bool(self._console.stole)
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._buf:
+                if self._error is not None or self._closed:
+                    raise self._eof()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return b""
+                self._cond.wait(left)
+            out = bytes(self._buf[:max_bytes])
+            del self._buf[:max_bytes]
+            return out
+
+    def _eof(self) -> ConsoleClosed:
+        if isinstance(self._error, ConsoleClosed):
+            return self._error
+        if self._error is not None:
+            return ConsoleClosed(self.target.name, str(self._error))
+        return ConsoleClosed(self.target.name, "console closed")
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if self._error is not None or self._closed:
+                raise self._eof()
+        try:
+            self._console.send_data(data)
+        except pyghmi_exc.IpmiException as exc:
+            raise self._eof() from exc
+
+    def send_break(self) -> None:
+        with self._cond:
+            if self._error is not None or self._closed:
+                raise self._eof()
+        try:
+            self._console.send_break()
+        except pyghmi_exc.IpmiException as exc:
+            raise self._eof() from exc
+
+    def pending_output(self) -> int:
+        """Bytes queued for the BMC and not yet acknowledged."""
+        with self._console.outputlock:
+            queued = sum(len(x) for x in self._console.pendingoutput if isinstance(x, bytes))
+        return queued + (len(self._console.lasttext) if self._console.awaitingack else 0)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything written was acknowledged by the BMC; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.pending_output():
+            if self._error is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        console = getattr(self, "_console", None)
+        if console is None:
+            return
+        self._pump.consoles.discard(console)
+        try:
+            self._pump.call(console.shutdown, 15)
+        except TimeoutError:
+            log.warning("%s: logout did not finish", self.target.name)
+
+
+def open_ipmi(
+    url: str,
+    *,
+    password_source: PasswordSource,
+    kg_file: str | None = None,
+    steal: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> IpmiSolTransport:
+    """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]``; the password never comes from argv."""
+    target = IpmiTarget.parse(url)
+    password = password_source.get(f"IPMI password for {target.user}@{target.name}")
+    kg = kg_source(kg_file).get_optional()
+    return IpmiSolTransport(target, password, kg=kg, steal=steal, connect_timeout=connect_timeout)

@@ -1,0 +1,110 @@
+"""solcap's IpmiSolTransport against the virtual BMC (in its own process), both suites."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from solcap.errors import ConnectError, ConsoleClosed, UsageError
+from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, SolBusyError
+from tests.ipmi.conftest import PASSWORD, USER, free_udp_port, read_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def read_exactly(tr: IpmiSolTransport, n: int, timeout: float) -> bytes:
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got += tr.read(65536, 0.5)
+    return bytes(got)
+
+
+@pytest.mark.parametrize("suite", [17, 3])
+def test_bridged_pty_bytes_arrive_byte_exact(vbmc_process, suite: int) -> None:
+    port, pty = vbmc_process
+    with IpmiSolTransport(IpmiTarget("127.0.0.1", USER, port, suite), PASSWORD) as tr:
+        assert tr.negotiated_suite == suite
+        data = bytes(range(256)) * 64 + b"x" * 16384  # every byte value and a long line
+        os.write(pty.master, data)
+        got = read_exactly(tr, len(data), 20)
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+        tr.write(b"typed-by-solcap")
+        assert b"typed-by-solcap" in read_until(pty.master, b"typed-by-solcap", 10)
+
+
+def test_wrong_password_says_authentication_failed(vbmc_process) -> None:
+    port, _pty = vbmc_process
+    with pytest.raises(ConnectError, match=f"authentication failed for user {USER}"):
+        IpmiSolTransport(IpmiTarget("127.0.0.1", USER, port), "not-the-password")
+
+
+def test_unknown_user(vbmc_process) -> None:
+    port, _pty = vbmc_process
+    with pytest.raises(ConnectError, match="authentication failed for user nobody"):
+        IpmiSolTransport(IpmiTarget("127.0.0.1", "nobody", port), PASSWORD)
+
+
+def test_nothing_listening_fails_within_ten_seconds() -> None:
+    port = free_udp_port()
+    start = time.monotonic()
+    with pytest.raises(ConnectError, match="no answer"):
+        IpmiSolTransport(IpmiTarget("127.0.0.1", USER, port), PASSWORD)
+    assert time.monotonic() - start <= 10.5
+
+
+def test_busy_then_steal(vbmc_process) -> None:
+    port, pty = vbmc_process
+    target = IpmiTarget("127.0.0.1", USER, port)
+    first = IpmiSolTransport(target, PASSWORD)
+    try:
+        with pytest.raises(SolBusyError, match="--steal"):
+            IpmiSolTransport(target, PASSWORD)
+        with IpmiSolTransport(target, PASSWORD, steal=True) as second:
+            assert second.stole
+            # the first holder is told (SOL deactivated status bit) and reads EOF
+            with pytest.raises(ConsoleClosed):
+                for _ in range(50):
+                    first.read(100, 0.2)
+            with pytest.raises(ConsoleClosed):
+                first.write(b"x")
+            os.write(pty.master, b"after-steal")
+            assert b"after-steal" in read_exactly(second, 11, 10)
+    finally:
+        first.close()
+
+
+def test_close_frees_the_payload_for_the_next_client(vbmc_process) -> None:
+    port, _pty = vbmc_process
+    target = IpmiTarget("127.0.0.1", USER, port)
+    IpmiSolTransport(target, PASSWORD).close()
+    IpmiSolTransport(target, PASSWORD).close()  # would be SolBusyError without deactivation
+
+
+@pytest.mark.parametrize(
+    ("url", "expect"),
+    [
+        ("ipmi://admin@bmc1", IpmiTarget("bmc1", "admin", 623, 17)),
+        ("ipmi://root@10.0.0.5:6230?cipher=3", IpmiTarget("10.0.0.5", "root", 6230, 3)),
+    ],
+)
+def test_target_parsing(url: str, expect: IpmiTarget) -> None:
+    assert IpmiTarget.parse(url) == expect
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ipmi://bmc1",
+        "ipmi://a:pw@bmc1",
+        "ipmi://a@bmc1?cipher=0",
+        "serial:///dev/ttyS0",
+        "ipmi://a@bmc1?foo=1",
+    ],
+)
+def test_bad_targets_are_usage_errors(url: str) -> None:
+    with pytest.raises(UsageError):
+        IpmiTarget.parse(url)
