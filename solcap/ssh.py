@@ -453,8 +453,8 @@ class _KnownHosts:
 def _load_host_keys(client: paramiko.SSHClient, target: SshTarget) -> _KnownHosts:
     known = _KnownHosts()
     if target.known_hosts is not None:
-        files = [target.known_hosts]
-        known.write_to = Path(target.known_hosts)
+        files = [os.path.expanduser(target.known_hosts)]
+        known.write_to = Path(files[0])
     else:
         files = [SYSTEM_KNOWN_HOSTS, os.path.expanduser(USER_KNOWN_HOSTS)]
     for name in files:
@@ -481,7 +481,7 @@ def connect(target: SshTarget) -> SshConnection:
             target.host,
             port=target.port,
             username=target.user,
-            key_filename=target.key_file,
+            key_filename=os.path.expanduser(target.key_file) if target.key_file else None,
             password=password,
             allow_agent=not explicit,
             look_for_keys=not explicit,
