@@ -828,11 +828,14 @@ def plan_host(
     needs = _needs(resolved.steps)
     for kind, step in needs.items():
         if not have[kind]:
-            what = {"bmc": "a BMC (bmc:)", "console": "a console (bmc: or serial:)"}
+            what = {
+                "bmc": "BMC (bmc:)",
+                "console": "console (bmc: or serial:)",
+                "ssh": "SSH target (ssh:)",
+            }[kind]
             raise doc.error(
                 ("steps", step.index),
-                f"host {host.name} ({host.origin}) has no {what.get(kind, 'ssh: target')}, "
-                "which this step needs",
+                f"host {host.name} ({host.origin}) has no {what}, which this step needs",
             )
     final = {k: v for k, v in values.items() if not isinstance(v, _Deferred)}
     return HostPlan(
