@@ -155,6 +155,7 @@ def test_write_backs_up_writes_atomically_regenerates_and_verifies(
     _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
     xen_cfg = debian_root / "etc/default/grub.d/xen.cfg"
     old = xen_cfg.read_text()
+    inode_before = xen_cfg.stat().st_ino
     main_before = hashlib.sha256((debian_root / "etc/default/grub").read_bytes()).hexdigest()
     plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
     out = io.StringIO()
@@ -167,6 +168,7 @@ def test_write_backs_up_writes_atomically_regenerates_and_verifies(
     assert (debian_root / backup.lstrip("/")).read_text() == old
     assert xen_cfg.read_text() == plan.edits[0].new
     assert stat.S_IMODE(xen_cfg.stat().st_mode) == 0o644
+    assert xen_cfg.stat().st_ino != inode_before  # replaced by rename, not rewritten in place
     names = sorted(os.listdir(xen_cfg.parent))
     assert names == sorted(["xen.cfg", os.path.basename(backup)])  # no temp file left
     assert hashlib.sha256((debian_root / "etc/default/grub").read_bytes()).hexdigest() == (
@@ -413,3 +415,36 @@ def test_cli_password_in_url_is_refused(capsys: pytest.CaptureFixture[str]) -> N
     argv = ["grub", "show", "ssh://root:pw@127.0.0.1:1", "--profile", "xen-serial-debug"]
     assert main(argv, out=io.StringIO()) == 2
     assert "password in the URL" in capsys.readouterr().err
+
+
+def test_regenerate_failure_names_the_rollback(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    failing = bin_dir / "update-grub"
+    failing.write_text("#!/bin/sh\necho 'grub-probe: error: cannot find a device' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+    with pytest.raises(TargetError) as info:
+        apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+    message = info.value.one_line()
+    assert "`update-grub` exited 1: grub-probe: error: cannot find a device" in message
+    backup = next((debian_root / "etc/default/grub.d").glob("xen.cfg.solcap-*.bak"))
+    assert f"roll back with: cp -p {backup} {debian_root}/etc/default/grub.d/xen.cfg" in message
+
+
+def test_cli_oneshot_hook(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from solcap.cli import main
+    from solcap.commands import grub as grub_command
+
+    argv = ["grub", "apply", "/dev/ttyS9", "--profile", "xen-serial-debug", "--oneshot"]
+    out = io.StringIO()
+    assert main(argv, out=out) == 0  # dry run: nothing opened
+    assert "would edit the GRUB entry matching 'Xen'" in out.getvalue()
+    assert "+console=com1" in out.getvalue()
+    monkeypatch.setattr(grub_command, "_find_oneshot", lambda: None)
+    assert main([*argv, "--write"], out=io.StringIO()) == 2
+    assert "not available yet" in capsys.readouterr().err
