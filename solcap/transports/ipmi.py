@@ -697,3 +697,13 @@ def open_ipmi(
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")
     kg = kg_source(kg_file).get_optional()
     return IpmiSolTransport(target, password, kg=kg, steal=steal, connect_timeout=connect_timeout)
+
+
+def transport_factory(target: str, line: object = None) -> Transport:
+    """The ``ipmi://`` factory for :mod:`solcap.transports.registry` (password from env/prompt).
+
+    ``line`` (serial line settings) does not apply to SOL: the BMC owns the bit rate.
+    """
+    from solcap.credentials import password_source
+
+    return open_ipmi(target, password_source=password_source())

@@ -1,0 +1,160 @@
+"""solcap's IpmiSolTransport against OpenIPMI's ipmi_sim, an independent BMC implementation.
+
+ipmi_sim speaks cipher suite 3 only (it answers 17 with "invalid authentication algorithm"),
+is the TCP *client* of its serial side (``sol "tcp:127.0.0.1:P" 115200``), discards serial
+output while no SOL session is active, and may drop a new session's first SOL packet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from solcap.errors import ConnectError, ConsoleClosed
+from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, SolBusyError
+from tests.ipmi.conftest import PASSWORD, USER, free_udp_port, need
+
+pytestmark = pytest.mark.timeout(60)
+
+EMU = """mc_setbmc 0x20
+mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
+mc_enable 0x20
+"""
+
+
+class Sim:
+    """A running ipmi_sim and the TCP connection that plays its serial port."""
+
+    def __init__(self, port: int, serial: socket.socket, proc: subprocess.Popen[bytes]) -> None:
+        self.port = port
+        self.serial = serial
+        self.proc = proc
+
+    def target(self, user: str = USER) -> IpmiTarget:
+        return IpmiTarget("127.0.0.1", user, self.port, 3)
+
+    def serial_read_until(self, want: bytes, timeout: float) -> bytes:
+        got = b""
+        self.serial.settimeout(0.2)
+        deadline = time.monotonic() + timeout
+        while want not in got and time.monotonic() < deadline:
+            try:
+                chunk = self.serial.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+@pytest.fixture
+def ipmi_sim(tmp_path: Path) -> Iterator[Sim]:
+    binary = need("ipmi_sim")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    port = free_udp_port()
+    (tmp_path / "bmc.emu").write_text(EMU)
+    (tmp_path / "lan.conf").write_text(
+        f"""name "solcap-test"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 {port}
+    priv_limit admin
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  sol "tcp:127.0.0.1:{listener.getsockname()[1]}" 115200
+user 2 true "{USER}" "{PASSWORD}" admin 10 none md2 md5 straight
+"""
+    )
+    (tmp_path / "state").mkdir()
+    proc = subprocess.Popen(
+        [binary, "-n", "-c", "lan.conf", "-f", "bmc.emu", "-s", "state"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        serial, _ = listener.accept()
+        yield Sim(port, serial, proc)
+        serial.close()
+    finally:
+        listener.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def read_exactly(tr: IpmiSolTransport, n: int, timeout: float) -> bytes:
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got += tr.read(65536, 0.5)
+    return bytes(got)
+
+
+def test_serial_bytes_arrive_byte_exact(ipmi_sim: Sim) -> None:
+    with IpmiSolTransport(ipmi_sim.target(), PASSWORD) as tr:
+        assert tr.negotiated_suite == 3
+        data = bytes(range(256)) * 64 + b"L" * 48 * 1024  # all byte values + a 48 KiB line
+        ipmi_sim.serial.sendall(data)
+        got = read_exactly(tr, len(data), 30)
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_keystrokes_arrive_on_the_serial_side(ipmi_sim: Sim) -> None:
+    with IpmiSolTransport(ipmi_sim.target(), PASSWORD) as tr:
+        got = b""
+        for attempt in range(3):  # ipmi_sim may drop a new session's first packet
+            tr.write(f"key{attempt}-".encode())
+            assert tr.drain(10)
+            got += ipmi_sim.serial_read_until(f"key{attempt}-".encode(), 3)
+            if f"key{attempt}-".encode() in got:
+                break
+        assert got.endswith(f"key{attempt}-".encode())
+        tr.write(b"second-line\r")
+        assert b"second-line\r" in ipmi_sim.serial_read_until(b"second-line\r", 5)
+
+
+def test_wrong_password(ipmi_sim: Sim) -> None:
+    with pytest.raises(ConnectError, match=f"authentication failed for user {USER}"):
+        IpmiSolTransport(ipmi_sim.target(), "wrong-password")
+
+
+def test_unknown_user(ipmi_sim: Sim) -> None:
+    start = time.monotonic()
+    with pytest.raises(ConnectError, match="nobody") as info:
+        IpmiSolTransport(ipmi_sim.target("nobody"), PASSWORD)
+    assert time.monotonic() - start <= 10.5
+    assert "authentication failed" in str(info.value) or "no answer" in str(info.value)
+
+
+def test_cipher_17_is_refused_with_a_clear_message(ipmi_sim: Sim) -> None:
+    target = IpmiTarget("127.0.0.1", USER, ipmi_sim.port, 17)
+    with pytest.raises(ConnectError, match="refused cipher suite 17"):
+        IpmiSolTransport(target, PASSWORD)
+
+
+def test_busy_then_steal(ipmi_sim: Sim) -> None:
+    first = IpmiSolTransport(ipmi_sim.target(), PASSWORD)
+    try:
+        with pytest.raises(SolBusyError, match="--steal"):
+            IpmiSolTransport(ipmi_sim.target(), PASSWORD)
+        with IpmiSolTransport(ipmi_sim.target(), PASSWORD, steal=True) as second:
+            assert second.stole
+            ipmi_sim.serial.sendall(b"to-the-thief")
+            assert read_exactly(second, 12, 10) == b"to-the-thief"
+            with pytest.raises(ConsoleClosed):
+                for _ in range(150):  # ipmi_sim tells the first holder, or its keepalive does
+                    first.read(100, 0.2)
+    finally:
+        first.close()
