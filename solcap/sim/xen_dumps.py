@@ -279,9 +279,9 @@ def dump_r(m: Machine, rng: random.Random, now: int) -> list[str]:
             "\tpick_bias          = 0",
             "\tinstload           = 0",
             f"\taveload            = {load} (~{max(1, load * 100 // 262144)}%)",
-            f"\tidlers: {len(cpus)}",
-            "\ttickled: 0",
-            f"\tfully idle cores: {len(cpus)}",
+            f"\tidlers: {_bitmap(cpus, m.pcpus)}",
+            f"\ttickled: {_bitmap([], m.pcpus)}",
+            f"\tfully idle cores: {_bitmap(cpus, m.pcpus)}",
         ]
     lines.append("Domain info:")
     counter = 0
@@ -566,3 +566,13 @@ def dump_simple(key: str, m: Machine) -> list[str]:
 
 
 DumpFn = Callable[[], list[str]]
+
+
+def _bitmap(cpus: list[int], nbits: int) -> str:
+    """A CPU set as Xen's ``%*pb`` prints it: hex, 32-bit groups, most significant first."""
+    mask = sum(1 << c for c in cpus)
+    groups = []
+    for start in range(0, max(nbits, 1), 32):
+        width = min(32, nbits - start) if nbits > start else 32
+        groups.append(f"{(mask >> start) & ((1 << width) - 1):0{(width + 3) // 4}x}")
+    return ",".join(reversed(groups))
