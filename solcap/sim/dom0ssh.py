@@ -69,6 +69,8 @@ def parse_shell(command: str) -> list[str] | None:
                 words.pop(0)  # NAME=value prefix assignments
             if words and words[0] == "exec":
                 words.pop(0)
+            if words and words[0] == "sudo":  # solcap's "sudo -S -p '' -- CMD": root already
+                words = words[words.index("--") + 1 :] if "--" in words else words[1:]
             if words and words[0] != "export":
                 if words[0] in ("sh", "bash", "/bin/sh") and len(words) >= 3 and words[1] == "-c":
                     inner = parse_shell(words[2])
