@@ -382,15 +382,16 @@ class _Driver:
         for _ in range(3):
             if self.on_menu():
                 return
-            if BOOT_OUTPUT.search(self.text().encode()):
+            if self.on_editor() or "grub>" in self.text():
+                # Someone left the editor (its echo lines say "Loading Xen") or command line.
+                self.key(ESC, "Esc (leave the editor / command line)")
+            elif BOOT_OUTPUT.search(self.text().encode()):
                 raise TargetError(
                     self.host,
                     "the GRUB menu timed out before solcap could stop it; power-cycle with "
                     "the BMC and retry (pass --power-cycle / power_cycle=), or raise "
                     "GRUB_TIMEOUT",
                 )
-            if self.on_editor() or "grub>" in self.text():
-                self.key(ESC, "Esc (leave the editor / command line)")
             else:
                 self.key(CTRL_L, "Ctrl-L (redraw)")
         if not self.on_menu():

@@ -205,6 +205,17 @@ def test_entry_whose_lines_scroll_beyond_the_editor_window(
         assert host.xen.dom0_cmdline.endswith("root=/dev/sda1 ro console=hvc0 earlyprintk=xen")
 
 
+def test_debian_xen_rm_opts_variable_stays_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """grub-mkconfig ends the Xen line with ${xen_rm_opts}; options go before it."""
+    entry = xen_entry("Debian GNU/Linux, with Xen hypervisor", "dom0_mem=512M ${xen_rm_opts}", "ro")
+    use_entries(monkeypatch, (entry,))
+    with simulated() as (host, con, _):
+        result = oneshot(con, power_cycle=host.power_on)
+        assert result.xen_after.endswith(" console=com1 ${xen_rm_opts}")
+        assert result.verified and host.xen is not None
+        assert host.xen.xen_cmdline == result.xen_after
+
+
 # --------------------------------------------------------------------------- the menu
 
 
@@ -270,6 +281,23 @@ def test_late_attach_redraws_the_menu_with_ctrl_l() -> None:
         assert result.verified
         assert spy.written.startswith(b"\x1b\x0c")  # Esc, then Ctrl-L
         assert host.sent_bytes().count(b"GNU GRUB  version") > headers
+
+
+def test_late_attach_to_an_editor_left_open_discards_it_first() -> None:
+    with simulated(xen_args="dom0_mem=512M", grub_timeout=30) as (host, con, spy):
+        host.power_on()
+        con.expect([rb"executed automatically in \d+s"], timeout=20)
+        con.send(b"e")  # someone opened the editor and typed into it, then left
+        con.expect([rb"Minimum Emacs-like"], timeout=20)
+        con.send_paced(b"\x1b[B\x1b[B\x1b[B\x05 junk=1", 0.02)  # onto the multiboot2 line
+        con.expect([rb"junk=1"], timeout=20)
+        con.settle(0.3, timeout=20)
+        con.drain()
+        spy.written.clear()
+        result = oneshot(con)
+        assert result.verified and host.xen is not None
+        assert "junk=1" not in host.xen.xen_cmdline  # Esc discarded the stranger's edit
+        assert host.xen.xen_cmdline == "dom0_mem=512M " + " ".join(SERIAL_DEBUG_XEN)
 
 
 def test_menu_already_timed_out_while_watching() -> None:
