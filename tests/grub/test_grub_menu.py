@@ -7,9 +7,11 @@ when its 16-byte FIFO is full, and boots the simulated Xen with whatever line wa
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 import solcap.sim.host as sim_host
 from solcap.console import Console
 from solcap.errors import TargetError, UsageError
-from solcap.grub.menu import OneshotResult, _cmdline_difference, apply_oneshot
+from solcap.grub.menu import OneshotResult, _cmdline_difference, _Driver, apply_oneshot
 from solcap.profiles import Options, Profile, load_profile
 from solcap.sim.grub import GrubEntry
 from solcap.sim.host import KERNEL_VERSION, SimConfig, VirtualHost
@@ -366,3 +368,44 @@ def test_at_the_real_38400_baud_line_rate() -> None:
         assert result.verified
         assert host.xen is not None
         assert host.xen.xen_cmdline == "dom0_mem=512M " + " ".join(SERIAL_DEBUG_XEN)
+
+
+# --------------------------------------------------------------------------- real GRUB bytes
+
+SAMPLE = Path("/work/shared/samples/sol-session-grub2.06-xen4.17.raw")
+
+
+@contextmanager
+def screen_of(data: bytes) -> Iterator[_Driver]:
+    """A driver whose screen has been fed ``data`` through a real pty and console."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+    try:
+        with Console(open_transport(path), host="sample") as con:
+            os.write(master, data)
+            con.wait_for_bytes(len(data), timeout=10)
+            yield _Driver(con, quiet=0.05, char_delay=0.02, poke_interval=1.0)
+    finally:
+        os.close(master)
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="real GRUB capture not available")
+def test_reads_menu_and_wrapped_editor_lines_from_real_grub_bytes() -> None:
+    raw = SAMPLE.read_bytes()
+    menu_end = raw.index(b"executed automatically in")
+    with screen_of(raw[: menu_end + 80]) as menu:
+        assert menu.on_menu() and not menu.on_editor()
+        assert menu.menu_rows() == [
+            ("Xen 4.17 hypervisor + Debian Linux Dom0 (busybox initramfs)", True),
+            ("Debian Linux (no hypervisor, console on ttyS0)", False),
+        ]
+        assert not menu.more_above() and not menu.more_below()
+    # The editor right before Ctrl-X: the cursor sits at the end of the wrapped, edited line.
+    edited = raw[: raw.index(b"\x1b[H\x1b[J\x1b[1;1H  Booting a command list")]
+    with screen_of(edited) as editor:
+        assert editor.on_editor()
+        assert editor.line_at_cursor() == (
+            "        multiboot2 /boot/xen.gz com1=38400,8n1 console=com1 loglvl=all "
+            "guest_loglvl=all dom0_mem=512M,max:512M dom0_max_vcpus=1 solcap_edit=1"
+        )
