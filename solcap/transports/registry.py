@@ -116,3 +116,5 @@ def _open_pyserial_url(target: str, line: LineSettings | None) -> Transport:
 register_scheme("serial", _open_serial_path)
 for _scheme in ("rfc2217", "socket", "loop", "spy"):
     register_scheme(_scheme, _open_pyserial_url)
+# IPMI SOL: imported on first use, so serial-only users never load pyghmi.
+register_scheme("ipmi", "solcap.transports.ipmi:transport_factory")
