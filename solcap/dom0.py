@@ -97,7 +97,7 @@ def run_dom0(
     name, command = resolve_command(name_or_cmd)
     rel = f"dom0/{safe_name(file_name or name)}.txt"
     recording.event("dom0-command", command=command, host=ssh.target.display)
-    result = ssh.run(command, timeout=timeout)
+    result = ssh.run(command, sudo=ssh.target.sudo, timeout=timeout)
     data = result.stdout.encode("utf-8")
     _write_private(recording.path / rel, data)
     recording.event(
@@ -269,7 +269,7 @@ def trigger_key_via_ssh(
     console.settle(quiet, timeout=dump_timeout)
     start = console.received
     recording.event("key", key=key, via="ssh", host=ssh.target.display)
-    result = ssh.run(f"xl debug-keys {key}", timeout=start_timeout + 60.0)
+    result = ssh.run(f"xl debug-keys {key}", sudo=ssh.target.sudo, timeout=start_timeout + 60.0)
     if not result.ok:
         last = result.stderr.strip().splitlines()[-1:] or ["(no message)"]
         raise TargetError(

@@ -393,6 +393,8 @@ class Dom0SshServer:
         except (OSError, paramiko.SSHException, EOFError):
             pass  # the client went away
         finally:
+            # EOF, not close: this thread starts inside check_channel_exec_request, before
+            # paramiko has sent the request's success reply, and a client that sees the
+            # channel closed first fails its exec ("Channel closed"). The client closes it.
             with contextlib.suppress(Exception):
                 channel.shutdown_write()
-                channel.close()

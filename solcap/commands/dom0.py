@@ -1,0 +1,174 @@
+"""``solcap dom0`` and ``solcap compare``: Dom0's view over SSH, and what ``xl dmesg`` lost.
+
+``solcap dom0 ssh://root@host xl-info vcpu-list`` runs the named Dom0 commands (see
+:data:`solcap.dom0.DOM0_COMMANDS`), prints their output and keeps it in a new recording
+(``dom0/<name>.txt``). With ``--key q --serial TARGET`` it also presses the key with
+``xl debug-keys`` over SSH while recording the serial console, then fetches ``xl dmesg`` and
+compares the two. ``solcap compare REC --key q`` prints that comparison again for a recording
+that holds both.
+
+Host keys are always verified (``--known-hosts`` or the system and user files); a new key is
+accepted only with ``--accept-new-host-key``, which logs it and writes it to known_hosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from solcap import recordings
+from solcap.capture import Recording, safe_name
+from solcap.console import Console
+from solcap.dom0 import (
+    DOM0_COMMANDS,
+    compare_ring,
+    run_dom0,
+    segment_name,
+    trigger_key_via_ssh,
+)
+from solcap.errors import ExitStatus, UsageError
+from solcap.ssh import SshConnection, SshTarget, connect
+from solcap.transports.registry import open_transport
+from solcap.transports.serialport import LineSettings
+from solcap.xen import quiet_period
+
+
+def register(sub: Any) -> None:
+    dom0 = sub.add_parser(
+        "dom0", help="run Dom0's Xen tools over SSH and record their output (verified host key)"
+    )
+    dom0.add_argument("ssh_url", metavar="HOST", help="ssh://user@host[:port]")
+    dom0.add_argument(
+        "commands",
+        nargs="*",
+        metavar="COMMAND",
+        help=f"any of {', '.join(DOM0_COMMANDS)}",
+    )
+    dom0.add_argument("--known-hosts", metavar="FILE", help="use only this known_hosts file")
+    dom0.add_argument(
+        "--accept-new-host-key",
+        action="store_true",
+        help="accept an unknown host key (logged and written to known_hosts); never a changed one",
+    )
+    dom0.add_argument("--identity", metavar="FILE", help="private key file")
+    dom0.add_argument("--password-env", metavar="NAME", help="SSH password from this variable")
+    dom0.add_argument("--password-file", metavar="PATH", help="SSH password from a 0600 file")
+    dom0.add_argument("--sudo", action="store_true", help="run the commands under sudo")
+    dom0.add_argument("--timeout", type=float, default=120.0, help="per command (s)")
+    dom0.add_argument("--key", help="also press this key via `xl debug-keys` (needs --serial)")
+    dom0.add_argument("--serial", metavar="TARGET", help="serial console to record for --key")
+    dom0.add_argument("--line", default="38400,8n1", help="serial line settings for --serial")
+    dom0.add_argument("--quiet", type=float, help="silence that ends the dump (s)")
+    dom0.add_argument("--host", help="name for the recording directory (default: SSH host)")
+    dom0.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    dom0.add_argument("--label", help="label in the recording directory name")
+    dom0.set_defaults(func=cmd_dom0)
+
+    compare = sub.add_parser(
+        "compare", help="show what `xl dmesg` lost of a key dump the serial console got in full"
+    )
+    compare.add_argument("recording", type=Path)
+    compare.add_argument("--key", required=True, help="the debug key (or segment name)")
+    compare.add_argument("--dmesg", type=Path, metavar="FILE", help="xl dmesg output to use")
+    compare.set_defaults(func=cmd_compare)
+
+
+def _target(args: argparse.Namespace) -> SshTarget:
+    if args.password_env and args.password_file:
+        raise UsageError("give --password-env or --password-file, not both")
+    password = None
+    if args.password_env:
+        password = f"env:{args.password_env}"
+    elif args.password_file:
+        password = f"file:{args.password_file}"
+    return SshTarget.parse(
+        args.ssh_url,
+        key_file=args.identity,
+        password=password,
+        known_hosts=args.known_hosts,
+        accept_new_host_key=args.accept_new_host_key,
+        sudo=args.sudo,
+    )
+
+
+def cmd_dom0(args: argparse.Namespace, out: TextIO) -> int:
+    if args.key is not None and args.serial is None:
+        raise UsageError("--key needs --serial TARGET: the serial console is the full record")
+    unknown = [c for c in args.commands if c not in DOM0_COMMANDS]
+    if unknown:
+        raise UsageError(f"unknown Dom0 command {unknown[0]!r}: use {', '.join(DOM0_COMMANDS)}")
+    if not args.commands and args.key is None:
+        raise UsageError(f"name at least one command ({', '.join(DOM0_COMMANDS)}) or --key")
+    target = _target(args)
+    recording = Recording(
+        args.host or safe_name(target.host), label=args.label or "dom0", root=args.root
+    )
+    status: int = ExitStatus.OK
+    try:
+        with connect(target) as ssh:
+            recording.event("connect", target=f"ssh://{target.display}")
+            for name in args.commands:
+                data = run_dom0(ssh, recording, name, timeout=args.timeout)
+                out.write(data.decode("utf-8", "replace"))
+            if args.key is not None:
+                status = _key_via_ssh(args, ssh, recording, out)
+    finally:
+        summary = recording.close()
+        print(f"recording: {summary.path}", file=sys.stderr)
+    return status
+
+
+def _key_via_ssh(
+    args: argparse.Namespace, ssh: SshConnection, recording: Recording, out: TextIO
+) -> int:
+    line = LineSettings.parse(args.line)
+    quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
+    transport = open_transport(args.serial, line=line)
+    with Console(transport, host=recording.host, sink=recording.feed) as console:
+        recording.event("connect", target=args.serial, line=args.line)
+        result = trigger_key_via_ssh(ssh, console, recording, args.key, quiet)
+    segment = result.segment
+    state = "complete" if segment.complete else f"INCOMPLETE ({segment.reason})"
+    print(
+        f"key {segment.name}: serial {segment.end - segment.start} bytes "
+        f"sha256 {segment.sha256[:16]} {state}",
+        file=out,
+    )
+    print(result.comparison.summary(), file=out)
+    return ExitStatus.OK if segment.complete else ExitStatus.TARGET
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
+    info = recordings.load(args.recording)
+    name = segment_name(args.key)
+    segment = info.segment(args.key)
+    serial = (info.path / segment["file"]).read_bytes()
+    if args.dmesg is not None:
+        dmesg_path = args.dmesg
+    else:
+        candidates = [
+            info.path / "dom0" / f"xl-dmesg-after-{safe_name(name)}.txt",
+            info.path / "dom0" / "xl-dmesg.txt",
+        ]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise UsageError(
+                f"{info.path}: no xl dmesg output recorded for key {args.key!r} "
+                "(record one with `solcap dom0 … --key`, or pass --dmesg FILE)"
+            )
+        dmesg_path = found[0]
+    dmesg = dmesg_path.read_bytes()
+    result = compare_ring(serial, dmesg)
+    print(f"serial: {segment['file']} ({len(serial)} bytes)", file=out)
+    print(f"ring:   {_shown(dmesg_path, info.path)} ({len(dmesg)} bytes)", file=out)
+    print(result.summary(), file=out)
+    return ExitStatus.OK
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
