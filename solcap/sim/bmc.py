@@ -345,6 +345,10 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
             self.inflight = b""
 
 
+#: Bytes of host output kept while no SOL session is active (older ones are discarded).
+IDLE_BUFFER = 16 * 1024
+
+
 class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
     """A lanplus BMC on ``address:port`` whose SOL is the pty at ``pty_path``.
 
@@ -370,6 +374,7 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         self._own_power = True
         self.address = address
         self._want_port = port
+        self.discarded = 0  # host output dropped while no client held SOL (see IDLE_BUFFER)
         self.users = {user: password}
         self._kg = kg
         self.bit_rate = bit_rate
@@ -463,6 +468,12 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
                 continue
             with self._out_lock:
                 self._out += data
+                if self.sol is None and len(self._out) > IDLE_BUFFER:
+                    # Like a real BMC's SOL buffer: with no session, keep only the newest
+                    # bytes (ipmi_sim keeps none); what falls out is counted, not hidden.
+                    excess = len(self._out) - IDLE_BUFFER
+                    del self._out[:excess]
+                    self.discarded += excess
 
     def take_output(self, n: int) -> bytes:
         """Up to ``n`` bytes the host wrote that no client has seen yet."""
