@@ -1,0 +1,198 @@
+"""Chassis power over IPMI lanplus through pyghmi; every pyghmi specific of power lives here.
+
+Power control needs none of SOL's machinery, only one short authenticated session, but it must
+obey the same rules as :mod:`solcap.transports.ipmi`:
+
+* pyghmi's state is process-global and only one thread may pump it, so every pyghmi call runs
+  in that module's pump thread (``_Pump.call``); a ``solcap console`` with SOL open can power
+  cycle through the same process without two threads racing inside pyghmi;
+* the session is that module's ``_Session``: a fresh login on its own socket that proposes
+  exactly cipher suite 17 (default) or 3 and checks what the BMC accepted;
+* pyghmi's ``IpmiException`` and its error dicts become :class:`~solcap.errors.ConnectError`
+  (login) or :class:`~solcap.errors.TargetError` (the command), naming the BMC;
+* the session is logged out on every path, success or failure: BMCs have few session slots.
+
+``pyghmi.ipmi.command.Command`` has no "cycle" (chassis control 02h); it is sent raw here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pyghmi.exceptions as pyghmi_exc
+import pyghmi.ipmi.command as pyghmi_command
+
+from solcap.errors import ConnectError, TargetError
+from solcap.transports.ipmi import CONNECT_TIMEOUT, IpmiTarget, _login_error, _Pump, _Session
+
+__all__ = ["ACTIONS", "PowerSession", "power_action"]
+
+#: What :func:`power_action` accepts; "status" changes nothing.
+ACTIONS = ("status", "on", "off", "cycle", "reset", "shutdown")
+#: Chassis Control (netfn 00h, command 02h) data byte for power cycle.
+_CHASSIS_CYCLE = 2
+#: Seconds to wait for the state to follow an on/off/shutdown request.
+DEFAULT_WAIT = 30.0
+
+T = TypeVar("T")
+
+
+class _Command(pyghmi_command.Command):  # type: ignore[misc]
+    """pyghmi's Command on a session we made (its own constructor makes pyghmi's kind)."""
+
+    def __init__(self, session: _Session) -> None:
+        # Deliberately not Command.__init__: it would open a shared, suite-guessing session.
+        self.onlogon = None
+        self.bmc = session.bmc
+        self._sdrcachedir = None
+        self._sdr = None
+        self._oem = None
+        self._oemknown = False
+        self._netchannel = None
+        self._ipv6support = None
+        self.certverify = None
+        self.kwargs: dict[str, Any] = {}
+        self.ipmi_session = session
+
+
+class PowerSession:
+    """One logged-in session for chassis power; use as a context manager (logs out on exit)."""
+
+    def __init__(
+        self,
+        target: IpmiTarget,
+        password: str,
+        *,
+        kg: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.target = target
+        self._pump = _Pump.get()
+        self._logged_in = threading.Event()
+        self._login_reply: dict[str, Any] = {}
+        self._session: _Session | None = None
+
+        def on_logon(response: dict[str, Any]) -> None:
+            # Runs in the pump thread; must never raise into pyghmi's loop.
+            if not self._logged_in.is_set():
+                self._login_reply = dict(response) if isinstance(response, dict) else {}
+                self._logged_in.set()
+
+        def make() -> _Session:
+            return _Session(
+                target.host, target.user, password, target.port, kg, on_logon, target.cipher
+            )
+
+        try:
+            self._session = self._pump.call(make, connect_timeout)
+        except pyghmi_exc.IpmiException as exc:
+            raise _login_error(target, str(exc) or "timeout") from exc
+        except TimeoutError as exc:
+            raise ConnectError(target.name, "the IPMI pump did not answer") from exc
+        if not self._logged_in.wait(connect_timeout):
+            self.close()
+            raise ConnectError(target.name, f"no answer from the BMC on UDP port {target.port}")
+        error = self._login_reply.get("error")
+        if error:
+            self.close()
+            raise _login_error(target, str(error))
+        self._command = _Command(self._session)
+
+    @property
+    def negotiated_suite(self) -> int | None:
+        """The cipher suite the BMC accepted (17 or 3)."""
+        return None if self._session is None else self._session.negotiated_suite
+
+    def _run(self, what: str, fn: Callable[[], T], timeout: float) -> T:
+        """Run ``fn`` in the pump thread; pyghmi failures become a TargetError naming the BMC."""
+        try:
+            result: T = self._pump.call(fn, timeout)
+        except pyghmi_exc.IpmiException as exc:
+            raise TargetError(self.target.name, f"{what} failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise TargetError(self.target.name, f"{what}: no answer within {timeout:g} s") from exc
+        return result
+
+    def status(self) -> str:
+        """``"on"`` or ``"off"``."""
+
+        def get() -> str:
+            reply = self._command.get_power()
+            return str(reply["powerstate"])
+
+        return self._run("power status", get, 30.0)
+
+    def set(self, action: str, *, wait: float = DEFAULT_WAIT) -> str:
+        """Ask for ``action`` (on/off/cycle/reset/shutdown); return the state afterwards.
+
+        on/off/shutdown wait up to ``wait`` seconds for the state to follow (pyghmi polls once
+        a second); cycle and reset are momentary, so the state is read right after.
+        """
+        if action not in ACTIONS or action == "status":
+            raise ValueError(f"unknown power action {action!r}")
+        if action == "cycle":
+            self._cycle()
+            return self.status()
+        attempts: int | bool = max(1, int(wait)) if action in ("on", "off", "shutdown") else False
+
+        def set_state() -> dict[str, Any]:
+            reply: dict[str, Any] = self._command.set_power(action, wait=attempts)
+            return reply
+
+        reply = self._run(f"power {action}", set_state, wait + 30.0)
+        state = reply.get("powerstate")
+        return str(state) if state in ("on", "off") else self.status()
+
+    def _cycle(self) -> None:
+        def cycle() -> None:
+            reply = self._command.raw_command(netfn=0, command=2, data=[_CHASSIS_CYCLE])
+            if isinstance(reply, dict) and reply.get("error"):
+                raise pyghmi_exc.IpmiException(reply["error"], code=reply.get("code", 0))
+
+        self._run("power cycle", cycle, 30.0)
+
+    def close(self) -> None:
+        """Log out (bounded); safe to call twice and after a failed login."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+
+        def logout() -> None:
+            try:
+                if session.logged:
+                    session.logout()
+                elif not session.broken:
+                    session._mark_broken()  # a login still in progress: stop its retries
+            except Exception:  # pyghmi's logout can trip over its own half-torn state
+                pass
+
+        with contextlib.suppress(TimeoutError):
+            self._pump.call(logout, 15.0)
+
+    def __enter__(self) -> PowerSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def power_action(
+    target: IpmiTarget,
+    password: str,
+    action: str,
+    *,
+    kg: str | None = None,
+    wait: float = DEFAULT_WAIT,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> str:
+    """Log in, do ``action`` (or just read the state for "status"), log out; return the state."""
+    started = time.monotonic()
+    with PowerSession(target, password, kg=kg, connect_timeout=connect_timeout) as session:
+        if action == "status":
+            return session.status()
+        left = max(1.0, wait - (time.monotonic() - started))
+        return session.set(action, wait=left)

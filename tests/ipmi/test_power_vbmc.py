@@ -1,0 +1,241 @@
+"""Chassis power against the virtual BMC bridged to a virtual Xen host, in another process.
+
+The host and its BMC run in a child process (``python tests/ipmi/test_power_vbmc.py serve``)
+because pyghmi's state is process-global: the BMC there, solcap's client here (or in a CLI
+child). The child answers ``state`` on stdin with the host's own view (power state, boot
+count), so every assertion is about the host, not about what the BMC was told. ipmitool is
+the cross-check from an independent client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "s3cret-pw-for-tests"  # same as tests/ipmi/conftest.py (the child cannot import it)
+USER = "admin"
+#: The first firmware line; it appears once per power-on of the virtual host.
+BOOT_MARK = b"Booting from Hard Disk..."
+
+pytestmark = pytest.mark.timeout(90)
+
+
+# ---- the child process ---------------------------------------------------------------------
+def serve(grub_timeout: int) -> int:
+    """Run a fast VirtualHost behind a VirtualBmc; answer ``state``/``quit`` on stdin."""
+    from solcap.sim.bmc import VirtualBmc
+    from solcap.sim.host import SimConfig, VirtualHost
+
+    password = os.environ["IPMI_PASSWORD"]
+    config = SimConfig(fast=True, grub_timeout=grub_timeout)
+    with VirtualHost(config) as host, VirtualBmc(host.pty_path, host, password=password) as bmc:
+        print(f"ready port={bmc.port} pty={host.pty_path}", flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if not words or words[0] == "quit":
+                break
+            if words[0] == "state":
+                boots = host.sent_bytes().count(BOOT_MARK)
+                power = int(host.power_state)
+                print(
+                    f"state={host.state} power={power} input={host.input_target} boots={boots}",
+                    flush=True,
+                )
+            elif words[0] == "wait" and len(words) == 3:
+                ok = host.wait_state(words[1], float(words[2]))
+                print("ok" if ok else "timeout", flush=True)
+            else:
+                print(f"unknown {line.strip()}", flush=True)
+    return 0
+
+
+# ---- the test side -------------------------------------------------------------------------
+class HostBehindBmc:
+    """The child process: ``port`` of its BMC, ``pty`` of its host, ``state()`` of its host."""
+
+    def __init__(self, grub_timeout: int = 300) -> None:
+        env = dict(os.environ, IPMI_PASSWORD=PASSWORD, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "serve", str(grub_timeout)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+            text=True,
+            bufsize=1,
+        )
+        first = self._line(20)
+        assert first.startswith("ready "), first
+        fields = dict(word.split("=", 1) for word in first.split()[1:])
+        self.port = int(fields["port"])
+        self.pty = fields["pty"]
+        self.url = f"ipmi://{USER}@127.0.0.1:{self.port}"
+
+    def _line(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, "host/BMC process did not answer"
+        return self.proc.stdout.readline().strip()
+
+    def ask(self, command: str, timeout: float = 10) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._line(timeout)
+
+    def state(self) -> dict[str, str]:
+        return dict(word.split("=", 1) for word in self.ask("state").split())
+
+    def wait_state(self, state: str, timeout: float) -> bool:
+        return self.ask(f"wait {state} {timeout}", timeout + 5) == "ok"
+
+    def wait_for(self, key: str, value: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state()[key] == value:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("quit", 2)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def host_bmc() -> Iterator[HostBehindBmc]:
+    child = HostBehindBmc()
+    try:
+        yield child
+    finally:
+        child.close()
+
+
+def solcap_power(url: str, action: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``solcap power`` as a user runs it: its own process, password from IPMI_PASSWORD."""
+    full = {**os.environ, "IPMI_PASSWORD": PASSWORD, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "solcap.cli", "power", url, action],
+        env=full,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def ipmitool_status(port: int, cipher: str = "17") -> str:
+    from tests.ipmi.conftest import need
+
+    cmd = [need("ipmitool"), "-I", "lanplus", "-H", "127.0.0.1", "-p", str(port)]
+    cmd += ["-U", USER, "-E", "-C", cipher, "chassis", "power", "status"]
+    env = dict(os.environ, IPMI_PASSWORD=PASSWORD)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_status_off_on_cycle_reset_change_the_host(host_bmc: HostBehindBmc) -> None:
+    assert host_bmc.wait_state("grub", 20)
+    assert host_bmc.state()["boots"] == "1"
+
+    res = solcap_power(host_bmc.url, "status")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"{host_bmc.url}: power on"
+    assert ipmitool_status(host_bmc.port) == "Chassis Power is on"
+
+    res = solcap_power(host_bmc.url, "off")
+    assert (res.returncode, res.stdout.strip()) == (0, f"{host_bmc.url}: power off"), res.stderr
+    assert host_bmc.state()["state"] == "off"
+    assert ipmitool_status(host_bmc.port) == "Chassis Power is off"
+    assert solcap_power(host_bmc.url, "status").stdout.strip().endswith("power off")
+
+    res = solcap_power(host_bmc.url, "on")
+    assert (res.returncode, res.stdout.strip()) == (0, f"{host_bmc.url}: power on"), res.stderr
+    assert host_bmc.wait_state("grub", 20)
+    assert host_bmc.state()["boots"] == "2"  # the boot restarted from the firmware
+    assert ipmitool_status(host_bmc.port, cipher="3") == "Chassis Power is on"
+
+    res = solcap_power(host_bmc.url + "?cipher=3", "cycle")
+    assert (res.returncode, res.stdout.strip()) == (0, f"{host_bmc.url}?cipher=3: power on")
+    assert host_bmc.wait_for("boots", "3", 20)
+    assert host_bmc.wait_state("grub", 20)
+
+    res = solcap_power(host_bmc.url, "reset")
+    assert res.returncode == 0, res.stderr
+    assert host_bmc.wait_for("boots", "4", 20)
+    assert ipmitool_status(host_bmc.port) == "Chassis Power is on"
+
+
+def test_power_on_when_on_changes_nothing(host_bmc: HostBehindBmc) -> None:
+    assert host_bmc.wait_state("grub", 20)
+    res = solcap_power(host_bmc.url, "on")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith("power on")
+    assert host_bmc.state()["boots"] == "1"  # not rebooted
+
+
+def test_wrong_password_exits_3_naming_the_bmc(host_bmc: HostBehindBmc) -> None:
+    res = solcap_power(host_bmc.url, "off", IPMI_PASSWORD="wrong-password")
+    assert res.returncode == 3
+    assert f"127.0.0.1:{host_bmc.port}: authentication failed for user admin" in res.stderr
+    assert res.stderr.count("\n") == 1  # one line, no traceback
+    assert host_bmc.state()["power"] == "1"
+
+
+def test_nothing_listening_exits_3_within_ten_seconds() -> None:
+    from tests.ipmi.conftest import free_udp_port
+
+    port = free_udp_port()
+    start = time.monotonic()
+    res = solcap_power(f"ipmi://admin@127.0.0.1:{port}", "status")
+    assert res.returncode == 3
+    assert "no answer from the BMC" in res.stderr
+    assert time.monotonic() - start < 14  # 10 s bound plus interpreter start-up
+
+
+def test_bad_input_exits_2_before_any_traffic() -> None:
+    res = solcap_power("ipmi://admin@127.0.0.1:1?cipher=0", "status")
+    assert res.returncode == 2 and "cipher suite 0 refused" in res.stderr
+    res = solcap_power("ipmi://admin:pw@127.0.0.1:1", "status")
+    assert res.returncode == 2 and "passwords do not belong in addresses" in res.stderr
+    res = solcap_power("/dev/ttyS0", "status")
+    assert res.returncode == 2 and "needs an ipmi://" in res.stderr
+    res = solcap_power("ipmi://admin@127.0.0.1:1", "status", IPMI_PASSWORD="")
+    assert res.returncode == 2 and "no IPMI password" in res.stderr
+
+
+def test_library_call_returns_the_state(host_bmc: HostBehindBmc) -> None:
+    from solcap.bmc import power
+    from solcap.credentials import PasswordSource
+    from solcap.errors import UsageError
+
+    source = PasswordSource(env={"IPMI_PASSWORD": PASSWORD}, prompt=False)
+    assert host_bmc.wait_state("grub", 20)
+    assert power(host_bmc.url, "off", password_source=source) == "off"
+    assert host_bmc.state()["power"] == "0"
+    assert power(host_bmc.url, "status", password_source=source) == "off"
+    assert power(host_bmc.url, "cycle", password_source=source) == "on"
+    assert host_bmc.wait_for("boots", "2", 20)
+    with pytest.raises(UsageError, match="unknown power action"):
+        power(host_bmc.url, "explode", password_source=source)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        sys.exit(serve(int(sys.argv[2])))
