@@ -26,6 +26,7 @@ import shlex
 import socket
 import stat
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,8 @@ from solcap.sim.host import VirtualHost
 #: Exit status of a command the shell does not know, and of a Dom0 that is not running.
 NOT_FOUND = 127
 NO_DOM0 = 255
+#: Longest wait for a client's EOF before the server closes an exec channel itself.
+CLOSE_GRACE = 2.0
 
 
 def parse_shell(command: str) -> list[str] | None:
@@ -390,11 +393,29 @@ class Dom0SshServer:
             if err:
                 channel.sendall_stderr(err)
             channel.send_exit_status(status)
+            channel.shutdown_write()
+            _await_client_eof(channel, CLOSE_GRACE)
         except (OSError, paramiko.SSHException, EOFError):
             pass  # the client went away
         finally:
-            # EOF, not close: this thread starts inside check_channel_exec_request, before
-            # paramiko has sent the request's success reply, and a client that sees the
-            # channel closed first fails its exec ("Channel closed"). The client closes it.
             with contextlib.suppress(Exception):
-                channel.shutdown_write()
+                channel.close()
+
+
+def _await_client_eof(channel: paramiko.Channel, limit: float) -> None:
+    """Wait (at most ``limit`` s) for the client's EOF or close, discarding its stdin.
+
+    This thread starts inside ``check_channel_exec_request``, i.e. before paramiko has sent
+    the request's success reply; a client that sees the channel closed first fails its exec
+    ("Channel closed"), while OpenSSH's client waits for our close. Clients send EOF only after
+    the reply reached them (solcap's and ``ssh … </dev/null`` do at once), so closing after
+    their EOF is safe; ``limit`` bounds the wait for a client that keeps stdin open.
+    """
+    deadline = time.monotonic() + limit
+    while (left := deadline - time.monotonic()) > 0:
+        channel.settimeout(left)
+        try:
+            if not channel.recv(65536):
+                return
+        except TimeoutError:
+            return
