@@ -79,7 +79,7 @@ from solcap.runbook import (
     XenInputStep,
     describe_step,
 )
-from solcap.ssh import SshConnection
+from solcap.ssh import SshConnection, SshTarget, connect
 from solcap.transports.base import Transport
 from solcap.transports.registry import open_transport
 from solcap.virtmode import classify
@@ -91,7 +91,9 @@ __all__ = [
     "HostOutcome",
     "OutcomeKind",
     "default_grub_oneshot",
+    "host_ssh_target",
     "open_host_console",
+    "open_host_ssh",
     "run_host",
 ]
 
@@ -192,6 +194,29 @@ def open_host_console(
     except BaseException:
         console.close()
         raise
+
+
+def host_ssh_target(host: Host) -> SshTarget:
+    """The :class:`solcap.ssh.SshTarget` for an inventory host's ``ssh:`` entry.
+
+    Host keys are verified against the inventory's ``known_hosts`` file (or the system and
+    user files); a run never accepts a new key on its own.
+    """
+    if host.ssh is None:
+        raise UsageError(f"{host.name}: the inventory gives no ssh: target for Dom0")
+    ssh = host.ssh
+    return SshTarget(
+        host=ssh.host,
+        user=ssh.user or os.environ.get("USER", "root"),
+        port=ssh.port,
+        key_file=ssh.key_file,
+        known_hosts=ssh.known_hosts,
+    )
+
+
+def open_host_ssh(host: Host) -> SshConnection:
+    """The SSH factory for real hosts: log in to the inventory's Dom0 target."""
+    return connect(host_ssh_target(host))
 
 
 def default_grub_oneshot(console: Console, profile: Profile, entry: str | None) -> object:
