@@ -13,7 +13,9 @@ import io
 import json
 import os
 import re
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,3 +267,39 @@ def test_cli_presses_a_key_over_ssh_and_compare_reads_it_back(
     out = io.StringIO()
     assert main(["compare", str(rec), "--key", "q"], out=out) == 0
     assert "LOST" in out.getvalue() and "dom0/xl-dmesg-after-q.txt" in out.getvalue()
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client not installed")
+def test_openssh_client_runs_a_command_and_terminates(tmp_path: Path) -> None:
+    with booted_sim(tmp_path, HostSpec(domus=2)) as sim:
+        base = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        base += ["-o", f"UserKnownHostsFile={sim.known_hosts}", "-i", str(sim.key_file)]
+        base += ["-p", str(sim.server.port), "root@127.0.0.1"]
+        done = subprocess.run(
+            [*base, "xl vcpu-list"], capture_output=True, timeout=20, stdin=subprocess.DEVNULL
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.decode().splitlines()[1].startswith("Domain-0")
+        missing = subprocess.run(
+            [*base, "xentop"], capture_output=True, timeout=20, stdin=subprocess.DEVNULL
+        )
+        assert missing.returncode == 127 and b"command not found" in missing.stderr
+
+
+def test_password_login_from_an_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = SimConfig(spec=HostSpec(domus=1), fast=True, auto_power_on=False, grub_timeout=1)
+    with VirtualHost(config) as host, Dom0SshServer(host, password="s3cret pw") as server:
+        known = tmp_path / "known_hosts"
+        known.write_text(server.known_hosts_line)
+        with Console(open_transport(host.pty_path), host="boot") as con:
+            host.power_on()
+            con.expect([BOOT_DONE], timeout=30)
+        monkeypatch.setenv("DOM0_PW", "s3cret pw")
+        good = SshTarget.parse(server.url, password="env:DOM0_PW", known_hosts=str(known))
+        with connect(good) as ssh:
+            assert ssh.run("hostname").stdout == "xenhost\n"
+        monkeypatch.setenv("DOM0_PW", "wrong")
+        with pytest.raises(ConnectError, match="authentication failed"):
+            connect(good)
