@@ -51,12 +51,39 @@ _SUITE_ALGOS = {17: (3, 4, 1), 3: (1, 1, 1)}
 #: Seconds between SOL retransmissions, and how many before the session counts as lost.
 SOL_RETRY_INTERVAL = 1.0
 SOL_RETRIES = 6
+#: After this many seconds without a packet from the BMC, probe it with an empty SOL packet
+#: (which the BMC must acknowledge); an unanswered probe fails like any unacknowledged packet.
+#: So a dead session is noticed within KEEPALIVE_INTERVAL + (SOL_RETRIES + 1) * interval.
+KEEPALIVE_INTERVAL = 5.0
 #: Upper bound for login plus payload activation.
 CONNECT_TIMEOUT = 10.0
 
 
 class SolBusyError(ConnectError):
     """The SOL payload is active for another client; ``steal=True`` (``--steal``) takes it."""
+
+
+class SolSessionLost(ConsoleClosed):
+    """An active session stopped answering (BMC gone, network blackhole, session dropped)."""
+
+
+class SolDeactivated(ConsoleClosed):
+    """The BMC or another client (``ipmitool sol deactivate``, a steal) ended our payload."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Liveness:
+    """How quickly a dead session is noticed: probe after ``keepalive`` idle seconds, resend
+    every ``retry_interval`` seconds, give up after ``retries`` resends."""
+
+    keepalive: float = KEEPALIVE_INTERVAL
+    retry_interval: float = SOL_RETRY_INTERVAL
+    retries: int = SOL_RETRIES
+
+    @property
+    def detection_bound(self) -> float:
+        """Worst-case seconds from the last packet heard to the session counting as lost."""
+        return self.keepalive + (self.retries + 1) * self.retry_interval + 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +259,10 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         self.maxoutcount = 1
         self.stole = False
         self.force_session = False
+        self.liveness = Liveness()
+        self.last_heard = time.monotonic()
+        self.last_heard_wall = time.time()
+        self.cause = ""
 
     # ---- activation ------------------------------------------------------------------------
     def _got_session(self, response: dict[str, Any]) -> None:
@@ -284,10 +315,12 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         suite = sess.negotiated_suite
         self.on_event("active", f"SOL active, cipher suite {suite}")
 
-    def _print_error(self, error: Any) -> None:
+    def _print_error(self, error: Any, cause: str = "lost") -> None:
+        """Break the console once; ``cause`` is "lost", "deactivated" or "error" (login)."""
         if self.broken:
             return
         self.broken = True
+        self.cause = cause if self.activated or cause == "deactivated" else "error"
         sess = self.ipmi_session
         if sess is not None:
             sess.unregister_keepalive(self.keepaliveid)
@@ -315,11 +348,13 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
     def _got_sol_payload(self, payload: Any) -> None:
         """One SOL packet from the BMC: deliver new bytes exactly once, handle its ACK."""
         if isinstance(payload, dict):
-            self.activated = False
             self._print_error(payload)
+            self.activated = False
             return
         if len(payload) < 4:
             return
+        self.last_heard = time.monotonic()
+        self.last_heard_wall = time.time()
         newseq = payload[0] & 0x0F
         ackseq = payload[1] & 0x0F
         accepted = payload[2]
@@ -358,8 +393,8 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
             if status & 0b0100_0000 and accepted == 0:
                 self.resume_at = time.monotonic() + 0.1  # NACK: BMC busy, back off a little
         if status & 0b0001_0000:
+            self._print_error("SOL deactivated by the BMC or another client", "deactivated")
             self.activated = False
-            self._print_error("SOL deactivated by the BMC or another client")
             return
         self.service(time.monotonic())
 
@@ -373,8 +408,8 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         if len(data) >= 4 and self.ipmi_session is not None:
             owner = struct.unpack("<I", bytes(data[:4]))[0]
             if owner not in (0, self.ipmi_session.sessionid):
+                self._print_error("SOL deactivated: another client holds it now", "deactivated")
                 self.activated = False
-                self._print_error("SOL deactivated: another client holds it now")
 
     # ---- us -> BMC -------------------------------------------------------------------------
     def send_data(self, data: bytes) -> None:
@@ -397,13 +432,20 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
             else:
                 self.pendingoutput[-1] = self.pendingoutput[-1] + data
 
-    def _sendpendingoutput(self) -> None:
-        """Send the next chunk (or break) if nothing is awaiting an ACK; never blocks."""
+    def _sendpendingoutput(self, probe: bool = False) -> None:
+        """Send the next chunk (or break) if nothing is awaiting an ACK; never blocks.
+
+        With ``probe`` and nothing to send, send an empty packet with a fresh sequence number:
+        the BMC must acknowledge it, so silence means the session is gone.
+        """
         if self.awaitingack or not self.connected or self.broken:
             return
         with self.outputlock:
             if not self.pendingoutput:
-                return
+                if probe:
+                    self.pendingoutput.append(b"")
+                else:
+                    return
             head = self.pendingoutput[0]
             brk = isinstance(head, dict)
             if brk:
@@ -434,15 +476,20 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         if self.broken or not self.connected:
             return
         if self.awaitingack:
-            if now - self.sent_at >= SOL_RETRY_INTERVAL:
+            if now - self.sent_at >= self.liveness.retry_interval:
                 self.retries += 1
-                if self.retries > SOL_RETRIES:
-                    self._print_error("Connection lost: the BMC stopped acknowledging SOL data")
+                if self.retries > self.liveness.retries:
+                    quiet = now - self.last_heard
+                    self._print_error(
+                        "Connection lost: the BMC stopped acknowledging SOL data "
+                        f"(nothing heard for {quiet:.1f} s)"
+                    )
                     return
                 self._transmit()
             return
         if now >= self.resume_at:
-            self._sendpendingoutput()
+            idle = now - self.last_heard >= self.liveness.keepalive
+            self._sendpendingoutput(probe=idle)
 
     def shutdown(self) -> None:
         """Deactivate the payload (if ours and reachable) and log out. Pump thread only."""
@@ -541,6 +588,7 @@ class IpmiSolTransport(Transport):
         kg: str | None = None,
         steal: bool = False,
         connect_timeout: float = CONNECT_TIMEOUT,
+        liveness: Liveness | None = None,
     ) -> None:
         self.target = target
         self.name = f"ipmi://{target.user}@{target.name}"
@@ -554,6 +602,8 @@ class IpmiSolTransport(Transport):
 
         def make() -> SolConsole:
             console = SolConsole(target, password, kg, steal, self._on_data, self._on_event)
+            if liveness is not None:
+                console.liveness = liveness
             self._pump.consoles.add(console)
             return console
 
@@ -592,7 +642,10 @@ class IpmiSolTransport(Transport):
                     log.warning("%s: %s", self.target.name, text)
                 elif kind == "error" and self._error is None:
                     if self._active:
-                        self._error = ConsoleClosed(self.target.name, text)
+                        console = getattr(self, "_console", None)
+                        cause = console.cause if console is not None else "lost"
+                        closed = SolDeactivated if cause == "deactivated" else SolSessionLost
+                        self._error = closed(self.target.name, text)
                     else:
                         self._error = _login_error(self.target, text)
                 self._cond.notify_all()
@@ -605,6 +658,16 @@ class IpmiSolTransport(Transport):
         """The cipher suite the BMC accepted (17 or 3)."""
         sess = self._console.ipmi_session
         return None if sess is None else sess.negotiated_suite
+
+    @property
+    def liveness(self) -> Liveness:
+        """Keepalive and retry timing in force (see :class:`Liveness`)."""
+        return self._console.liveness
+
+    @property
+    def last_heard(self) -> float:
+        """Wall-clock time (``time.time()``) of the last SOL packet from the BMC."""
+        return float(self._console.last_heard_wall)
 
     @property
     def stole(self) -> bool:
@@ -691,19 +754,59 @@ def open_ipmi(
     kg_file: str | None = None,
     steal: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT,
+    liveness: Liveness | None = None,
 ) -> IpmiSolTransport:
     """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]``; the password never comes from argv."""
     target = IpmiTarget.parse(url)
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")
     kg = kg_source(kg_file).get_optional()
-    return IpmiSolTransport(target, password, kg=kg, steal=steal, connect_timeout=connect_timeout)
+    return IpmiSolTransport(
+        target,
+        password,
+        kg=kg,
+        steal=steal,
+        connect_timeout=connect_timeout,
+        liveness=liveness,
+    )
 
 
 def transport_factory(target: str, line: object = None) -> Transport:
     """The ``ipmi://`` factory for :mod:`solcap.transports.registry` (password from env/prompt).
 
+    Returns a :class:`solcap.sol.ReconnectingTransport` (re-login and re-activation after a
+    lost or deactivated session, with gap events) unless the address says ``?reconnect=0``.
     ``line`` (serial line settings) does not apply to SOL: the BMC owns the bit rate.
     """
     from solcap.credentials import password_source
 
-    return open_ipmi(target, password_source=password_source())
+    url, reconnect = split_reconnect_option(target)
+    if not reconnect:
+        return open_ipmi(url, password_source=password_source())
+    from solcap.sol import ReconnectingTransport
+
+    # Ask for the password once; reconnections reuse it (it stays in this process only).
+    parsed = IpmiTarget.parse(url)
+    password = password_source().get(f"IPMI password for {parsed.user}@{parsed.name}")
+
+    given = PasswordSource(env={}, isatty=lambda: True, getpass_fn=lambda _prompt: password)
+
+    def connect() -> Transport:
+        return open_ipmi(url, password_source=given)
+
+    return ReconnectingTransport(connect, name=f"ipmi://{parsed.user}@{parsed.name}")
+
+
+def split_reconnect_option(url: str) -> tuple[str, bool]:
+    """Remove ``reconnect=0|1|no|yes`` from an ``ipmi://`` address; return (url, reconnect)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    reconnect = True
+    rest = []
+    for key, value in query:
+        if key == "reconnect":
+            if value.lower() not in ("0", "1", "no", "yes", "false", "true"):
+                raise UsageError(f"{url}: reconnect must be 0 or 1")
+            reconnect = value.lower() in ("1", "yes", "true")
+        else:
+            rest.append((key, value))
+    return parts._replace(query=urllib.parse.urlencode(rest)).geturl(), reconnect
