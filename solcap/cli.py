@@ -28,7 +28,7 @@ from solcap.transports.serialport import LineSettings
 from solcap.xen import parse_keys, quiet_period, refuse_dangerous
 
 #: Modules under solcap.commands that add their own sub-commands (see that package's docstring).
-COMMAND_MODULES: tuple[str, ...] = ("view", "profile", "grub", "dom0", "power")
+COMMAND_MODULES: tuple[str, ...] = ("view", "profile", "grub", "dom0", "power", "console", "lab", "run")
 
 DEFAULT_KEYS = "h,q,u,m,e,i,r"
 FOREVER = 365 * 86400.0  # "no limit", kept finite because thread waits take a finite timeout

@@ -1,29 +1,26 @@
-"""The quick-start job: boot the virtual Xen host, harvest its debug keys, prove the capture.
+"""The quick-start job: a virtual Xen host behind a virtual BMC, harvested over IPMI SOL.
 
-It runs exactly the code an operator runs against hardware (open a console on a serial
-device, wait for the boot, switch to Xen, harvest) — only the device is the simulator's pty.
-At the end every key's segment is compared by SHA-256 with what the virtual host says it sent.
+It runs exactly the code an operator runs against hardware — an IPMI v2.0 lanplus SOL session
+(cipher suite 17) to a BMC, Ctrl-A×3 to reach Xen, debug keys, a recording — only the BMC and
+the host are the simulator's (``solcap.lab``, one process per host). At the end every key's
+segment is compared by SHA-256 with what the virtual host says it sent.
 """
 
 from __future__ import annotations
 
-import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from solcap.capture import Recording
 from solcap.console import Console
+from solcap.credentials import password_source
 from solcap.errors import ExitStatus, TargetError
 from solcap.harvest import harvest_keys
-from solcap.sim.host import SimConfig, VirtualHost
-from solcap.sim.xen import HostSpec
-from solcap.transports.registry import open_transport
-from solcap.transports.serialport import LineSettings
-
-#: Xen's unprompted banner at the end of its boot, when it hands serial input to Dom0.
-BOOT_DONE = re.compile(rb"\(XEN\) \*\*\* Serial input to DOM0 ")
-DOM0_PROMPT = re.compile(rb"[#$] $")
+from solcap.lab import Lab
+from solcap.transports.ipmi import open_ipmi
+from solcap.xen import quiet_period
 
 
 def run_demo(
@@ -33,37 +30,37 @@ def run_demo(
     real_rate: bool = False,
     root: Path | None = None,
     out: TextIO,
-    boot_timeout: float = 120.0,
 ) -> int:
     """Run the demo and print where the recording is; returns an exit status."""
-    config = SimConfig(spec=HostSpec(domus=domus), fast=not real_rate, auto_power_on=False)
-    quiet = 1.0 if real_rate else 0.3
-    with VirtualHost(config) as host:
-        host.start()
-        recording = Recording("virtual-xen-host", label="demo", root=root)
-        try:
-            transport = open_transport(host.pty_path, line=LineSettings(baud=config.baud))
-            with Console(transport, host="virtual-xen-host", sink=recording.feed) as console:
-                recording.event("connect", target=host.pty_path, simulated=True)
-                host.power_on()
-                recording.event("power", action="on")
-                console.expect([BOOT_DONE], timeout=boot_timeout)
-                console.expect([DOM0_PROMPT], timeout=boot_timeout)
-                result = harvest_keys(console, recording, keys, quiet=quiet)
-        finally:
-            summary = recording.close(simulated=True)
-        sent = {dump.sha256 for dump in host.dumps}
+    quiet = quiet_period(38400, floor=1.0) if real_rate else 0.5
+    with tempfile.TemporaryDirectory(prefix="solcap-demo-lab-") as lab_dir:
+        lab = Lab(lab_dir)
+        with lab:
+            print("starting a virtual Xen host behind a virtual BMC on 127.0.0.1 …", file=out)
+            host = lab.up(1, domus=domus, fast=not real_rate)[0]
+            print(f"connecting: {host.url} (IPMI v2.0 lanplus SOL, cipher suite 17)", file=out)
+            secret = password_source(file=str(lab.password_file), prompt=False)
+            transport = open_ipmi(host.url, password_source=secret)
+            recording = Recording(host.name, label="demo", root=root)
+            try:
+                with Console(transport, host=host.name, sink=recording.feed) as console:
+                    recording.event("connect", target=host.url, simulated=True)
+                    result = harvest_keys(console, recording, keys, quiet=quiet)
+            finally:
+                summary = recording.close(simulated=True)
+            sent = {d["sha256"] for d in lab.host_state(host.name).get("dumps", [])}
     print(f"recording: {summary.path}", file=out)
     print(f"  console.raw: {summary.bytes} bytes, sha256 {summary.sha256}", file=out)
     mismatched = 0
     for segment in result.segments:
-        verdict = "identical to what the host sent" if segment.sha256 in sent else "MISMATCH"
-        mismatched += segment.sha256 not in sent
+        ok = segment.sha256 in sent and segment.complete
+        mismatched += not ok
+        verdict = "identical to what the host sent" if ok else "MISMATCH"
         print(
             f"  key {segment.name:>4}: {segment.end - segment.start:>8} bytes  "
             f"sha256 {segment.sha256[:16]}  {verdict}",
             file=out,
         )
     if mismatched:
-        raise TargetError("virtual-xen-host", f"{mismatched} key dump(s) differ from what was sent")
+        raise TargetError(host.name, f"{mismatched} key dump(s) differ from what was sent")
     return ExitStatus.OK

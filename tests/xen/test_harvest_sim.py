@@ -81,7 +81,9 @@ def test_demo_command_verifies_its_own_capture(tmp_path: Path) -> None:
     text = out.getvalue()
     assert status == 0, text
     assert text.count("identical to what the host sent") == 3
-    recording = Path(text.splitlines()[0].removeprefix("recording: "))
+    line = next(x for x in text.splitlines() if x.startswith("recording: "))
+    recording = Path(line.removeprefix("recording: "))
+    assert "ipmi://admin@127.0.0.1:" in text  # the demo goes through the virtual BMC
     meta = json.loads((recording / "meta.json").read_text())
     assert [s["name"] for s in meta["segments"]] == ["h", "q", "u"]
     for segment in meta["segments"]:
