@@ -52,6 +52,7 @@ from typing import Any, Literal, Protocol
 
 from solcap.capture import Recording
 from solcap.console import EOF, TIMEOUT, Console
+from solcap.credentials import PasswordSource
 from solcap.errors import (
     ConnectError,
     ConsoleClosed,
@@ -90,6 +91,7 @@ __all__ = [
     "GrubOneshot",
     "HostOutcome",
     "OutcomeKind",
+    "bmc_power",
     "default_grub_oneshot",
     "host_ssh_target",
     "open_host_console",
@@ -170,20 +172,10 @@ def open_host_console(
     if target is None:
         raise UsageError(f"{host.name}: no console (serial: or bmc:) in the inventory")
     if host.serial is None and host.bmc is not None:
-        from solcap.credentials import PasswordSource
         from solcap.transports.ipmi import open_ipmi
 
-        if host.password is None:
-            raise UsageError(f"{host.name}: the inventory gives no BMC password reference")
-        ref = host.password
-        source = (
-            PasswordSource(env_name=ref.ref, prompt=False)
-            if ref.scheme == "env"
-            else PasswordSource(env_name="\0", file=os.path.expanduser(ref.ref), prompt=False)
-        )
-        kg_file = host.kg.ref if host.kg is not None and host.kg.scheme == "file" else None
         transport = open_ipmi(
-            f"{target}?cipher={host.cipher}", password_source=source, kg_file=kg_file
+            _bmc_url(host), password_source=_bmc_password(host), kg_file=_kg_file(host)
         )
     else:
         transport = open_transport(target, line=host.line)
@@ -194,6 +186,33 @@ def open_host_console(
     except BaseException:
         console.close()
         raise
+
+
+def _bmc_url(host: Host) -> str:
+    if host.bmc is None:
+        raise UsageError(f"{host.name}: the inventory gives no bmc: address")
+    return f"{host.bmc.url}?cipher={host.cipher}"
+
+
+def _bmc_password(host: Host) -> PasswordSource:
+    """The inventory's reference as a source that never prompts (unattended runs)."""
+    ref = host.password
+    if ref is None:
+        raise UsageError(f"{host.name}: the inventory gives no BMC password reference")
+    if ref.scheme == "env":
+        return PasswordSource(env_name=ref.ref, prompt=False)
+    return PasswordSource(env={}, file=os.path.expanduser(ref.ref), prompt=False)
+
+
+def _kg_file(host: Host) -> str | None:
+    return host.kg.ref if host.kg is not None and host.kg.scheme == "file" else None
+
+
+def bmc_power(host: Host, action: str) -> None:
+    """The ``power`` callable for real hosts: chassis control through the host's BMC."""
+    from solcap.bmc import power
+
+    power(_bmc_url(host), action, password_source=_bmc_password(host), kg_file=_kg_file(host))
 
 
 def host_ssh_target(host: Host) -> SshTarget:
