@@ -47,7 +47,8 @@ def serve(grub_timeout: int) -> int:
                 boots = host.sent_bytes().count(BOOT_MARK)
                 power = int(host.power_state)
                 print(
-                    f"state={host.state} power={power} input={host.input_target} boots={boots}",
+                    f"state={host.state} power={power} input={host.input_target} "
+                    f"boots={boots} breaks={bmc.breaks}",
                     flush=True,
                 )
             elif words[0] == "wait" and len(words) == 3:
