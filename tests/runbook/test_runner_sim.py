@@ -324,3 +324,20 @@ def test_failed_boot_runbook_makes_xens_console_appear(tmp_path: Path) -> None:
     assert boot["complete"] and boot["end"] - boot["start"] > 1000
     kinds = [e["event"] for e in events(outcome)]
     assert kinds.index("power") < kinds.index("grub-oneshot") < kinds.index("expect-matched")
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def test_the_execution_example_in_the_docs_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "runbooks.md").read_text()
+    section = doc.split("\n## Execution\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/runbooks.md", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    assert printed[0] == "ok"
+    assert Path(printed[1]).parent == Path("recordings/sim1")
+    assert json.loads((Path(printed[1]) / "meta.json").read_text())["outcome"] == "ok"
