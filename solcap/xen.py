@@ -123,6 +123,11 @@ class XenConsole:
             result = self.console.expect([SWITCH_BANNER], timeout=timeout)
             assert result.match is not None
             now = result.match.group("target")
+            # A banner can be stale: output still in flight from before our keys (a BMC's
+            # buffer, Xen's own banner at the end of boot). Let the line settle and believe
+            # the last banner, which is the answer to the keys just sent.
+            for later in SWITCH_BANNER.finditer(self.console.settle(self.quiet, timeout)):
+                now = later.group("target")
             self.input = now.decode()
             if now == want:
                 return self.input
