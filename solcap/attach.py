@@ -151,7 +151,9 @@ def raw_terminal(fd: int) -> Iterator[bool]:
         tty.setraw(fd, termios.TCSANOW)
         yield True
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        # A terminal that hung up (SIGHUP) has nothing left to restore.
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 class _Signalled(Exception):
@@ -264,19 +266,21 @@ def attach(
     keys = EscapeFilter(escape)
     console = Console(transport, host=host, sink=sink)
     if recording is not None:
-        recording.event(
-            "attach", target=transport.name, escape=show_char(escape) if escape else None
-        )
+        shown = show_char(escape) if escape is not None else None
+        recording.event("attach", target=transport.name, escape=shown)
     try:
-        with _signals_unwind(), raw_terminal(stdin_fd), console:
-            _relay(console, keys, stdin_fd, wake_r, flush_screen, say, recording, result)
-            flush_screen()
+        with _signals_unwind(), raw_terminal(stdin_fd):
+            try:
+                with console:
+                    _relay(console, keys, stdin_fd, wake_r, flush_screen, say, recording, result)
+            finally:
+                # Still in raw mode: the last bytes must reach the screen untranslated.
+                console.close()
+                flush_screen()
     except _Signalled as exc:
         result.reason = str(exc)
     finally:
         console.close()
-        with contextlib.suppress(OSError):
-            flush_screen()
         os.close(wake_r)
         os.close(wake_w)
         result.received = console.received
