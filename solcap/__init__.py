@@ -1,5 +1,35 @@
-"""solcap: reach a server's serial console, drive Xen and GRUB on it, and capture every byte."""
+"""solcap: reach a server's serial console, drive Xen and GRUB on it, and capture every byte.
+
+The Python API (see docs/api.md)::
+
+    import solcap
+    with solcap.open_console("ipmi://admin@bmc01") as con:
+        con.xen.switch_input("xen")
+        con.xen.debug_key("q")
+
+``solcap.fleet`` runs jobs over many hosts; ``solcap.grub`` edits boot lines.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from solcap.api import open_console as open_console
+
+__all__ = ["__version__", "open_console"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so `import solcap` stays cheap and free of pyghmi/paramiko.
+    if name == "open_console":
+        from solcap.api import open_console
+
+        return open_console
+    if name in ("fleet", "grub", "lab", "profiles", "runbook", "inventory", "parsers"):
+        import importlib
+
+        return importlib.import_module(f"solcap.{name}")
+    raise AttributeError(f"module 'solcap' has no attribute {name!r}")
