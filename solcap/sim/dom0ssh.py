@@ -382,6 +382,8 @@ class Dom0SshServer:
                 return NO_DOM0, bytes(out), b"Dom0 is not running\n"
             if result.startswith(b"-bash: ") and result.rstrip().endswith(b"command not found"):
                 return NOT_FOUND, bytes(out), result
+            if line.split()[:2] == ["command", "-v"] and not result:
+                return 1, bytes(out), b""  # as the shell builtin: silent, status 1
             out += result
         return 0, bytes(out), b""
 

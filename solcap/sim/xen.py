@@ -483,6 +483,9 @@ class XenHost:
             text = "Linux\n"
         elif args[0] == "hostname":
             text = self.spec.hostname + "\n"
+        elif args[:2] == ["command", "-v"] and len(args) == 3:
+            # What this Dom0 has installed: Xen's tools, not xentrace/xenalyze.
+            text = f"{DOM0_TOOLS[args[2]]}\n" if args[2] in DOM0_TOOLS else ""
         elif args[0] in ("true", ":", "clear"):
             text = ""
         elif args[0] == "echo":
@@ -492,6 +495,19 @@ class XenHost:
         out = text.encode().replace(b"\n", DOM0_EOL)
         self._dom0_ring(out)
         return (xen if self.serial_console else b"", out if self.dom0_visible else b"")
+
+
+#: Commands the simulated Dom0 has, as ``command -v`` reports them. xentrace and xenalyze are
+#: deliberately absent (a minimal Xen install), so runbooks show how they report that.
+DOM0_TOOLS = {
+    "xl": "/usr/sbin/xl",
+    "xenpm": "/usr/sbin/xenpm",
+    "xenstore-ls": "/usr/bin/xenstore-ls",
+    "uname": "/usr/bin/uname",
+    "hostname": "/usr/bin/hostname",
+    "echo": "echo",
+    "true": "true",
+}
 
 
 # --------------------------------------------------------------------- boot content
