@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import paramiko
+
 from solcap.errors import TargetError, UsageError
 
 LABHOST_MODULE = "solcap.sim.labhost"
@@ -31,10 +33,15 @@ class LabHost:
     address: str
     port: int
     pid: int
+    ssh_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"ipmi://admin@{self.address}:{self.port}"
+
+    @property
+    def ssh_url(self) -> str | None:
+        return f"ssh://root@{self.address}:{self.ssh_port}" if self.ssh_port else None
 
 
 class Lab:
@@ -50,6 +57,16 @@ class Lab:
     @property
     def inventory(self) -> Path:
         return self.directory / "inventory.yaml"
+
+    @property
+    def ssh_key(self) -> Path:
+        """Private key that logs in to every lab host's Dom0 (0600)."""
+        return self.directory / "ssh_key"
+
+    @property
+    def known_hosts(self) -> Path:
+        """The lab hosts' SSH host keys, so clients verify them like any other host."""
+        return self.directory / "known_hosts"
 
     def host_state(self, name: str) -> dict[str, Any]:
         """What lab host ``name`` reports about itself (state, dumps it sent, …)."""
@@ -88,6 +105,11 @@ class Lab:
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(18) + "\n")
+        key = paramiko.ECDSAKey.generate()
+        key.write_private_key_file(str(self.ssh_key))
+        os.chmod(self.ssh_key, 0o600)
+        public = self.directory / "ssh_key.pub"
+        public.write_text(f"{key.get_name()} {key.get_base64()} solcap-lab\n")
         names = [f"node{i:03d}" for i in range(1, count + 1)]
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
@@ -108,6 +130,8 @@ class Lab:
                     str(index),
                     "--baud",
                     str(baud),
+                    "--ssh-authorized-key",
+                    str(public),
                 ]
                 argv += ["--fast"] if fast else []
                 for fault in (faults or {}).get(name, []):
@@ -129,6 +153,8 @@ class Lab:
                     proc.terminate()
             raise
         self._write_lab(hosts)
+        lines = [self.host_state(h.name).get("known_hosts_line") or "" for h in hosts]
+        self.known_hosts.write_text("".join(lines))
         self._write_inventory(hosts)
         return hosts
 
@@ -146,7 +172,9 @@ class Lab:
                     raise TargetError(name, f"lab host exited ({proc.returncode}): {log[-300:]}")
                 state = self.host_state(name)
                 if state.get("state") in ("running", "panicked", "hung"):
-                    ready[name] = LabHost(name, state["address"], state["port"], proc.pid)
+                    ready[name] = LabHost(
+                        name, state["address"], state["port"], proc.pid, state.get("ssh_port")
+                    )
             if time.monotonic() > deadline:
                 missing = sorted(set(procs) - set(ready))
                 raise TargetError(missing[0], f"lab hosts not booted after {timeout:g}s: {missing}")
@@ -163,10 +191,15 @@ class Lab:
             "defaults:",
             f"  password: file:{self.password_file.resolve()}",
             "  cipher: 17",
+            f"  ssh_key: {self.ssh_key.resolve()}",
+            f"  known_hosts: {self.known_hosts.resolve()}",
             "hosts:",
         ]
         for host in hosts:
-            lines += [f"  {host.name}:", f"    bmc: {host.url}", "    labels: [lab]"]
+            lines += [f"  {host.name}:", f"    bmc: {host.url}"]
+            if host.ssh_url:
+                lines.append(f"    ssh: {host.ssh_url}")
+            lines.append("    labels: [lab]")
         self.inventory.write_text("\n".join(lines) + "\n")
 
     def down(self, timeout: float = 10.0) -> list[str]:

@@ -11,6 +11,7 @@ The IPMI password comes from ``IPMI_PASSWORD`` or ``--password-file`` (never arg
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -19,13 +20,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import paramiko
+
 from solcap.sim.bmc import VirtualBmc
+from solcap.sim.dom0ssh import Dom0SshServer
 from solcap.sim.host import FAULTS, SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 
 
-def _state(name: str, host: VirtualHost, bmc: VirtualBmc) -> dict[str, Any]:
+def _state(
+    name: str, host: VirtualHost, bmc: VirtualBmc, ssh: Dom0SshServer | None
+) -> dict[str, Any]:
     return {
+        "ssh_port": ssh.port if ssh is not None else None,
+        "known_hosts_line": ssh.known_hosts_line if ssh is not None else None,
         "name": name,
         "pid": os.getpid(),
         "address": bmc.address,
@@ -67,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grub-timeout", type=int, default=1)
     parser.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS))
     parser.add_argument("--off", action="store_true", help="start powered off")
+    parser.add_argument(
+        "--ssh-authorized-key",
+        type=Path,
+        help="public key (OpenSSH format) allowed to log in to Dom0 over SSH",
+    )
     args = parser.parse_args(argv)
     if not args.address.startswith("127."):
         parser.error("the lab binds loopback addresses (127.0.0.0/8) only")
@@ -110,16 +123,29 @@ def main(argv: list[str] | None = None) -> int:
             user=args.user,
             password=password,
         )
+        ssh = None
+        if args.ssh_authorized_key is not None:
+            kind, blob = args.ssh_authorized_key.read_text().split()[:2]
+            ssh = Dom0SshServer(
+                host,
+                address=args.address,
+                authorized_keys=[paramiko.PKey.from_type_string(kind, base64.b64decode(blob))],
+            ).start()
         with bmc:
             print(f"port={bmc.port}", flush=True)
             last: dict[str, Any] = {}
-            while not done.is_set():
-                current = _state(args.name, host, bmc)
-                if current != last:
-                    _write_atomic(state_file, current)
-                    last = current
-                done.wait(0.05)
-            _write_atomic(state_file, _state(args.name, host, bmc) | {"stopped": True})
+            try:
+                while not done.is_set():
+                    current = _state(args.name, host, bmc, ssh)
+                    if current != last:
+                        _write_atomic(state_file, current)
+                        last = current
+                    done.wait(0.05)
+                final = _state(args.name, host, bmc, ssh) | {"stopped": True}
+                _write_atomic(state_file, final)
+            finally:
+                if ssh is not None:
+                    ssh.stop()
     return 0
 
 

@@ -14,6 +14,8 @@ import pytest
 from solcap.cli import main
 from solcap.inventory import load_inventory
 from solcap.lab import Lab
+from solcap.runner import host_ssh_target
+from solcap.ssh import connect
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -64,6 +66,10 @@ def test_up_writes_a_valid_inventory_and_down_stops_only_its_hosts(tmp_path: Pat
         inventory = load_inventory(lab.inventory)
         assert sorted(h.name for h in inventory.hosts) == ["node001", "node002", "node003"]
         assert all(lab.host_state(h.name)["state"] == "running" for h in hosts)
+        # Dom0 over SSH works with verified host keys from the lab's known_hosts.
+        first = next(h for h in inventory.hosts if h.name == "node001")
+        with connect(host_ssh_target(first)) as ssh:
+            assert ssh.run("hostname", timeout=10).stdout.strip() == "node001"
 
         assert main(["lab", "down", "--dir", str(tmp_path / "lab")], out=out) == 0
         deadline = time.monotonic() + 10
