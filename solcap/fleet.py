@@ -1,0 +1,846 @@
+"""Fleet runs: one job per host, at most ``parallel`` at a time, one outcome per host.
+
+A fleet run is I/O bound (consoles at a few KB/s each), so it is one process with one worker
+thread per running host. The calling thread schedules, watches deadlines and reports progress:
+
+* **bounded concurrency** — at most ``parallel`` jobs run at once;
+* **per-host timeout** — when a host passes ``host_timeout`` its :class:`HostContext` is
+  cancelled: its cancel event is set and everything the job registered with
+  :meth:`HostContext.on_cancel` (its console) is closed, so a job blocked on the console gets
+  :class:`~solcap.errors.ConsoleClosed` and unwinds, closing its recording. The host is
+  reported as ``timeout``. A job that still does not return within ``cancel_grace`` seconds
+  (e.g. stuck in a BMC login) is abandoned: its slot is freed and it is reported anyway;
+* **isolation** — an exception in one job becomes that host's outcome (``failed`` when the
+  far side failed, ``error`` for local problems and bugs); the other hosts carry on;
+* **Ctrl-C** — every running host is cancelled (consoles closed, recordings closed by their
+  jobs), hosts not yet started are reported as such, and :class:`FleetInterrupted` (a
+  ``KeyboardInterrupt`` carrying the summary) is raised.
+
+Outcomes: ``ok`` · ``failed`` (the host or its BMC failed: login refused, no answer, dump
+incomplete) · ``timeout`` (``host_timeout`` passed) · ``error`` (local: configuration,
+recording, interrupted, a bug). Exit status (:attr:`FleetSummary.exit_status`): 0 when every
+host is ``ok``, 4 (``PARTIAL``) when some are, 3 (``TARGET``) when none is.
+
+Jobs are plain callables ``job(host, ctx) -> HostResult``; :func:`harvest_job` is the debug-key
+harvest and :func:`harvest` runs it over a fleet. Example::
+
+    from solcap import fleet
+    from solcap.inventory import load_inventory
+
+    hosts = load_inventory("inventory.yaml").hosts
+    summary = fleet.harvest(hosts, ["h", "q"], parallel=16, host_timeout=300)
+    summary.write("summary.json")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+from solcap import __version__
+from solcap.capture import DEFAULT_ROOT, Recording, iso, utc_now
+from solcap.console import Console
+from solcap.errors import ExitStatus, SolcapError, TargetError, UsageError
+from solcap.harvest import harvest_keys
+from solcap.inventory import Host, SecretRef
+from solcap.transports.base import Transport
+from solcap.xen import quiet_period, refuse_dangerous
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "failed", "timeout", "error"]
+OUTCOMES: tuple[Outcome, ...] = ("ok", "failed", "timeout", "error")
+
+#: Seconds a cancelled job gets to return before its slot is freed and it is reported anyway.
+CANCEL_GRACE = 10.0
+#: Where fleet run summaries go under the recordings root (host names cannot start with "_").
+RUNS_DIR = "_fleet"
+#: The summary file format; bump when a field changes meaning.
+SUMMARY_VERSION = 1
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """One host's outcome, as the summary reports it. ``error`` is one line or None."""
+
+    name: str
+    outcome: Outcome
+    error: str | None = None
+    bytes: int = 0
+    duration: float = 0.0
+    recording: Path | None = None
+    #: Job-specific facts for the JSON summary (the harvest puts its segments here).
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "host": self.name,
+            "outcome": self.outcome,
+            "error": self.error,
+            "bytes": self.bytes,
+            "duration": round(self.duration, 3),
+            "recording": str(self.recording) if self.recording is not None else None,
+        }
+        value.update(self.details)
+        return value
+
+
+class Cancelled(TargetError):
+    """The fleet cancelled this host (its timeout passed, or the run was interrupted)."""
+
+
+class HostContext:
+    """What a job gets besides its host: the deadline, the cancel event, where to record.
+
+    A job should hand every blocking resource (its console) to :meth:`on_cancel`, so the fleet
+    can close it when the host times out, and may call :meth:`check` between steps.
+    """
+
+    def __init__(
+        self, host: Host, *, deadline: float | None, root: Path | None, clock: Callable[[], float]
+    ) -> None:
+        self.host = host
+        self.deadline = deadline
+        self.root = root
+        self.cancel_event = threading.Event()
+        self.reason: Literal["timeout", "interrupted"] | None = None
+        #: Set by the job once it has a recording, so an abandoned job can still be located.
+        self.recording: Path | None = None
+        self._clock = clock
+        self.started = clock()
+        self._lock = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def remaining(self, default: float) -> float:
+        """Seconds left before the deadline (``default`` if there is none), at least 0.1."""
+        if self.deadline is None:
+            return default
+        return max(0.1, min(default, self.deadline - self._clock()))
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the fleet has cancelled this host."""
+        if self.cancelled:
+            raise Cancelled(self.host.name, f"cancelled ({self.reason})")
+
+    def on_cancel(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` when this host is cancelled (at once if it already is)."""
+        with self._lock:
+            if not self.cancelled:
+                self._closers.append(closer)
+                return
+        _call_quietly(closer, self.host.name)
+
+    def result(
+        self,
+        outcome: Outcome,
+        *,
+        error: str | None = None,
+        bytes: int = 0,
+        recording: Path | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> HostResult:
+        """A :class:`HostResult` for this host, timed from the job's start."""
+        return HostResult(
+            name=self.host.name,
+            outcome=outcome,
+            error=error,
+            bytes=bytes,
+            duration=self._clock() - self.started,
+            recording=recording if recording is not None else self.recording,
+            details=dict(details or {}),
+        )
+
+    def cancel(self, reason: Literal["timeout", "interrupted"]) -> None:
+        """Set the cancel event and run the closers (called by the fleet)."""
+        with self._lock:
+            if self.cancelled:
+                return
+            self.reason = reason
+            self.cancel_event.set()
+            closers, self._closers = self._closers, []
+        for closer in closers:
+            _call_quietly(closer, self.host.name)
+
+
+def _call_quietly(closer: Callable[[], None], host: str) -> None:
+    try:
+        closer()
+    except Exception:  # a close that fails must not stop the others; it is logged
+        log.exception("%s: closing on cancel failed", host)
+
+
+Job = Callable[[Host, HostContext], HostResult]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: solcap's own message, or the type and text of a bug."""
+    if isinstance(exc, SolcapError):
+        text = exc.one_line()
+    else:
+        text = f"internal error ({type(exc).__name__}): {exc}"
+    return " ".join(text.split())
+
+
+def classify(exc: BaseException) -> Outcome:
+    """``failed`` when the far side failed (TargetError), ``error`` for anything local."""
+    return "failed" if isinstance(exc, TargetError) else "error"
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class FleetSummary:
+    """All hosts' results of one run, in the order the hosts were given."""
+
+    results: tuple[HostResult, ...]
+    started: dt.datetime
+    finished: dt.datetime
+    parallel: int
+    host_timeout: float | None
+    interrupted: bool = False
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        for result in self.results:
+            counts[result.outcome] += 1
+        return counts
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """0 all ok · 4 PARTIAL some ok · 3 TARGET none ok (130 if interrupted)."""
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
+        good = sum(1 for r in self.results if r.ok)
+        if good == len(self.results):
+            return ExitStatus.OK
+        return ExitStatus.PARTIAL if good else ExitStatus.TARGET
+
+    def failed(self) -> list[HostResult]:
+        return [r for r in self.results if not r.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "version": SUMMARY_VERSION,
+            "tool": f"solcap {__version__}",
+            **dict(self.meta),
+            "started": iso(self.started),
+            "finished": iso(self.finished),
+            "duration": round((self.finished - self.started).total_seconds(), 3),
+            "parallel": self.parallel,
+            "host_timeout": self.host_timeout,
+            "interrupted": self.interrupted,
+            "totals": {
+                "hosts": len(self.results),
+                **counts,
+                "bytes": sum(r.bytes for r in self.results),
+                "exit_status": int(self.exit_status),
+            },
+            "hosts": [r.to_json() for r in self.results],
+        }
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON summary atomically as a 0600 file; returns the path."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(self.to_json(), handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, target)
+        return target
+
+    def write_run_dir(self, root: str | os.PathLike[str] | None = None, label: str = "run") -> Path:
+        """``<root>/_fleet/<UTC stamp>_<label>/summary.json`` (0700 directories)."""
+        base = Path(root) if root is not None else DEFAULT_ROOT
+        stamp = self.started.strftime("%Y%m%dT%H%M%S.") + f"{self.started.microsecond:06d}Z"
+        directory = base / RUNS_DIR / f"{stamp}_{label}"
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.write(directory / "summary.json")
+
+
+def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a summary written by :meth:`FleetSummary.write`; UsageError if it is not one."""
+    shown = os.fspath(path)
+    try:
+        data: Any = json.loads(Path(shown).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UsageError(f"{shown}: no such summary file") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{shown}: not a fleet summary: {exc}") from exc
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    if not isinstance(hosts, list) or not all(
+        isinstance(h, dict) and isinstance(h.get("host"), str) for h in hosts
+    ):
+        raise UsageError(f"{shown}: not a fleet summary (no hosts list)")
+    value: dict[str, Any] = data
+    return value
+
+
+def retry_selection(hosts: Iterable[Host], summary_path: str | os.PathLike[str]) -> list[Host]:
+    """``--retry-failed``: the hosts whose outcome in that summary was not ``ok``.
+
+    A host named there but missing from ``hosts`` is an error: retrying against a different
+    inventory (or selection) must not silently skip it.
+    """
+    data = load_summary(summary_path)
+    wanted = [h["host"] for h in data["hosts"] if h.get("outcome") != "ok"]
+    pool = {h.name: h for h in hosts}
+    missing = [name for name in wanted if name not in pool]
+    if missing:
+        raise UsageError(
+            f"{os.fspath(summary_path)}: host(s) {', '.join(missing)} to retry are not in the "
+            "selected inventory hosts"
+        )
+    chosen = set(wanted)
+    return [h for h in pool.values() if h.name in chosen]
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress(Protocol):
+    """What a fleet run tells the person watching (called from the scheduling thread)."""
+
+    def start(self, total: int) -> None: ...
+    def host_started(self, name: str) -> None: ...
+    def host_done(self, result: HostResult) -> None: ...
+    def finish(self, summary: FleetSummary) -> None: ...
+
+
+class NoProgress:
+    """Say nothing (library use)."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def host_started(self, name: str) -> None:
+        pass
+
+    def host_done(self, result: HostResult) -> None:
+        pass
+
+    def finish(self, summary: FleetSummary) -> None:
+        pass
+
+
+def result_line(result: HostResult, done: int | None = None, total: int | None = None) -> str:
+    """``[3/50] node003: ok 4.1s 123456 bytes recordings/node003/…`` (+ error)."""
+    head = f"[{done}/{total}] " if done is not None and total is not None else ""
+    text = f"{head}{result.name}: {result.outcome} {result.duration:.1f}s {result.bytes} bytes"
+    if result.recording is not None:
+        text += f" {result.recording}"
+    if result.error:
+        text += f" -- {result.error}"
+    return text
+
+
+class PlainProgress:
+    """One line per finished host (logs, CI, pipes), then a plain summary table."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.total = 0
+        self.done = 0
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def host_started(self, name: str) -> None:
+        pass
+
+    def host_done(self, result: HostResult) -> None:
+        self.done += 1
+        print(result_line(result, self.done, self.total), file=self.out, flush=True)
+
+    def finish(self, summary: FleetSummary) -> None:
+        print(plain_table(summary), file=self.out, flush=True)
+
+
+class RichProgress:
+    """A live bar with the running hosts on a terminal; finished hosts scroll above it."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console as RichConsole
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.progress import Progress as RichBar
+
+        self.console = RichConsole(file=out)
+        self.bar = RichBar(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[running]}"),
+            console=self.console,
+        )
+        self.task: Any = None
+        self.running: list[str] = []
+        self.done = 0
+        self.total = 0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.task = self.bar.add_task("fleet", total=total, running="")
+        self.bar.start()
+
+    def _running_text(self) -> str:
+        shown = ", ".join(self.running[:4])
+        more = len(self.running) - 4
+        return f"running: {shown}" + (f" +{more}" if more > 0 else "")
+
+    def host_started(self, name: str) -> None:
+        self.running.append(name)
+        self.bar.update(self.task, running=self._running_text())
+
+    def host_done(self, result: HostResult) -> None:
+        from rich.markup import escape
+
+        self.done += 1
+        with contextlib.suppress(ValueError):
+            self.running.remove(result.name)
+        style = {"ok": "green", "failed": "red", "timeout": "yellow", "error": "magenta"}
+        line = escape(result_line(result, self.done, self.total))
+        self.bar.console.print(f"[{style[result.outcome]}]{line}[/]", highlight=False)
+        self.bar.update(self.task, advance=1, running=self._running_text())
+
+    def finish(self, summary: FleetSummary) -> None:
+        self.bar.stop()
+        self.console.print(rich_table(summary))
+
+
+def make_progress(mode: str, out: TextIO) -> Progress:
+    """``auto`` (rich on a terminal, plain lines otherwise), ``rich``, ``plain`` or ``none``."""
+    if mode == "none":
+        return NoProgress()
+    if mode == "rich" or (mode == "auto" and _isatty(out)):
+        return RichProgress(out)
+    if mode in ("plain", "auto"):
+        return PlainProgress(out)
+    raise UsageError(f"progress {mode!r}: expected auto, rich, plain or none")
+
+
+def _isatty(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _sorted_for_table(summary: FleetSummary) -> list[HostResult]:
+    order = {"error": 0, "timeout": 1, "failed": 2, "ok": 3}
+    return sorted(summary.results, key=lambda r: (order[r.outcome], r.name))
+
+
+def totals_line(summary: FleetSummary) -> str:
+    counts = summary.counts
+    parts = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
+    seconds = (summary.finished - summary.started).total_seconds()
+    total_bytes = sum(r.bytes for r in summary.results)
+    text = f"{len(summary.results)} hosts: {parts}; {total_bytes} bytes in {seconds:.1f}s"
+    return text + (" (interrupted)" if summary.interrupted else "")
+
+
+def plain_table(summary: FleetSummary) -> str:
+    """The summary as fixed-width text (problems first), ending with the totals line."""
+    rows = [("HOST", "OUTCOME", "SECONDS", "BYTES", "ERROR / RECORDING")]
+    for r in _sorted_for_table(summary):
+        rows.append(
+            (r.name, r.outcome, f"{r.duration:.1f}", str(r.bytes), r.error or str(r.recording))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  "
+        f"{row[3]:>{widths[3]}}  {row[4]}".rstrip()
+        for row in rows
+    ]
+    return "\n".join([*lines, totals_line(summary)])
+
+
+def rich_table(summary: FleetSummary) -> Any:
+    """The summary as a rich Table (problems first)."""
+    from rich.table import Table
+
+    table = Table(title=totals_line(summary), title_justify="left")
+    table.add_column("host")
+    table.add_column("outcome")
+    table.add_column("seconds", justify="right")
+    table.add_column("bytes", justify="right")
+    table.add_column("error / recording", overflow="fold")
+    style = {"ok": "green", "failed": "red", "timeout": "yellow", "error": "magenta"}
+    for r in _sorted_for_table(summary):
+        table.add_row(
+            r.name,
+            f"[{style[r.outcome]}]{r.outcome}[/]",
+            f"{r.duration:.1f}",
+            str(r.bytes),
+            r.error or str(r.recording),
+        )
+    return table
+
+
+# --------------------------------------------------------------------------- the scheduler
+
+
+class FleetInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a fleet run, after every host was cancelled and reported."""
+
+    def __init__(self, summary: FleetSummary) -> None:
+        super().__init__("fleet run interrupted")
+        self.summary = summary
+
+
+@dataclass
+class _Slot:
+    host: Host
+    ctx: HostContext
+    thread: threading.Thread | None = None
+    result: HostResult | None = None
+    cancelled_at: float | None = None
+
+
+def run(
+    hosts: Sequence[Host],
+    job: Job,
+    *,
+    parallel: int = 8,
+    host_timeout: float | None = None,
+    progress: Progress | None = None,
+    root: str | os.PathLike[str] | None = None,
+    cancel_grace: float = CANCEL_GRACE,
+    meta: Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FleetSummary:
+    """Run ``job(host, ctx)`` for every host, ``parallel`` at a time; never raises for a host.
+
+    ``host_timeout`` (seconds from the host's start) cancels a host as described in the module
+    docstring. ``root`` is the recordings root handed to jobs (``ctx.root``). Returns the
+    :class:`FleetSummary` in host order; raises :class:`FleetInterrupted` on Ctrl-C.
+    """
+    if parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, not {parallel}")
+    if host_timeout is not None and host_timeout <= 0:
+        raise UsageError(f"--host-timeout must be greater than zero, not {host_timeout:g}")
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise UsageError(f"host(s) listed twice: {', '.join(dup)}")
+    view = progress if progress is not None else NoProgress()
+    root_path = Path(root) if root is not None else None
+    started = utc_now()
+    pending: deque[Host] = deque(hosts)
+    running: list[_Slot] = []
+    abandoned: list[_Slot] = []
+    results: dict[str, HostResult] = {}
+    wake = threading.Condition()
+
+    def worker(slot: _Slot) -> None:
+        try:
+            outcome = job(slot.host, slot.ctx)
+            if not isinstance(outcome, HostResult):
+                raise TypeError(f"a fleet job must return a HostResult, not {type(outcome)}")
+            outcome = replace(outcome, name=slot.host.name)
+        except BaseException as exc:  # every failure becomes this host's outcome
+            outcome = slot.ctx.result(classify(exc), error=one_line(exc))
+        with wake:
+            slot.result = outcome
+            wake.notify_all()
+
+    def launch(host: Host) -> None:
+        deadline = clock() + host_timeout if host_timeout is not None else None
+        ctx = HostContext(host, deadline=deadline, root=root_path, clock=clock)
+        slot = _Slot(host, ctx)
+        slot.thread = threading.Thread(
+            target=worker, args=(slot,), name=f"solcap-fleet-{host.name}", daemon=True
+        )
+        running.append(slot)
+        view.host_started(host.name)
+        slot.thread.start()
+
+    def finish(slot: _Slot) -> None:
+        running.remove(slot)
+        result = slot.result
+        late = ""
+        if result is None:  # abandoned after cancel_grace: report what we know
+            abandoned.append(slot)
+            result = slot.ctx.result("error", error="did not stop")
+            late = f"; the job did not stop within {cancel_grace:g}s of that"
+        if slot.ctx.reason == "timeout":
+            error = f"no result within the host timeout of {host_timeout:g}s; console closed"
+            result = replace(result, outcome="timeout", error=error + late)
+        results[slot.host.name] = result
+        view.host_done(result)
+
+    def cancel_in_background(slot: _Slot, reason: Literal["timeout", "interrupted"]) -> None:
+        # Closing a console joins its reader (bounded, seconds): not on the scheduling thread.
+        threading.Thread(
+            target=slot.ctx.cancel, args=(reason,), name=f"solcap-cancel-{slot.host.name}"
+        ).start()
+
+    view.start(len(hosts))
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                launch(pending.popleft())
+            now = clock()
+            for slot in list(running):
+                if slot.result is not None:
+                    finish(slot)
+                elif slot.cancelled_at is not None:
+                    if now - slot.cancelled_at >= cancel_grace:
+                        finish(slot)
+                elif slot.ctx.deadline is not None and now >= slot.ctx.deadline:
+                    slot.cancelled_at = now
+                    cancel_in_background(slot, "timeout")
+            if pending and len(running) < parallel:
+                continue
+            with wake:
+                if running and all(s.result is None for s in running):
+                    wake.wait(_next_wakeup(running, clock(), cancel_grace))
+    except KeyboardInterrupt:
+        summary = _interrupted(
+            hosts, running, pending, results, started, parallel, host_timeout, meta, cancel_grace
+        )
+        view.finish(summary)
+        raise FleetInterrupted(summary) from None
+    for slot in abandoned:  # give late jobs a last chance to close their recordings
+        if slot.thread is not None:
+            slot.thread.join(cancel_grace)
+    summary = FleetSummary(
+        results=tuple(results[h.name] for h in hosts),
+        started=started,
+        finished=utc_now(),
+        parallel=parallel,
+        host_timeout=host_timeout,
+        meta=dict(meta or {}),
+    )
+    view.finish(summary)
+    return summary
+
+
+def _next_wakeup(running: list[_Slot], now: float, grace: float) -> float:
+    """Seconds until the next deadline or grace expiry (at most 1 s, at least 10 ms)."""
+    waits = [1.0]
+    for slot in running:
+        if slot.cancelled_at is not None:
+            waits.append(slot.cancelled_at + grace - now)
+        elif slot.ctx.deadline is not None:
+            waits.append(slot.ctx.deadline - now)
+    return max(0.01, min(waits))
+
+
+def _interrupted(
+    hosts: Sequence[Host],
+    running: list[_Slot],
+    pending: deque[Host],
+    results: dict[str, HostResult],
+    started: dt.datetime,
+    parallel: int,
+    host_timeout: float | None,
+    meta: Mapping[str, Any] | None,
+    grace: float,
+) -> FleetSummary:
+    """Cancel every running host (consoles closed), wait for their jobs (bounded), report."""
+    for slot in running:
+        slot.ctx.cancel("interrupted")
+    end = time.monotonic() + grace
+    for slot in running:
+        if slot.thread is not None:
+            slot.thread.join(max(0.0, end - time.monotonic()))
+        result = slot.result or slot.ctx.result("error")
+        results[slot.host.name] = replace(result, outcome="error", error="interrupted")
+    for host in pending:
+        results[host.name] = HostResult(host.name, "error", "not started: the run was interrupted")
+    return FleetSummary(
+        results=tuple(results[h.name] for h in hosts),
+        started=started,
+        finished=utc_now(),
+        parallel=parallel,
+        host_timeout=host_timeout,
+        interrupted=True,
+        meta=dict(meta or {}),
+    )
+
+
+# --------------------------------------------------------------------------- opening a host
+
+
+def _secret(ref: SecretRef | None, host: Host, what: str) -> str | None:
+    if ref is None:
+        return None
+    try:
+        return ref.resolve()
+    except UsageError as exc:
+        raise UsageError(f"{host.name}: {what}: {exc.one_line()}") from exc
+
+
+def open_host_transport(host: Host, ctx: HostContext | None = None) -> Transport:
+    """The host's console transport: its serial device/URL, else SOL at its BMC.
+
+    The BMC password (and Kg) come from the inventory's ``env:``/``file:`` references and never
+    from a prompt, so an unattended run cannot hang on one; the login is bounded by the host's
+    remaining time.
+    """
+    if host.serial is not None:
+        from solcap.transports.registry import open_transport
+
+        return open_transport(host.serial, line=host.line)
+    if host.bmc is None:
+        raise UsageError(f"{host.name}: no console (serial: or bmc:) in the inventory")
+    if host.password is None:
+        raise UsageError(f"{host.name}: the inventory gives no BMC password reference")
+    from solcap.transports.ipmi import CONNECT_TIMEOUT, IpmiSolTransport, IpmiTarget
+
+    password = _secret(host.password, host, "BMC password")
+    assert password is not None  # a reference was given; resolve() raises rather than be empty
+    target = IpmiTarget.parse(f"{host.bmc.url}?cipher={host.cipher}")
+    timeout = ctx.remaining(CONNECT_TIMEOUT) if ctx is not None else CONNECT_TIMEOUT
+    return IpmiSolTransport(
+        target, password, kg=_secret(host.kg, host, "Kg"), connect_timeout=timeout
+    )
+
+
+def open_host_console(host: Host, recording: Recording, ctx: HostContext | None = None) -> Console:
+    """A started :class:`Console` for ``host`` recording into ``recording``.
+
+    With a context, the console is registered to be closed when the host is cancelled.
+    """
+    transport = open_host_transport(host, ctx)
+    recording.event("connect", target=host.console_url)
+    console = Console(transport, host=host.name, sink=recording.feed)
+    if ctx is not None:
+        ctx.on_cancel(console.close)
+    try:
+        return console.start()
+    except BaseException:
+        console.close()
+        raise
+
+
+# --------------------------------------------------------------------------- harvest
+
+
+def harvest_job(
+    keys: Sequence[str],
+    *,
+    quiet: float | None = None,
+    allow_dangerous: bool = False,
+    label: str = "harvest",
+    start_timeout: float = 10.0,
+) -> Job:
+    """The debug-key harvest as a fleet job: one recording per host under
+    ``<root>/<host>/<stamp>_<label>/``, each key's dump a segment (``keys/<k>.txt``).
+
+    A host is ``ok`` when every dump is complete; the JSON summary lists each segment's size
+    and SHA-256 so a run can be checked against another copy byte for byte.
+    """
+    keys = list(keys)
+    refuse_dangerous(keys, allowed=allow_dangerous)
+
+    def job(host: Host, ctx: HostContext) -> HostResult:
+        ctx.check()
+        recording = Recording(host.name, label=label, root=ctx.root, meta={"keys": keys})
+        ctx.recording = recording.path
+        outcome: Outcome = "error"
+        error: str | None = "interrupted"
+        segments: list[dict[str, Any]] = []
+        try:
+            try:
+                baud = host.line.baud if host.line is not None else 38400
+                wait = quiet if quiet is not None else quiet_period(baud, floor=1.0)
+                with open_host_console(host, recording, ctx) as console:
+                    ctx.check()
+                    result = harvest_keys(
+                        console,
+                        recording,
+                        keys,
+                        allow_dangerous=allow_dangerous,
+                        quiet=wait,
+                        start_timeout=start_timeout,
+                    )
+                segments = [
+                    {
+                        "key": s.name,
+                        "bytes": s.end - s.start,
+                        "sha256": s.sha256,
+                        "complete": s.complete,
+                        "file": s.file,
+                    }
+                    for s in result.segments
+                ]
+                bad = [f"{s.name} ({s.reason})" for s in result.segments if not s.complete]
+                outcome, error = (
+                    ("ok", None) if not bad else ("failed", "incomplete: " + ", ".join(bad))
+                )
+            except Exception as exc:
+                outcome, error = classify(exc), one_line(exc)
+                recording.event("failed", outcome=outcome, error=error)
+        finally:
+            summary = recording.close(outcome=outcome, error=error, stop_reason=error or "done")
+        return ctx.result(
+            outcome,
+            error=error,
+            bytes=summary.bytes,
+            recording=summary.path,
+            details={"segments": segments},
+        )
+
+    return job
+
+
+def harvest(
+    hosts: Sequence[Host],
+    keys: Sequence[str],
+    *,
+    parallel: int = 8,
+    host_timeout: float | None = None,
+    root: str | os.PathLike[str] | None = None,
+    quiet: float | None = None,
+    allow_dangerous: bool = False,
+    label: str = "harvest",
+    progress: Progress | None = None,
+    cancel_grace: float = CANCEL_GRACE,
+) -> FleetSummary:
+    """Harvest ``keys`` from every host (see :func:`harvest_job` and :func:`run`)."""
+    job = harvest_job(keys, quiet=quiet, allow_dangerous=allow_dangerous, label=label)
+    return run(
+        hosts,
+        job,
+        parallel=parallel,
+        host_timeout=host_timeout,
+        progress=progress,
+        root=root,
+        cancel_grace=cancel_grace,
+        meta={"kind": "harvest", "keys": list(keys)},
+    )
