@@ -28,7 +28,16 @@ from solcap.transports.serialport import LineSettings
 from solcap.xen import parse_keys, quiet_period, refuse_dangerous
 
 #: Modules under solcap.commands that add their own sub-commands (see that package's docstring).
-COMMAND_MODULES: tuple[str, ...] = ("view", "profile", "grub", "dom0", "power", "console", "lab", "run")
+COMMAND_MODULES: tuple[str, ...] = (
+    "view",
+    "profile",
+    "grub",
+    "dom0",
+    "power",
+    "console",
+    "lab",
+    "run",
+)
 
 DEFAULT_KEYS = "h,q,u,m,e,i,r"
 FOREVER = 365 * 86400.0  # "no limit", kept finite because thread waits take a finite timeout
@@ -58,12 +67,27 @@ def _host_name(target: str, given: str | None) -> str:
     return safe_name(target.split("://", 1)[-1].removeprefix("/dev/"))
 
 
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="device path or URL: /dev/ttyS0, /dev/pts/3, socket://h:p")
+def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False) -> None:
+    """The single-console options; ``fleet`` makes TARGET optional (``--inventory`` instead)
+    and ``--label`` repeatable (host labels to select with ``--inventory``)."""
+    help_target = "device path or URL: /dev/ttyS0, /dev/pts/3, socket://h:p"
+    if fleet:
+        parser.add_argument("target", nargs="?", help=help_target + " (or use --inventory)")
+    else:
+        parser.add_argument("target", help=help_target)
     parser.add_argument("--line", default="38400,8n1", help="line settings (default 38400,8n1)")
     parser.add_argument("--host", help="name for the recording directory (default: from TARGET)")
     parser.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
-    parser.add_argument("--label", help="label in the recording directory name")
+    if fleet:
+        parser.add_argument(
+            "--label",
+            action="append",
+            metavar="L",
+            help="label in the recording directory name; with --inventory: select hosts "
+            "having this label (repeat)",
+        )
+    else:
+        parser.add_argument("--label", help="label in the recording directory name")
 
 
 def _open(args: argparse.Namespace, line: LineSettings, recording: Recording) -> Console:
@@ -121,14 +145,25 @@ def _record_until_eof(console: Console, limit: float) -> str:
 
 
 def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
-    """Switch input to Xen, press debug keys, keep each dump as its own segment."""
+    """Switch input to Xen, press debug keys, keep each dump as its own segment.
+
+    With ``--inventory`` the same harvest runs on many hosts (:mod:`solcap.commands.fleet`).
+    """
+    if args.inventory is not None:
+        from solcap.commands.fleet import harvest_inventory
+
+        return harvest_inventory(args, out)
+    if args.target is None:
+        raise UsageError("harvest: give TARGET (a console) or --inventory FILE")
+    from solcap.commands.fleet import refuse_fleet_options
+
+    refuse_fleet_options(args, "harvest")
     keys = parse_keys(args.keys)
     refuse_dangerous(keys, allowed=args.allow_dangerous)
     line = LineSettings.parse(args.line)
     quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
-    recording = Recording(
-        _host_name(args.target, args.host), label=args.label or "harvest", root=args.root
-    )
+    label = args.label[-1] if args.label else "harvest"
+    recording = Recording(_host_name(args.target, args.host), label=label, root=args.root)
     result = HarvestResult()
     try:
         with _open(args, line, recording) as console:
@@ -182,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--idle", type=_positive_float, metavar="SECONDS", help="stop when quiet")
     capture.set_defaults(func=cmd_capture)
 
-    harvest = sub.add_parser("harvest", help="press Xen debug keys and record each dump")
-    _add_target_options(harvest)
+    harvest = sub.add_parser(
+        "harvest", help="press Xen debug keys and record each dump (one console or a fleet)"
+    )
+    _add_target_options(harvest, fleet=True)
     harvest.add_argument("--keys", default=DEFAULT_KEYS, help=f"default {DEFAULT_KEYS}")
     harvest.add_argument(
         "--quiet",
@@ -196,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow state-changing keys (R reboot, C crash, N NMI, …)",
     )
+    from solcap.commands.fleet import add_fleet_options
+
+    add_fleet_options(harvest)
     harvest.set_defaults(func=cmd_harvest)
 
     demo = sub.add_parser("demo", help="harvest debug keys from the built-in virtual Xen host")
