@@ -13,6 +13,7 @@ import io
 import os
 import re
 import signal
+import subprocess
 import sys
 import termios
 from collections.abc import Iterator
@@ -207,3 +208,23 @@ def test_ctrl_a_cannot_be_the_escape(tmp_path: Path) -> None:
     session.expect(pexpect.EOF)
     session.close()
     assert session.exitstatus == 2
+
+
+def test_end_of_input_without_a_terminal_exits_0(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "solcap.cli", "console", path, "--root", str(tmp_path)],
+            input=b"typed\r",
+            capture_output=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=20,
+        )
+        assert res.returncode == 0, res.stderr
+        assert b"solcap: eof; recording: " in res.stderr
+        assert os.read(master, 100) == b"typed\r"  # sent before the end of input was seen
+    finally:
+        os.close(master)
