@@ -9,8 +9,10 @@ console shell: ``xl debug-keys q`` puts its dump on the *serial* line (and into 
 
 What a real client sends is a shell line, not a bare command (:mod:`solcap.ssh` wraps every
 command as ``sh -c 'PATH=…; export PATH; CMD'``), so a tiny shell is modelled here: ``sh -c``,
-``;``/``&&`` lists, ``NAME=value`` assignments, ``export``, ``exec`` — anything else is one Dom0
-command line. Exit status 127 for unknown commands (message on stderr), as bash does.
+``;``/``&&``/``||`` lists, ``NAME=value`` assignments, ``export``, ``exec``, ``2>/dev/null``,
+and ``|`` into ``grep`` (the shell's own filter; ``grep PATTERN FILE`` reads the file with
+Dom0's ``cat``) — anything else is one Dom0 command line. Exit status 127 for unknown commands
+(message on stderr), as bash does.
 
 SFTP serves a plain directory (``sftp_root``), e.g. for xentrace output a runbook fetches.
 Authentication: public keys in ``authorized_keys`` and/or one password (compared in constant
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import os
+import re
 import shlex
 import socket
 import stat
@@ -50,44 +53,80 @@ NO_DOM0 = 255
 CLOSE_GRACE = 2.0
 
 
-def parse_shell(command: str) -> list[str] | None:
-    """The Dom0 command lines a shell line runs, in order (None: cannot parse it).
+#: One command's words; a pipeline of commands; a list of pipelines joined by ``;``, ``&&``
+#: or ``||`` (the connector that precedes each pipeline; ``;`` for the first).
+Words = list[str]
+Script = list[tuple[str, list[Words]]]
 
-    ``sh -c 'PATH=/x:"$PATH"; export PATH; xl dmesg'`` → ``["xl dmesg"]``. Assignments,
-    ``export`` and ``exec`` are dropped; ``;`` and ``&&`` separate commands.
+_SHELLS = ("sh", "bash", "/bin/sh")
+_CONNECTORS = (";", "&&", "||")
+
+
+def parse_script(command: str) -> Script | None:
+    """The pipelines a shell line runs, in order (None: beyond this little shell).
+
+    ``sh -c 'PATH=/x:"$PATH"; export PATH; xl dmesg | grep -i hap || echo none'`` →
+    ``[(";", [["xl", "dmesg"], ["grep", "-i", "hap"]]), ("||", [["echo", "none"]])]``.
+    Assignments, ``export`` and ``exec`` are dropped; ``2>/dev/null`` and ``>/dev/null``
+    discard a stream; other redirections, background jobs and subshells are refused.
     """
     try:
-        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>")
         lexer.whitespace_split = True
         tokens = list(lexer)
     except ValueError:
         return None
-    if len(tokens) >= 3 and tokens[0] in ("sh", "bash", "/bin/sh") and tokens[1] == "-c":
-        return parse_shell(tokens[2])
-    lines: list[str] = []
-    words: list[str] = []
+    if len(tokens) >= 3 and tokens[0] in _SHELLS and tokens[1] == "-c":
+        return parse_script(tokens[2])
+    script: Script = []
+    connector = ";"
+    pipeline: list[Words] = []
+    words: Words = []
+    redirect: str | None = None
+
+    def end_command() -> bool:
+        nonlocal words
+        while words and ("=" in words[0] and not words[0].startswith("=")):
+            words.pop(0)  # NAME=value prefix assignments
+        if words and words[0] == "exec":
+            words.pop(0)
+        if words and words[0] == "sudo":  # solcap's "sudo -S -p '' -- CMD": root already
+            words = words[words.index("--") + 1 :] if "--" in words else words[1:]
+        if words and words[0] in _SHELLS and len(words) >= 3 and words[1] == "-c":
+            inner = parse_script(words[2])
+            if inner is None or len(inner) != 1 or len(inner[0][1]) != 1:
+                return False  # a nested list or pipeline: not modelled
+            words = inner[0][1][0]
+        if words and words[0] != "export":
+            pipeline.append(words)
+        words = []
+        return True
+
     for token in [*tokens, ";"]:
-        if token in (";", "&&"):
-            while words and ("=" in words[0] and not words[0].startswith("=")):
-                words.pop(0)  # NAME=value prefix assignments
-            if words and words[0] == "exec":
-                words.pop(0)
-            if words and words[0] == "sudo":  # solcap's "sudo -S -p '' -- CMD": root already
-                words = words[words.index("--") + 1 :] if "--" in words else words[1:]
-            if words and words[0] != "export":
-                if words[0] in ("sh", "bash", "/bin/sh") and len(words) >= 3 and words[1] == "-c":
-                    inner = parse_shell(words[2])
-                    if inner is None:
-                        return None
-                    lines += inner
-                else:
-                    lines.append(" ".join(words))
-            words = []
-        elif token and set(token) <= set(";&|"):
-            return None  # pipes, background jobs, || : beyond this little shell
+        if redirect is not None:
+            if token != "/dev/null":
+                return None  # only discarding a stream is modelled
+            redirect = None
+        elif token in (">", ">>"):
+            if words and words[-1] in ("1", "2"):
+                words.pop()
+            redirect = token
+        elif token == "|":
+            if not words or not end_command():
+                return None
+        elif token in _CONNECTORS:
+            if not end_command():
+                return None
+            if pipeline:
+                script.append((connector, pipeline))
+            elif token != ";" or connector != ";":
+                return None  # "&& ||" with nothing before it
+            connector, pipeline = token, []
+        elif token and set(token) <= set(";&|<>"):
+            return None  # background jobs, input redirection, "|&", …
         else:
             words.append(token)
-    return lines
+    return script
 
 
 class _Server(paramiko.ServerInterface):
@@ -370,22 +409,97 @@ class Dom0SshServer:
 
     def run(self, command: str) -> tuple[int, bytes, bytes]:
         """(exit status, stdout, stderr) of one exec request — also callable directly."""
-        lines = parse_shell(command)
-        if lines is None:
+        script = parse_script(command)
+        if script is None:
             return 2, b"", f"sh: cannot parse: {command}\n".encode()
         out = bytearray()
-        for line in lines:
-            with self._lock:
-                self.commands.append(line)
-            result = self.host.dom0_exec(line, timeout=self.command_timeout)
-            if result is None:
-                return NO_DOM0, bytes(out), b"Dom0 is not running\n"
-            if result.startswith(b"-bash: ") and result.rstrip().endswith(b"command not found"):
-                return NOT_FOUND, bytes(out), result
-            if line.split()[:2] == ["command", "-v"] and not result:
-                return 1, bytes(out), b""  # as the shell builtin: silent, status 1
-            out += result
-        return 0, bytes(out), b""
+        err = bytearray()
+        status = 0
+        for connector, pipeline in script:
+            if (connector == "&&" and status != 0) or (connector == "||" and status == 0):
+                continue
+            data = b""
+            for index, words in enumerate(pipeline):
+                status, data, stderr = self._command(words, data if index else None)
+                err += stderr
+                if status == NO_DOM0:
+                    return NO_DOM0, bytes(out), bytes(err)
+            out += data
+        return status, bytes(out), bytes(err)
+
+    def _command(self, words: list[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        """One command of a pipeline: ``grep`` is the shell's own filter, the rest is Dom0's."""
+        if words[0] == "grep":
+            return self._grep(words, stdin)
+        line = " ".join(words)
+        with self._lock:
+            self.commands.append(line)
+        result = self.host.dom0_exec(line, timeout=self.command_timeout)
+        if result is None:
+            return NO_DOM0, b"", b"Dom0 is not running\n"
+        if result.startswith(b"-bash: ") and result.rstrip().endswith(b"command not found"):
+            return NOT_FOUND, b"", result
+        if words[0] == "cat" and result.rstrip().endswith(b"No such file or directory"):
+            return 1, b"", result
+        if words[:2] == ["command", "-v"] and not result:
+            return 1, b"", b""  # as the shell builtin: silent, status 1
+        return 0, result, b""
+
+    def _grep(self, words: list[str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
+        """GNU grep's common options (-i -E -F -v -c -m N) over stdin or Dom0 files."""
+        flags = 0
+        fixed = invert = count = False
+        limit: int | None = None
+        args = words[1:]
+        while args and args[0].startswith("-") and len(args[0]) > 1:
+            opt = args.pop(0)
+            if opt == "--":
+                break
+            letters = opt[1:]
+            while letters:
+                letter, letters = letters[0], letters[1:]
+                if letter == "i":
+                    flags |= re.IGNORECASE
+                elif letter == "E":
+                    pass  # Python's regexes are extended ones
+                elif letter == "F":
+                    fixed = True
+                elif letter == "v":
+                    invert = True
+                elif letter == "c":
+                    count = True
+                elif letter == "m":
+                    number = letters or (args.pop(0) if args else "")
+                    letters = ""
+                    if not number.isdigit():
+                        return 2, b"", b"grep: invalid max count\n"
+                    limit = int(number)
+                else:
+                    return 2, b"", f"grep: invalid option -- '{letter}'\n".encode()
+        if not args:
+            return 2, b"", b"Usage: grep [OPTION]... PATTERNS [FILE]...\n"
+        pattern, files = args[0], args[1:]
+        try:
+            regex = re.compile(re.escape(pattern) if fixed else pattern, flags)
+        except re.error as exc:
+            return 2, b"", f"grep: {exc}\n".encode()
+        text = stdin or b""
+        if files:
+            chunks = []
+            for name in files:
+                status, data, stderr = self._command(["cat", name], None)
+                if status:
+                    return 2, b"", stderr.replace(b"cat: ", b"grep: ", 1)
+                chunks.append(data)
+            text = b"".join(chunks)
+        found = []
+        for line in text.decode("utf-8", "replace").splitlines(keepends=True):
+            if bool(regex.search(line.rstrip("\n"))) != invert:
+                found.append(line)
+                if limit is not None and len(found) >= limit:
+                    break
+        out = f"{len(found)}\n" if count else "".join(found)
+        return (0 if found else 1), out.encode(), b""
 
     def _exec(self, channel: paramiko.Channel, command: str) -> None:
         try:

@@ -443,6 +443,20 @@ class XenHost:
         return out if self.serial_console else b""
 
     # ----------------------------------------------------------------- Dom0 shell
+    def dom0_kernel_log(self) -> str:
+        """Dom0's kernel log as ``dmesg`` prints it (``\n`` line ends).
+
+        The kernel logs whether or not its console reaches the serial line, so this is the
+        full boot story of a PV Dom0 (``Hypervisor detected: Xen PV`` …), with the same
+        timestamps the serial line shows when Dom0's console is visible there."""
+        chunks = _dom0_boot(self, [], full=True)
+        text = b"".join(d for tag, d in chunks if tag == "dom0").decode("utf-8", "replace")
+        lines: list[str] = []
+        for line in text.replace("\r", "").split("\n"):
+            if line.startswith("[") and (not lines or lines[-1] != line):
+                lines.append(line)  # a line both consoles printed is one log entry
+        return "".join(f"{line}\n" for line in lines)
+
     def dom0_command(self, line: str) -> tuple[bytes, bytes]:
         """(Xen serial bytes, Dom0 stdout bytes) for one line typed at the Dom0 prompt.
 
@@ -483,6 +497,12 @@ class XenHost:
             text = "Linux\n"
         elif args[0] == "hostname":
             text = self.spec.hostname + "\n"
+        elif args[0] == "dmesg":
+            text = self.dom0_kernel_log()
+        elif args == ["cat", "/proc/cpuinfo"]:
+            text = _cpuinfo(self)
+        elif args[0] == "cat" and len(args) == 2:
+            text = f"cat: {args[1]}: No such file or directory\n"
         elif args[:2] == ["command", "-v"] and len(args) == 3:
             # What this Dom0 has installed: Xen's tools, not xentrace/xenalyze.
             text = f"{DOM0_TOOLS[args[2]]}\n" if args[2] in DOM0_TOOLS else ""
@@ -505,6 +525,9 @@ DOM0_TOOLS = {
     "xenstore-ls": "/usr/bin/xenstore-ls",
     "uname": "/usr/bin/uname",
     "hostname": "/usr/bin/hostname",
+    "dmesg": "/usr/bin/dmesg",
+    "cat": "/usr/bin/cat",
+    "grep": "/usr/bin/grep",
     "echo": "echo",
     "true": "true",
 }
@@ -751,11 +774,14 @@ _DOM0_LATE = [
 ]
 
 
-def _dom0_boot(h: XenHost, xen_post: list[str]) -> list[tuple[str, bytes]]:
-    """Dom0's serial output, with Xen's lines (tag 'xen', text without prefix) interleaved."""
+def _dom0_boot(h: XenHost, xen_post: list[str], full: bool = False) -> list[tuple[str, bytes]]:
+    """Dom0's serial output, with Xen's lines (tag 'xen', text without prefix) interleaved.
+
+    ``full``: everything Dom0's kernel logs, as if its console reached the line (for
+    ``dmesg``); the random draws are the same, so the timestamps match a visible boot."""
     rng = random.Random(h.seed("dom0"))
     out: list[tuple[str, bytes]] = []
-    if not h.dom0_visible and not (h.serial_console and h.earlyprintk):
+    if not full and not h.dom0_visible and not (h.serial_console and h.earlyprintk):
         # xen_raw_console_write lines reach Xen's console unconditionally.
         if h.serial_console:
             out.append(
@@ -799,7 +825,7 @@ def _dom0_boot(h: XenHost, xen_post: list[str]) -> list[tuple[str, bytes]]:
     if h.earlyprintk:
         early = "".join(ln + "\r\n" for ln in log).encode()
         out.append(("dom0", early))
-        if not h.dom0_hvc:
+        if not h.dom0_hvc and not full:
             t = stamp()
             out.append(("dom0", f"{t}printk: bootconsole [xenboot0] disabled\r\n".encode()))
             out += [("xen", ln.encode()) for ln in xen_post]
@@ -860,6 +886,34 @@ def _dom0_boot(h: XenHost, xen_post: list[str]) -> list[tuple[str, bytes]]:
 
 
 # --------------------------------------------------------------------- Dom0 tools
+def _cpuinfo(h: XenHost) -> str:
+    """Dom0's /proc/cpuinfo: one block per Dom0 vCPU, at the clock Xen detected."""
+    blocks = []
+    for n in range(h.dom0_vcpus):
+        rows = [
+            ("processor", str(n)),
+            ("vendor_id", "AuthenticAMD"),
+            ("cpu family", "25"),
+            ("model", "1"),
+            ("model name", "AMD EPYC 7313 16-Core Processor"),
+            ("stepping", "1"),
+            ("cpu MHz", "2445.412"),
+            ("cache size", "512 KB"),
+            ("physical id", "0"),
+            ("siblings", str(h.dom0_vcpus)),
+            ("core id", str(n)),
+            ("cpu cores", str(h.dom0_vcpus)),
+            (
+                "flags",
+                "fpu de tsc msr pae mce cx8 apic sep mca cmov pat clflush mmx fxsr sse "
+                "sse2 ht syscall nx mmxext fxsr_opt lm constant_tsc rep_good nopl cpuid pni "
+                "hypervisor",
+            ),
+        ]
+        blocks.append("".join(f"{k}\t: {v}\n" for k, v in rows))
+    return "\n".join(blocks) + "\n"
+
+
 def _xl_info(h: XenHost, numa: bool) -> str:
     s, m = h.spec, h.machine
     total = s.memory_mb - 1
