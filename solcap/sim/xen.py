@@ -488,6 +488,7 @@ class XenHost:
             )
         elif args[0] == "xenstore-ls":
             text = _xenstore_ls(self)
+            text = _xenstore_full_paths(text) if "-f" in args[1:] else text
         elif args == ["uname", "-a"]:
             text = (
                 f"Linux {self.spec.hostname} {KERNEL} #1 SMP PREEMPT_DYNAMIC Debian "
@@ -1045,3 +1046,16 @@ def _xenstore_ls(h: XenHost) -> str:
     for d in h.machine.domains[1:]:
         lines += [f' {d.handle} = ""', f'  name = "{d.name}"', f'  uuid = "{d.handle}"']
     return "\n".join(lines) + "\n"
+
+
+def _xenstore_full_paths(tree: str) -> str:
+    """``xenstore-ls -f``: every node as its full path (``/local/domain/0/name = "…"``)."""
+    path: list[str] = []
+    out = []
+    for line in tree.splitlines():
+        depth = len(line) - len(line.lstrip(" "))
+        name, _, value = line.strip().partition(" = ")
+        del path[depth:]
+        path.append(name)
+        out.append(f"/{'/'.join(path)} = {value}")
+    return "\n".join(out) + "\n"
