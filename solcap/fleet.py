@@ -193,10 +193,16 @@ def _call_quietly(closer: Callable[[], None], host: str) -> None:
 Job = Callable[[Host, HostContext], HostResult]
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: solcap's own message, or the type and text of a bug."""
+def one_line(exc: BaseException, host: str | None = None) -> str:
+    """An exception as one line: solcap's own message, or the type and text of a bug.
+
+    A leading ``<host>: `` is dropped when it only repeats the host the summary names anyway
+    (a BMC address in front of the message is kept: it says which side failed).
+    """
     if isinstance(exc, SolcapError):
         text = exc.one_line()
+        if host is not None and text.startswith(f"{host}: "):
+            text = text[len(host) + 2 :]
     else:
         text = f"internal error ({type(exc).__name__}): {exc}"
     return " ".join(text.split())
@@ -476,9 +482,7 @@ def plain_table(summary: FleetSummary) -> str:
     """The summary as fixed-width text (problems first), ending with the totals line."""
     rows = [("HOST", "OUTCOME", "SECONDS", "BYTES", "ERROR / RECORDING")]
     for r in _sorted_for_table(summary):
-        rows.append(
-            (r.name, r.outcome, f"{r.duration:.1f}", str(r.bytes), r.error or str(r.recording))
-        )
+        rows.append((r.name, r.outcome, f"{r.duration:.1f}", str(r.bytes), _error_or_path(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  "
@@ -505,9 +509,15 @@ def rich_table(summary: FleetSummary) -> Any:
             f"[{style[r.outcome]}]{r.outcome}[/]",
             f"{r.duration:.1f}",
             str(r.bytes),
-            r.error or str(r.recording),
+            _error_or_path(r),
         )
     return table
+
+
+def _error_or_path(result: HostResult) -> str:
+    if result.error:
+        return result.error
+    return str(result.recording) if result.recording is not None else ""
 
 
 # --------------------------------------------------------------------------- the scheduler
@@ -572,7 +582,7 @@ def run(
                 raise TypeError(f"a fleet job must return a HostResult, not {type(outcome)}")
             outcome = replace(outcome, name=slot.host.name)
         except BaseException as exc:  # every failure becomes this host's outcome
-            outcome = slot.ctx.result(classify(exc), error=one_line(exc))
+            outcome = slot.ctx.result(classify(exc), error=one_line(exc, slot.host.name))
         with wake:
             slot.result = outcome
             wake.notify_all()
@@ -804,7 +814,7 @@ def harvest_job(
                     ("ok", None) if not bad else ("failed", "incomplete: " + ", ".join(bad))
                 )
             except Exception as exc:
-                outcome, error = classify(exc), one_line(exc)
+                outcome, error = classify(exc), one_line(exc, host.name)
                 recording.event("failed", outcome=outcome, error=error)
         finally:
             summary = recording.close(outcome=outcome, error=error, stop_reason=error or "done")
@@ -831,9 +841,16 @@ def harvest(
     label: str = "harvest",
     progress: Progress | None = None,
     cancel_grace: float = CANCEL_GRACE,
+    start_timeout: float = 10.0,
 ) -> FleetSummary:
     """Harvest ``keys`` from every host (see :func:`harvest_job` and :func:`run`)."""
-    job = harvest_job(keys, quiet=quiet, allow_dangerous=allow_dangerous, label=label)
+    job = harvest_job(
+        keys,
+        quiet=quiet,
+        allow_dangerous=allow_dangerous,
+        label=label,
+        start_timeout=start_timeout,
+    )
     return run(
         hosts,
         job,
