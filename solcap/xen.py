@@ -41,7 +41,15 @@ _SPECIAL_STARTS: dict[str, bytes] = {
     "a": rb"\(XEN\) Dumping timer queues:",
     "t": rb"\(XEN\) Synced stime skew: ",
     "g": rb"\(XEN\) gnttab_usage_print_all \[ key 'g' pressed",
+    "M": rb"\(XEN\) MSI information:",
+    "Q": rb"\(XEN\) ==== PCI devices ====",
+    "n": rb"\(XEN\) CPU\tNMI",
+    "s": rb"\(XEN\) TSC ",
+    "v": rb"\(XEN\) \*+ VMC[SB] Areas \*+",
+    "x": rb"\(XEN\) 'x' pressed - ",
+    "z": rb"\(XEN\) number of MP IRQ sources: ",
 }
+_ANY_BYTE = re.compile(rb"(?s).")
 
 
 def dump_start_pattern(key: str) -> re.Pattern[bytes]:
@@ -141,7 +149,7 @@ class XenConsole:
         """Press ``key`` with input on Xen and wait until its dump is complete.
 
         The line is first allowed to go quiet, so the dump's start offset is exact; the key is
-        then sent once, its first line awaited, and the end is the first quiet period after it.
+        then sent once, its first byte awaited, and the end is the first quiet period after it.
         A dump whose start never shows is reported incomplete rather than guessed at.
         """
         if len(key) != 1:
@@ -151,22 +159,21 @@ class XenConsole:
         con.settle(self.quiet, timeout=self.dump_timeout)
         start = con.received
         con.send(key.encode())
-        reason = ""
         try:
-            con.expect([dump_start_pattern(key)], timeout=self.start_timeout)
+            # Any byte means the dump has started (and Xen's single key slot is free again).
+            first = con.expect([_ANY_BYTE], timeout=self.start_timeout)
         except ExpectTimeout:
-            if con.received == start:
-                return KeyDump(
-                    key,
-                    start,
-                    start,
-                    complete=False,
-                    reason=f"no output within {self.start_timeout:g}s "
-                    "(key lost, input not on Xen, or no handler for it)",
-                )
-            reason = "first line not the one this key prints"
+            return KeyDump(
+                key,
+                start,
+                start,
+                complete=False,
+                reason=f"no output within {self.start_timeout:g}s "
+                "(key lost, input not on Xen, or no handler for it)",
+            )
+        head = first.before + first.after
         try:
-            con.settle(self.quiet, timeout=self.dump_timeout)
+            head += con.settle(self.quiet, timeout=self.dump_timeout)[:4096]
         except ExpectTimeout:
             # Never cut short silently: keep what came and say why it may not be the end.
             return KeyDump(
@@ -177,4 +184,7 @@ class XenConsole:
                 reason=f"the line never went quiet for {self.quiet:g}s within "
                 f"{self.dump_timeout:g}s; the dump may go on past this segment",
             )
+        reason = ""
+        if not dump_start_pattern(key).search(head[:4096]):
+            reason = "first line not the one this key prints"
         return KeyDump(key, start, con.received, complete=True, reason=reason)

@@ -90,3 +90,31 @@ def test_demo_command_verifies_its_own_capture(tmp_path: Path) -> None:
         data = (recording / segment["file"]).read_bytes()
         raw = (recording / "console.raw").read_bytes()
         assert raw[segment["start"] : segment["end"]] == data
+
+
+def test_every_safe_debug_key_over_the_pty(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    """Each key Xen 4.17 has a handler for on this host, harvested byte-exactly."""
+    from solcap.sim.xen import DEBUG_KEYS
+    from solcap.xen import DANGEROUS_KEYS
+
+    host, con, recording = booted
+    keys = sorted(k for k in DEBUG_KEYS if k not in DANGEROUS_KEYS)
+    assert {"h", "q", "u", "m", "e", "i", "r", "a", "c", "t", "n", "z", "H", "Q", "d", "0"} <= set(
+        keys
+    )
+    result = harvest_keys(con, recording, keys, quiet=0.3)
+    assert result.complete, [s for s in result.segments if not s.complete]
+    assert [s.sha256 for s in result.segments] == [d.sha256 for d in host.dumps]
+    assert [d.key for d in host.dumps] == keys
+
+
+def test_a_key_without_a_handler_is_reported_incomplete(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    host, con, recording = booted
+    result = harvest_keys(con, recording, ["V"], quiet=0.3, start_timeout=1.0)
+    (segment,) = result.segments
+    assert not segment.complete and "no output" in segment.reason
+    assert host.dumps == []
