@@ -3,7 +3,8 @@
 Pure text analysis of the lines Linux prints while booting on Xen:
 
 * ``Booting paravirtualized kernel on <pv_info.name>`` (``arch/x86/kernel/paravirt.c``
-  default_banner, ``arch/x86/xen/enlighten_pv.c`` xen_banner): the name is ``Xen`` for PV,
+  default_banner) or, from a PV kernel's own ``xen_banner`` (``arch/x86/xen/enlighten_pv.c``;
+  current kernels), ``Booting kernel on Xen``: the name is ``Xen`` for PV,
   ``Xen HVM`` for an HVM guest with PV enlightenments, ``Xen PVH`` for PVH
   (``arch/x86/xen/enlighten_hvm.c`` init_hvm_pv_info).
 * ``Hypervisor detected: Xen HVM`` / ``Xen PV`` (``arch/x86/kernel/cpu/hypervisor.c``).
@@ -29,7 +30,9 @@ class VirtMode(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-_BANNER = re.compile(r"Booting paravirtualized kernel on (Xen(?: HVM| PVH)?|bare hardware|KVM)\s*$")
+_BANNER = re.compile(
+    r"Booting (?:paravirtualized )?kernel on (Xen(?: HVM| PVH)?|bare hardware|KVM)\s*$"
+)
 _DETECTED = re.compile(r"Hypervisor detected: (Xen(?: HVM| PV)?)\s*$")
 _PV_DRIVERS = (
     re.compile(r"Xen HVM callback vector for event delivery is enabled"),
