@@ -237,6 +237,8 @@ def test_guest_virt_mode_classifies_dom0_as_pv(lab: Lab, tmp_path: Path) -> None
     verdict = json.loads((rec / "ssh" / "dmesg.virt-mode.json").read_text())
     assert verdict["mode"] == "PV"
     assert any(line.endswith("] Hypervisor detected: Xen PV") for line in verdict["evidence"])
+    # Linux 6.1's own PV banner (xen_banner), not paravirt.c's "paravirtualized" one.
+    assert any(line.endswith("] Booting kernel on Xen") for line in verdict["evidence"])
     assert all(line in dmesg for line in verdict["evidence"])
     assert [e["mode"] for e in events(rec) if e["event"] == "virt-mode"] == ["PV"]
 
