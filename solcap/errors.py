@@ -17,6 +17,7 @@ translated once, at the boundary that sees them, with ``raise … from exc``.
 from __future__ import annotations
 
 import enum
+import re
 
 
 class ExitStatus(enum.IntEnum):
@@ -91,7 +92,9 @@ class DeathStringSeen(TargetError):
         self.pattern = pattern
         self.context = context
         shown = context.decode("utf-8", "replace").strip()
-        super().__init__(host, f"target died: matched {pattern!r} in {shown!r}")
+        # Show a pattern as a person wrote it: "Panic on CPU", not b'Panic\\ on\\ CPU'.
+        wanted = re.sub(r"\\([^A-Za-z0-9])", r"\1", pattern.decode("utf-8", "replace"))
+        super().__init__(host, f"target died: {wanted!r} appeared: {shown!r}")
 
 
 class RecordingError(SolcapError):
