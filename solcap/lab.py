@@ -94,8 +94,13 @@ class Lab:
         faults: dict[str, list[str]] | None = None,
         extra_args: dict[str, list[str]] | None = None,
         timeout: float = 120.0,
+        ready_states: tuple[str, ...] = ("running", "panicked", "hung"),
     ) -> list[LabHost]:
-        """Start ``count`` hosts and wait until each has booted to its Dom0 prompt."""
+        """Start ``count`` hosts and wait until each is in one of ``ready_states``.
+
+        By default that is "booted to its Dom0 prompt" (or stuck the way a fault makes it);
+        hosts started with ``--off`` want ``ready_states=("off",)``.
+        """
         if count < 1:
             raise UsageError(f"lab up: --hosts must be at least 1, not {count}")
         if self.hosts():
@@ -104,7 +109,8 @@ class Lab:
             (self.directory / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(18) + "\n")
+            # IPMI v2.0 passwords are at most 20 bytes (ipmitool refuses longer ones).
+            handle.write(secrets.token_urlsafe(12) + "\n")
         key = paramiko.ECDSAKey.generate()
         key.write_private_key_file(str(self.ssh_key))
         os.chmod(self.ssh_key, 0o600)
@@ -146,7 +152,7 @@ class Lab:
                         stderr=subprocess.STDOUT,
                         start_new_session=True,  # outlives `solcap lab up`
                     )
-            hosts = self._wait_ready(procs, timeout)
+            hosts = self._wait_ready(procs, timeout, ready_states)
         except BaseException:
             for proc in procs.values():
                 with contextlib.suppress(ProcessLookupError):
@@ -159,7 +165,10 @@ class Lab:
         return hosts
 
     def _wait_ready(
-        self, procs: dict[str, subprocess.Popen[bytes]], timeout: float
+        self,
+        procs: dict[str, subprocess.Popen[bytes]],
+        timeout: float,
+        ready_states: tuple[str, ...],
     ) -> list[LabHost]:
         deadline = time.monotonic() + timeout
         ready: dict[str, LabHost] = {}
@@ -171,7 +180,7 @@ class Lab:
                     log = (self.directory / "logs" / f"{name}.log").read_text(errors="replace")
                     raise TargetError(name, f"lab host exited ({proc.returncode}): {log[-300:]}")
                 state = self.host_state(name)
-                if state.get("state") in ("running", "panicked", "hung"):
+                if state.get("state") in ready_states:
                     ready[name] = LabHost(
                         name, state["address"], state["port"], proc.pid, state.get("ssh_port")
                     )

@@ -1,0 +1,107 @@
+"""Real IPMI clients drive the virtual Xen host through the virtual BMC, like real hardware.
+
+ipmitool powers the lab host on, watches GRUB and the Xen boot over `sol activate`, switches
+serial input to Xen with Ctrl-A×3 and gets a debug key's dump — with no solcap code in the
+client path, so the simulator is checked against an independent implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from solcap.lab import Lab, LabHost
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which("ipmitool") is None, reason="ipmitool not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def powered_off_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, LabHost]]:
+    lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        host = lab.up(
+            1,
+            domus=2,
+            extra_args={"node001": ["--off", "--grub-timeout", "3"]},
+            ready_states=("off",),
+        )[0]
+        yield lab, host
+    finally:
+        lab.down()
+
+
+def _ipmitool(lab: Lab, host: LabHost, *args: str) -> list[str]:
+    return [
+        "ipmitool",
+        "-I",
+        "lanplus",
+        "-H",
+        host.address,
+        "-p",
+        str(host.port),
+        "-U",
+        "admin",
+        "-E",
+        "-C",
+        "17",
+        *args,
+    ]
+
+
+def test_ipmitool_sees_grub_xen_and_a_debug_key(
+    powered_off_host: tuple[Lab, LabHost], tmp_path: Path
+) -> None:
+    lab, host = powered_off_host
+    env = dict(os.environ, IPMI_PASSWORD=lab.password_file.read_text().strip())
+    status = subprocess.run(
+        _ipmitool(lab, host, "chassis", "power", "status"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "off" in status.stdout
+    sol = pexpect.spawn(
+        _ipmitool(lab, host, "sol", "activate")[0],
+        _ipmitool(lab, host, "sol", "activate")[1:],
+        env=env,
+        timeout=60,
+    )
+    try:
+        sol.expect_exact("[SOL Session operational")
+        subprocess.run(
+            _ipmitool(lab, host, "chassis", "power", "on"),
+            env=env,
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        sol.expect_exact("GNU GRUB  version 2.06")
+        sol.expect_exact("The highlighted entry will be executed automatically in")
+        sol.expect_exact("(XEN) Command line: com1=38400,8n1 console=com1")
+        sol.expect_exact("(XEN) *** Serial input to DOM0")
+        sol.expect_exact("root@node001:~# ")
+        sol.send(b"\x01\x01\x01")
+        sol.expect_exact("(XEN) *** Serial input to Xen")
+        sol.send(b"h")
+        sol.expect_exact("(XEN) 'h' pressed -> showing installed handlers")
+        sol.expect_exact("(XEN)  key 'q' (ascii '71') => dump domain (and guest debug) info")
+        sol.send(b"\x01\x01\x01")
+        sol.expect_exact("(XEN) *** Serial input to DOM0")
+        sol.send(b"\r")
+        sol.expect_exact("root@node001:~# ")
+        sol.send(b"~.")  # ipmitool's own escape (after a newline): leave the session
+        sol.expect(pexpect.EOF)
+    finally:
+        sol.close(force=True)
+    assert [d["key"] for d in lab.host_state(host.name)["dumps"]] == ["h"]
