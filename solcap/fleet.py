@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from solcap import __version__
 from solcap.capture import DEFAULT_ROOT, Recording, iso, utc_now
@@ -55,6 +55,11 @@ from solcap.harvest import harvest_keys
 from solcap.inventory import Host, SecretRef
 from solcap.transports.base import Transport
 from solcap.xen import quiet_period, refuse_dangerous
+
+if TYPE_CHECKING:
+    import re
+
+    from solcap.runbook import HostPlan
 
 log = logging.getLogger(__name__)
 
@@ -861,3 +866,47 @@ def harvest(
         cancel_grace=cancel_grace,
         meta={"kind": "harvest", "keys": list(keys)},
     )
+
+
+# --------------------------------------------------------------------------- runbooks
+
+
+def runbook_job(plans: Sequence[HostPlan], *, runbook_name: str) -> Job:
+    """A planned runbook (:func:`solcap.runbook.plan`) as a fleet job over its hosts.
+
+    Each host runs :func:`solcap.runner.run_host` into its own recording; its console is
+    handed to the context so a host timeout closes it (an SSH command in progress is not
+    interrupted: it ends at the step's own timeout).
+    """
+    from solcap import runner
+
+    by_name = {hp.host.name: hp for hp in plans}
+
+    def job(host: Host, ctx: HostContext) -> HostResult:
+        def console_factory(
+            host: Host, recording: Recording, *, death_strings: Sequence[re.Pattern[bytes]]
+        ) -> Console:  # solcap.runner.ConsoleFactory, plus closing on cancel
+            ctx.recording = recording.path
+            console = runner.open_host_console(host, recording, death_strings=death_strings)
+            ctx.on_cancel(console.close)
+            return console
+
+        ctx.check()
+        outcome = runner.run_host(
+            by_name[host.name],
+            console_factory=console_factory,
+            power=runner.bmc_power if host.bmc is not None else None,
+            ssh_factory=runner.open_host_ssh if host.ssh is not None else None,
+            recordings_root=ctx.root,
+            runbook_name=runbook_name,
+        )
+        return HostResult(
+            name=host.name,
+            outcome=outcome.outcome,
+            error=outcome.error,
+            bytes=outcome.bytes,
+            duration=outcome.duration,
+            recording=outcome.recording,
+        )
+
+    return job

@@ -1,0 +1,58 @@
+"""A shipped runbook as a fleet job (``fleet.runbook_job``) on lab hosts: ok hosts, and a hung
+host whose console the fleet closes at the host timeout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from solcap import fleet
+from solcap.inventory import Host, load_inventory
+from solcap.lab import Lab
+from solcap.runbook import load_runbook, plan
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def lab_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Host], Path]]:
+    base = tmp_path_factory.mktemp("fleetrb")
+    lab = Lab(base / "lab")
+    try:
+        lab.up(3, domus=1, faults={"node003": ["hang"]})
+        yield list(load_inventory(lab.inventory).hosts), base
+    finally:
+        lab.down()
+
+
+def run_runbook(hosts: list[Host], root: Path, timeout: float) -> fleet.FleetSummary:
+    runbook = load_runbook("harvest-debug-keys")
+    the_plan = plan(runbook, hosts, overrides={"keys": "h"})
+    job = fleet.runbook_job(the_plan.hosts, runbook_name=runbook.name)
+    return fleet.run(hosts, job, parallel=2, host_timeout=timeout, root=root)
+
+
+def test_runbook_on_two_hosts(lab_hosts: tuple[list[Host], Path]) -> None:
+    hosts, base = lab_hosts
+    summary = run_runbook(hosts[:2], base / "rec", 90)
+    assert [r.outcome for r in summary.results] == ["ok", "ok"], summary.to_json()
+    for result in summary.results:
+        assert result.recording is not None and result.bytes > 1000
+        meta = json.loads((result.recording / "meta.json").read_text())
+        assert meta["outcome"] == "ok" and meta["runbook"] == "harvest-debug-keys"
+
+
+def test_runbook_on_a_hung_host_times_out_and_closes_its_recording(
+    lab_hosts: tuple[list[Host], Path],
+) -> None:
+    hosts, base = lab_hosts
+    summary = run_runbook(hosts[2:], base / "rec-hung", 3)
+    (result,) = summary.results
+    assert result.outcome == "timeout", summary.to_json()
+    assert 3 <= result.duration < 3 + fleet.CANCEL_GRACE
+    assert result.recording is not None
+    meta = json.loads((result.recording / "meta.json").read_text())
+    assert meta["finished"] is True and meta["outcome"] != "ok"
