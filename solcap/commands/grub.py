@@ -142,6 +142,22 @@ def _find_oneshot() -> Callable[..., Any] | None:
     return found if callable(found) else None
 
 
+def _power_cycler(args: argparse.Namespace) -> Callable[[], None] | None:
+    """``--power-cycle``: through ``--bmc``, or through HOST itself when it is ``ipmi://``."""
+    if not args.power_cycle:
+        return None
+    bmc = args.bmc or (args.host if args.host.startswith("ipmi://") else None)
+    if bmc is None:
+        raise UsageError("--power-cycle needs --bmc ipmi://user@bmc when HOST is not ipmi://")
+    from solcap.bmc import power
+    from solcap.credentials import password_source
+
+    def cycle() -> None:
+        power(bmc, "cycle", password_source=password_source(prompt=False))
+
+    return cycle
+
+
 def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     apply_oneshot = _find_oneshot()
     if apply_oneshot is None:
@@ -161,12 +177,14 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     from solcap.transports.serialport import LineSettings
 
     host = safe_name(args.host.split("://", 1)[-1].removeprefix("/dev/"))
+    power_cycle = _power_cycler(args)
     recording = Recording(host, label="grub-oneshot", root=args.recordings)
     try:
         with open_console(
             args.host, line=LineSettings.parse(args.line), host=host, sink=recording.feed
         ) as console:
-            result = apply_oneshot(console, profile, entry=entry)
+            recording.event("connect", target=args.host)
+            result = apply_oneshot(console, profile, entry=entry, power_cycle=power_cycle)
     finally:
         summary = recording.close()
         print(f"recording: {summary.path}", file=out)
@@ -230,5 +248,11 @@ def register(sub: Any) -> None:
         help="edit GRUB's menu over the console for one boot (HOST is a console target)",
     )
     apply.add_argument("--line", default="38400,8n1", help="--oneshot: console line settings")
+    apply.add_argument(
+        "--power-cycle",
+        action="store_true",
+        help="--oneshot: power-cycle through the BMC first, then catch GRUB's menu",
+    )
+    apply.add_argument("--bmc", metavar="URL", help="--oneshot: ipmi:// BMC for --power-cycle")
     apply.add_argument("--recordings", type=Path, help="--oneshot: recordings root")
     apply.set_defaults(func=cmd_apply)
