@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "console",
     "lab",
     "run",
+    "solinfo",
 )
 
 DEFAULT_KEYS = "h,q,u,m,e,i,r"

@@ -43,6 +43,7 @@ import hashlib
 import os
 import re
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -177,6 +178,7 @@ def open_host_console(
         transport = open_ipmi(
             _bmc_url(host), password_source=_bmc_password(host), kg_file=_kg_file(host)
         )
+        _check_sol_rate(host, recording)
     else:
         transport = open_transport(target, line=host.line)
     recording.event("connect", target=target)
@@ -186,6 +188,29 @@ def open_host_console(
     except BaseException:
         console.close()
         raise
+
+
+def _check_sol_rate(host: Host, recording: Recording) -> None:
+    """Warn (event + stderr) when the BMC's SOL bit rate is not the profile's console speed."""
+    if host.profile is None:
+        return
+    from solcap.bmc import line_rate_warning, sol_config
+
+    try:
+        profile = load_profile(host.profile)
+        config = sol_config(
+            _bmc_url(host), password_source=_bmc_password(host), kg_file=_kg_file(host)
+        )
+    except SolcapError as exc:
+        recording.event("sol-config-unavailable", error=exc.one_line())
+        return
+    recording.event("sol-config", enabled=config.enabled, bit_rate=config.bit_rate)
+    if profile.console is None:
+        return
+    warning = line_rate_warning(config, profile.console.baud, host=host.name, profile=profile.name)
+    if warning is not None:
+        recording.event("warning", message=warning)
+        print(f"solcap: warning: {warning}", file=sys.stderr)
 
 
 def _bmc_url(host: Host) -> str:

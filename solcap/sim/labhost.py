@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS))
     parser.add_argument("--off", action="store_true", help="start powered off")
     parser.add_argument(
+        "--bmc-bit-rate", type=int, help="SOL bit rate the BMC reports (default --baud)"
+    )
+    parser.add_argument(
         "--ssh-authorized-key",
         type=Path,
         help="public key (OpenSSH format) allowed to log in to Dom0 over SSH",
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             user=args.user,
             password=password,
+            bit_rate=args.bmc_bit_rate or args.baud,
         )
         ssh = None
         if args.ssh_authorized_key is not None:

@@ -29,7 +29,7 @@ import pyghmi.ipmi.command as pyghmi_command
 from solcap.errors import ConnectError, TargetError
 from solcap.transports.ipmi import CONNECT_TIMEOUT, IpmiTarget, _login_error, _Pump, _Session
 
-__all__ = ["ACTIONS", "PowerSession", "power_action"]
+__all__ = ["ACTIONS", "PowerSession", "power_action", "sol_parameters"]
 
 #: What :func:`power_action` accepts; "status" changes nothing.
 ACTIONS = ("status", "on", "off", "cycle", "reset", "shutdown")
@@ -147,6 +147,25 @@ class PowerSession:
         state = reply.get("powerstate")
         return str(state) if state in ("on", "off") else self.status()
 
+    def sol_parameter(self, param: int, channel: int = 0x0E) -> list[int] | None:
+        """Get SOL Configuration Parameters (IPMI v2.0 §26.3): the data bytes, or None.
+
+        Channel 0Eh means "the channel this session is on"; a BMC that refuses it is asked on
+        channel 1, where most BMCs put their LAN. None when the BMC does not support ``param``.
+        """
+
+        def get(chan: int) -> list[int] | None:
+            reply = self._command.raw_command(netfn=0x0C, command=0x22, data=[chan, param, 0, 0])
+            if not isinstance(reply, dict) or reply.get("error") or reply.get("code"):
+                return None
+            data = list(reply.get("data", []))
+            return data[1:] if data else None  # data[0] is the parameter revision
+
+        found = self._run("get SOL configuration", lambda: get(channel), 30.0)
+        if found is None and channel != 1:
+            found = self._run("get SOL configuration", lambda: get(1), 30.0)
+        return found
+
     def _cycle(self) -> None:
         def cycle() -> None:
             reply = self._command.raw_command(netfn=0, command=2, data=[_CHASSIS_CYCLE])
@@ -196,3 +215,16 @@ def power_action(
             return session.status()
         left = max(1.0, wait - (time.monotonic() - started))
         return session.set(action, wait=left)
+
+
+def sol_parameters(
+    target: IpmiTarget,
+    password: str,
+    params: tuple[int, ...],
+    *,
+    kg: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> dict[int, list[int] | None]:
+    """Log in, read the SOL configuration parameters ``params``, log out."""
+    with PowerSession(target, password, kg=kg, connect_timeout=connect_timeout) as session:
+        return {param: session.sol_parameter(param) for param in params}
