@@ -59,8 +59,8 @@ class Faults:
     reorder: float = 0.0
     delay: float = 0.0
     delay_range: tuple[float, float] = (0.005, 0.1)
-    dup_gap: float = 0.002
-    hold_max: float = 0.3
+    dup_gap: float = 0.0
+    hold_max: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("drop", "duplicate", "reorder", "delay"):
