@@ -93,6 +93,10 @@ def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False)
 
 def _open(args: argparse.Namespace, line: LineSettings, recording: Recording) -> Console:
     transport = open_transport(args.target, line=line)
+    # A reconnecting transport (ipmi://) reports disconnects and gaps into the recording.
+    set_event_sink = getattr(transport, "set_event_sink", None)
+    if callable(set_event_sink):
+        set_event_sink(recording.event)
     console = Console(transport, host=recording.host, sink=recording.feed)
     recording.event("connect", target=args.target, line=args.line)
     return console
