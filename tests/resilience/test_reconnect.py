@@ -17,7 +17,7 @@ import pytest
 
 from solcap.capture import Recording
 from solcap.console import Console
-from solcap.errors import ConsoleClosed
+from solcap.errors import ConsoleClosed, ExpectTimeout
 from solcap.sol import ReconnectingTransport, ReconnectPolicy
 from solcap.testing.faultproxy import FaultProxy, proxy_address
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, Liveness
@@ -170,3 +170,35 @@ def test_sol_stolen_with_stop_policy_ends_the_console_with_the_cause(
             con.expect([b"never"], timeout=10)
     kinds = [k for k, _ in tr.events]
     assert kinds == ["disconnected", "reconnect_gave_up"]
+
+
+def test_ipmi_sim_sol_deactivated_by_ipmitool_is_detected_and_reconnected(ipmi_sim) -> None:
+    """OpenIPMI's ipmi_sim (suite 3): the same steal against an independent BMC."""
+    target = ipmi_sim.target()
+    tr = ReconnectingTransport(
+        lambda: IpmiSolTransport(target, PASSWORD, liveness=FAST, connect_timeout=6.0),
+        policy=POLICY,
+    )
+    with Console(tr) as con:
+        ipmi_sim.serial.sendall(b"first line\r\n")
+        con.expect([b"first line\r\n"], timeout=10)
+        t0 = time.monotonic()
+        argv = [need("ipmitool"), "-I", "lanplus", "-C", "3", "-H", "127.0.0.1"]
+        argv += ["-p", str(ipmi_sim.port), "-U", USER, "-E", "sol", "deactivate"]
+        res = subprocess.run(argv, env=ipmi_env(), capture_output=True, text=True, timeout=20)
+        assert res.returncode == 0, res.stderr
+        lost = _wait_event(tr, "disconnected", FAST.detection_bound + 2.0)
+        assert time.monotonic() - t0 <= FAST.detection_bound + 1.0
+        gap = _wait_event(tr, "gap", 30)
+        # ipmi_sim discarded whatever the host wrote in between; after the gap bytes flow.
+        for _ in range(20):
+            ipmi_sim.serial.sendall(b"after\r\n")
+            try:
+                con.expect([b"after\r\n"], timeout=1)
+                break
+            except ExpectTimeout:
+                continue
+        else:
+            raise AssertionError("no bytes after the reconnect")
+    assert lost["offset"] == gap["offset"] == len(b"first line\r\n")
+    assert lost["cause"] in ("deactivated", "lost")
