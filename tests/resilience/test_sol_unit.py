@@ -1,0 +1,140 @@
+"""ReconnectingTransport and ReconnectPolicy against fake transports; the proxy's determinism."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+from solcap.errors import ConnectError, ConsoleClosed, UsageError
+from solcap.sol import ReconnectingTransport, ReconnectPolicy
+from solcap.testing.faultproxy import Direction, FaultProxy, Faults
+from solcap.transports.base import Transport
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Scripted(Transport):
+    """Returns its chunks, then raises ConsoleClosed; records writes."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+        self.written = bytearray()
+        self.closed = False
+        self.name = "fake"
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        raise ConsoleClosed("fake", "gone")
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_policy_delays_grow_jittered_and_stop_after_max_attempts() -> None:
+    policy = ReconnectPolicy(initial_delay=1.0, max_delay=8.0, jitter=0.5, max_attempts=6)
+    delays = list(policy.delays(random.Random(3)))
+    assert len(delays) == 6
+    for n, d in enumerate(delays):
+        ceiling = min(8.0, 2.0**n)
+        assert ceiling * 0.5 <= d <= ceiling
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(UsageError):
+        ReconnectPolicy(initial_delay=5, max_delay=1)
+    with pytest.raises(UsageError):
+        ReconnectPolicy(max_attempts=0)
+
+
+def test_bytes_and_events_in_stream_order_across_a_reconnect() -> None:
+    sessions = [Scripted([b"abc", b"de"]), Scripted([b"fgh"])]
+    opened: list[Scripted] = []
+
+    def connect() -> Transport:
+        if not sessions:
+            raise ConnectError("fake", "no answer")
+        opened.append(sessions.pop(0))
+        return opened[-1]
+
+    seen: list[tuple[str, int]] = []
+    policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.02, max_attempts=3)
+    tr = ReconnectingTransport(connect, policy=policy)
+    tr.set_event_sink(lambda kind, **f: seen.append((kind, f["offset"])))
+    got = bytearray()
+    with pytest.raises(ConsoleClosed, match="gave up reconnecting after 3 attempts"):
+        while True:
+            got += tr.read(100, 0.1)
+    assert bytes(got) == b"abcdefgh"
+    assert seen == [
+        ("disconnected", 5),
+        ("reconnected", 5),
+        ("gap", 5),
+        ("disconnected", 8),
+        ("reconnect_failed", 8),
+        ("reconnect_failed", 8),
+        ("reconnect_failed", 8),
+        ("reconnect_gave_up", 8),
+    ]
+    assert all(s.closed for s in opened)  # each lost session was logged out
+
+
+def test_close_interrupts_the_backoff_promptly() -> None:
+    first = Scripted([])
+
+    def connect() -> Transport:
+        if first.chunks == [] and not first.closed:
+            return first
+        raise ConnectError("fake", "no answer")
+
+    tr = ReconnectingTransport(connect, policy=ReconnectPolicy(initial_delay=20, max_delay=20))
+    errors: list[Exception] = []
+
+    def reader() -> None:
+        try:
+            tr.read(10, 0.1)
+        except ConsoleClosed as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.2)
+    start = time.monotonic()
+    tr.close()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - start < 2
+    assert errors and "closed locally" in str(errors[0])
+
+
+def test_fault_proxy_is_deterministic_for_a_seed() -> None:
+    def run(seed: int) -> dict[str, object]:
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind(("127.0.0.1", 0))
+        faults = Faults(drop=0.2, duplicate=0.2, reorder=0.0, delay=0.2, delay_range=(0, 0.001))
+        with FaultProxy(("127.0.0.2", 0), server.getsockname(), seed=seed, to_server=faults) as p:
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for i in range(200):
+                client.sendto(i.to_bytes(2, "big"), p.address)
+            server.settimeout(0.5)
+            got = []
+            try:
+                while True:
+                    got.append(int.from_bytes(server.recv(10), "big"))
+            except TimeoutError:
+                pass
+            client.close()
+            stats = p.stats[Direction.TO_SERVER]
+        server.close()
+        return {"got": sorted(got), "dropped": stats.dropped, "dup": stats.duplicated}
+
+    a, b = run(11), run(11)
+    assert a == b
+    assert a["dropped"] and a["dup"]
+    assert run(12) != a
