@@ -30,12 +30,14 @@ import sys
 import termios
 import threading
 import time
+import traceback
 import tty
 from typing import Any
 
 import pyghmi.ipmi.bmc as pyghmi_bmc
 import pyghmi.ipmi.private.session as ipmisession
 
+from bench import pyghmi_fix
 from bench.workloads import Echoer, PacedStream, PacedWriter, drain_fds, make_stream
 from solcap.sim import bmc as simbmc
 
@@ -95,15 +97,24 @@ class Farm:
             self.bmcs.append(bmc)
         self._by_fd = {b._pty_fd: b for b in self.bmcs if b._pty_fd is not None}
         self._stop = threading.Event()
+        self.pump_errors = 0
         threading.Thread(target=self._pump, name="farm-pump", daemon=True).start()
         threading.Thread(target=self._reader, name="farm-pty", daemon=True).start()
 
     def _pump(self) -> None:
         while not self._stop.is_set():
-            ipmisession.Session.wait_for_rsp(0.02)
+            try:
+                ipmisession.Session.wait_for_rsp(0.02)
+            except Exception:  # counted and shown: VirtualBmc's own pump would die here
+                self.pump_errors += 1
+                traceback.print_exc()
             now = time.monotonic()
             for bmc in self.bmcs:
-                bmc.service(now)
+                try:
+                    bmc.service(now)
+                except Exception:
+                    self.pump_errors += 1
+                    traceback.print_exc()
 
     def _reader(self) -> None:
         poller = select.epoll()
@@ -124,7 +135,24 @@ class Farm:
             "last": [s.last for s in streams],
             "stalls": [s.stalls for s in streams],
             "discarded": [b.discarded for b in self.bmcs],
+            "pump_errors": self.pump_errors,
         }
+
+
+def farm_state(bmc: FarmBmc) -> dict[str, Any]:
+    """The SOL state of one BMC, to explain a stalled stream."""
+    sol = bmc.sol
+    state: dict[str, Any] = {"pending": len(bmc._out), "discarded": bmc.discarded}
+    if sol is not None:
+        state.update(
+            awaitingack=sol.awaitingack,
+            myseq=sol.myseq,
+            remseq=sol.remseq,
+            retries=sol.retries,
+            inflight=len(sol.inflight),
+            since_sent=time.monotonic() - sol.sent_at,
+        )
+    return state
 
 
 def usage() -> dict[str, float]:
@@ -143,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if not password:
         print("set IPMI_PASSWORD", file=sys.stderr)
         return 2
+    pyghmi_fix.apply()  # see bench/pyghmi_fix.py: without it a farm can deadlock
     farm = Farm(args.count, args.address, args.port, password)
 
     def say(value: dict[str, Any]) -> None:
@@ -160,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             say({"echo": True})
         elif cmd["cmd"] == "active":
             say({"active": sum(1 for b in farm.bmcs if b.sol is not None)})
+        elif cmd["cmd"] == "state":
+            say({"state": [farm_state(b) for b in farm.bmcs]})
         elif cmd["cmd"] == "usage":
             say(usage())
         elif cmd["cmd"] == "quit":

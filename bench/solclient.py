@@ -3,7 +3,11 @@
 ``python -m bench.solclient`` reads one JSON job from stdin::
 
     {"urls": [...], "password_file": P, "root": DIR|null, "mode": "stream"|"latency",
-     "size": S, "timeout": T, "keys": K, "idle": seconds, "max_errors": E}
+     "size": S, "timeout": T, "keys": K, "idle": seconds, "max_errors": E,
+     "pyghmi_fix": false}
+
+``pyghmi_fix`` applies :mod:`bench.pyghmi_fix` in this process too (off by default: the
+benchmark measures solcap as shipped; ``--pyghmi-fix`` shows what the fix would change).
 
 For each URL it opens SOL exactly as solcap's commands do (:func:`solcap.transports.ipmi.open_ipmi`
 with a 0600 password file), puts a :class:`solcap.console.Console` on it whose sink is a
@@ -77,6 +81,12 @@ class Session:
         if self.want and self.count >= self.want:
             self.done.set()
 
+    def state(self) -> dict[str, Any]:
+        """The SOL state machine's fields, to explain a stalled stream."""
+        con = getattr(self.transport, "_console", None)
+        names = ("awaitingack", "myseq", "remseq", "prevremseq", "lastsize", "retries", "broken")
+        return {n: getattr(con, n, None) for n in names}
+
     def result(self) -> dict[str, Any]:
         if self.recording is not None:
             data = (self.recording.path / "console.raw").read_bytes()
@@ -89,6 +99,7 @@ class Session:
             "sha256": digest,
             "first": self.first,
             "last": self.last,
+            "state": self.state() if self.count < self.want else None,
         }
 
     def close(self) -> None:
@@ -99,6 +110,10 @@ class Session:
 
 def main() -> int:
     job = json.loads(sys.stdin.readline())
+    if job.get("pyghmi_fix"):
+        from bench import pyghmi_fix
+
+        pyghmi_fix.apply()
     urls: list[str] = job["urls"]
     mode = job.get("mode", "stream")
     want = int(job.get("size", 0)) if mode == "stream" else 0
