@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 RATIO_TARGET = 1.05
@@ -212,6 +215,21 @@ def render(data: dict[str, Any]) -> str:
         *latency_table(data["latency"]),
         "",
     ]
-    if data.get("notes"):
-        lines += ["## Findings", "", *data["notes"], ""]
+    findings = Path(__file__).with_name("findings.md")
+    if findings.exists():
+        lines += [findings.read_text().rstrip(), ""]
+    lines += ["## Run log", "", "```", *data.get("log", []), "```", ""]
     return "\n".join(lines)
+
+
+def main() -> int:
+    """``python -m bench.report [JSON [MD]]``: re-render the Markdown from a run's JSON."""
+    top = Path(__file__).resolve().parent.parent
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else top / "docs" / "benchmarks.json"
+    dst = Path(sys.argv[2]) if len(sys.argv) > 2 else src.with_suffix(".md")
+    dst.write_text(render(json.loads(src.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
