@@ -108,6 +108,17 @@ class PeerRun:
             return ""
 
 
+def vm_kib(pid: int, field: str = "VmRSS") -> int:
+    """A VmRSS/VmHWM figure (KiB) of a live process from /proc, 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def start_peer(spec: PeerSpec, workdir: Path) -> PeerRun:
     master, slave = os.openpty()
     with tempfile.NamedTemporaryFile(
@@ -167,7 +178,12 @@ def pump_until(runs: list[PeerRun], done: Callable[[PeerRun], bool], timeout: fl
 
 
 def finish(run: PeerRun, grace: float = 3.0) -> None:
-    """Leave with the escape sequence (so the BMC frees SOL), else SIGTERM; reap with rusage."""
+    """Leave with the escape sequence (so the BMC frees SOL), else SIGTERM; reap with rusage.
+
+    Peak RSS is VmHWM read while the process lives: ``ru_maxrss`` from ``wait4`` would also
+    count the Python parent's memory the child had between fork and exec.
+    """
+    run.maxrss_kib = vm_kib(run.proc.pid, "VmHWM")
     with contextlib.suppress(OSError):
         os.write(run.master, run.spec.escape)
     deadline = time.monotonic() + grace
@@ -186,7 +202,6 @@ def finish(run: PeerRun, grace: float = 3.0) -> None:
     run.proc.returncode = status  # reaped here; keep Popen from waiting again
     run.status = status
     run.cpu_s = ru.ru_utime + ru.ru_stime
-    run.maxrss_kib = ru.ru_maxrss
     os.close(run.master)
     if run.proc.stdout is not None:
         run.proc.stdout.close()

@@ -226,7 +226,7 @@ def single_solcap(ctx: Ctx, size: int, baud: int) -> dict[str, Any]:
         "ratio": (sess["last"] - fr["first"][0]) / ideal if sess["bytes"] else None,
         **verdict(size, sess["bytes"], sess["sha256"], want),
         "cpu_s": ru.ru_utime + ru.ru_stime,
-        "maxrss_kib": ru.ru_maxrss,
+        "maxrss_kib": res["hwm_kib"],  # VmHWM: ru_maxrss would include the pre-exec fork
         "writer_stalls": fr["stalls"][0],
     }
 
@@ -412,7 +412,7 @@ def many_ipmitool(ctx: Ctx, n: int) -> dict[str, Any]:
                 return {"client": "ipmitool", "n": n, "error": "not installed"}
             runs.append(peers.start_peer(spec, ctx.work))
         active = wait_active(farms, n, 30 + n * 0.2)
-        rss_idle = sum(_rss_kib(r.proc.pid) for r in runs)
+        rss_idle = sum(peers.vm_kib(r.proc.pid) for r in runs)
         result.update(opened=active, rss_idle_per_session_kib=rss_idle / n)
         start = time.monotonic() + 0.5
         stream_all(farms, size, baud, start)
@@ -450,16 +450,6 @@ def many_ipmitool(ctx: Ctx, n: int) -> dict[str, Any]:
         for farm in farms:
             quit_farm(farm)
     return result
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 # ---------------------------------------------------------------------------------- latency
@@ -551,7 +541,22 @@ def machine() -> dict[str, Any]:
         "ipmitool": peers.tool_version(["ipmitool", "-V"]),
         "ipmiconsole": peers.tool_version([peers.which("ipmiconsole") or "ipmiconsole", "-V"]),
         "git": _git_rev(),
+        "uncommitted": _git_dirty(),
     }
+
+
+def _git_dirty() -> list[str]:
+    """solcap files that differ from the commit (the machine is shared with other editors)."""
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(TOP), "status", "--porcelain", "--", "solcap"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except OSError:
+        return []
+    return [line[3:] for line in res.stdout.splitlines()]
 
 
 def _has_dist(name: str) -> bool:
