@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from solcap.capture import Recording, Segment
 from solcap.console import Console
 from solcap.parsers import parse_dump
-from solcap.xen import XenConsole, refuse_dangerous
+from solcap.xen import XenConsole, dump_start_pattern, refuse_dangerous
 
 
 @dataclass
@@ -48,15 +48,18 @@ def harvest_keys(
     recording.event("switch-input", to="xen")
     xen.switch_input("xen")
     try:
-        for key in keys:
-            recording.event("key", key=key)
-            dump = xen.debug_key(key, allow_dangerous=allow_dangerous)
-            name = "star" if key == "*" else key
+        recording.event("keys", keys="".join(keys))
+        for dump in xen.debug_keys(list(keys), allow_dangerous=allow_dangerous):
+            name = "star" if dump.key == "*" else dump.key
+            data = recording.read_range(dump.start, dump.end)
+            reason = dump.reason
+            if dump.complete and not dump_start_pattern(dump.key).search(data[:4096]):
+                reason = "first line not the one this key prints"
             segment = recording.add_segment(
-                name, dump.start, dump.end, complete=dump.complete, reason=dump.reason
+                name, dump.start, dump.end, complete=dump.complete, reason=reason
             )
             result.segments.append(segment)
-            parsed = parse_dump(key, recording.read_range(segment.start, segment.end))
+            parsed = parse_dump(dump.key, data)
             if parsed is not None:
                 recording.add_json(f"keys/{name}.json", parsed)
     finally:

@@ -16,10 +16,11 @@ What real Xen does, and what this module relies on (``xen/drivers/char/console.c
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from solcap.console import Console
+from solcap.console import TIMEOUT, Console
 from solcap.errors import ExpectTimeout, UsageError
 
 Target = Literal["xen", "dom0"]
@@ -50,6 +51,20 @@ _SPECIAL_STARTS: dict[str, bytes] = {
     "z": rb"\(XEN\) number of MP IRQ sources: ",
 }
 _ANY_BYTE = re.compile(rb"(?s).")
+
+#: Keys Xen runs straight from the serial interrupt (IRQ_KEYHANDLER in keyhandler.c, plus the
+#: state-changing ones): their output can land in the middle of another dump, so a dump is
+#: never delimited by them.
+_IRQ_KEYS = frozenset("d*%RCANGST")
+
+
+#: Pressed after the last key only to mark where its dump ended (see XenConsole.debug_keys).
+END_MARKER_KEY = "m"
+
+
+def _delimits(key: str) -> bool:
+    """Whether ``key``'s first line can mark where the dump before it ended."""
+    return key not in _IRQ_KEYS and (key in _SPECIAL_STARTS or key.isprintable())
 
 
 def dump_start_pattern(key: str) -> re.Pattern[bytes]:
@@ -188,3 +203,99 @@ class XenConsole:
         if not dump_start_pattern(key).search(head[:4096]):
             reason = "first line not the one this key prints"
         return KeyDump(key, start, con.received, complete=True, reason=reason)
+
+    def debug_keys(
+        self,
+        keys: list[str] | tuple[str, ...],
+        *,
+        allow_dangerous: bool = False,
+        end_marker: str | None = END_MARKER_KEY,
+    ) -> Iterator[KeyDump]:
+        """Press ``keys`` one after another, yielding where each dump lies as it completes.
+
+        Xen runs serial debug keys one at a time from a tasklet and keeps one pending key, so
+        the next key is sent as soon as the current dump has *started*: it waits in Xen's
+        slot and its own first line marks exactly where the current dump ended — no guessing
+        from silence, however slow the path (a loaded BMC, a WAN). Only the last dump, dumps
+        before keys Xen runs from its interrupt handler (``d``, ``*``, …) and dumps followed
+        by a key whose first line is unknown end on a quiet period. If the next key's line
+        does not come before the line goes quiet, that key was lost and is pressed again.
+
+        The last dump is delimited the same way by ``end_marker``, a read-only key with a
+        short dump (``m``, memory totals) pressed only to mark the end; its output stays in
+        the recording between segments. ``end_marker=None`` ends the last dump on silence.
+        """
+        for key in keys:
+            if len(key) != 1:
+                raise UsageError(f"debug key {key!r}: must be a single character")
+        refuse_dangerous(list(keys), allowed=allow_dangerous)
+        con = self.console
+        con.settle(self.quiet, timeout=self.dump_timeout)
+        running: int | None = None  # start offset of the dump in progress, if the key was sent
+        for index, key in enumerate(keys):
+            if running is None:
+                start = con.received
+                con.send(key.encode())
+                try:
+                    con.expect([_ANY_BYTE], timeout=self.start_timeout)
+                except ExpectTimeout:
+                    yield (
+                        KeyDump(
+                            key,
+                            start,
+                            start,
+                            complete=False,
+                            reason=(
+                                f"no output within {self.start_timeout:g}s "
+                                "(key lost, input not on Xen, or no handler for it)"
+                            ),
+                        )
+                    )
+                    continue
+            else:
+                start = running
+            running = None
+            last = index + 1 == len(keys)
+            after = end_marker if last else keys[index + 1]
+            if after is not None and key != "*" and _delimits(after):
+                con.send(after.encode())
+                boundary = self._next_header(dump_start_pattern(after))
+                if boundary is not None:
+                    yield KeyDump(key, start, boundary, complete=True)
+                    if last:
+                        self._end_on_quiet(after, boundary)  # let the marker finish printing
+                    running = boundary
+                    continue
+            yield self._end_on_quiet(key, start)
+
+    def _next_header(self, header: re.Pattern[bytes]) -> int | None:
+        """Offset where ``header`` starts, or None if the line went quiet without it."""
+        con = self.console
+        seen = con.received
+        waited = 0.0
+        while waited < self.dump_timeout:
+            result = con.expect([header, TIMEOUT], timeout=self.quiet)
+            if result.index == 0:
+                return result.start
+            if con.received == seen:
+                return None
+            seen = con.received
+            waited += self.quiet
+        return None
+
+    def _end_on_quiet(self, key: str, start: int) -> KeyDump:
+        con = self.console
+        try:
+            con.settle(self.quiet, timeout=self.dump_timeout)
+        except ExpectTimeout:
+            return KeyDump(
+                key,
+                start,
+                con.received,
+                complete=False,
+                reason=(
+                    f"the line never went quiet for {self.quiet:g}s within "
+                    f"{self.dump_timeout:g}s; the dump may go on past this segment"
+                ),
+            )
+        return KeyDump(key, start, con.received, complete=True)

@@ -213,8 +213,9 @@ def test_300_domains_serial_is_complete_and_xl_dmesg_is_truncated(tmp_path: Path
             harvest = harvest_keys(con, recording, ["q"], quiet=QUIET)
             serial_q = harvest.segments[0]
             assert serial_q.complete
-            sent = sim.host.dumps[-1]
+            sent = sim.host.dumps[0]  # then the harvest's end marker ('m')
             assert sent.key == "q" and serial_q.sha256 == sent.sha256
+            assert [d.key for d in sim.host.dumps] == ["q", "m"]
             data = recording.read_range(serial_q.start, serial_q.end)
             assert data == sent.data
             # ... while the ring, read right after, lost the start of that same dump
@@ -227,7 +228,7 @@ def test_300_domains_serial_is_complete_and_xl_dmesg_is_truncated(tmp_path: Path
             assert sim.host.xen is not None and len(ring) <= sim.host.xen.conring_size
             # 2. `xl debug-keys q` over SSH: the serial capture still gets all of it
             via_ssh = trigger_key_via_ssh(ssh, con, recording, "q", QUIET, name="q-ssh")
-            assert sim.host.dumps[-1].key == "q" and len(sim.host.dumps) == 2
+            assert sim.host.dumps[-1].key == "q" and len(sim.host.dumps) == 3
             assert via_ssh.segment.complete
             assert via_ssh.segment.sha256 == sim.host.dumps[-1].sha256
             ring_cmp = via_ssh.comparison

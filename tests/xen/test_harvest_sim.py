@@ -48,7 +48,9 @@ def test_each_segment_is_byte_identical_to_the_dump_sent(
     assert [s.name for s in result.segments] == keys
     assert result.complete
     sent = [dump.sha256 for dump in host.dumps]
-    assert [s.sha256 for s in result.segments] == sent
+    # One more dump than keys: the end marker ('m') that delimits the last dump.
+    assert [s.sha256 for s in result.segments] == sent[:-1]
+    assert host.dumps[-1].key == "m"
     assert host.input_target == "dom0"  # handed back at the end
     parsed = json.loads((recording.path / "keys" / "q.json").read_text())
     assert len(parsed["domains"]) == 21 and parsed["truncated"] is False  # Dom0 + 20 domUs
@@ -61,7 +63,7 @@ def test_harvest_when_input_is_already_on_xen(
     XenConsole(con).switch_input("xen")
     assert host.input_target == "xen"
     result = harvest_keys(con, recording, ["q"], quiet=0.3)
-    assert [s.sha256 for s in result.segments] == [host.dumps[-1].sha256]
+    assert [s.sha256 for s in result.segments] == [host.dumps[-2].sha256]
     assert host.input_target == "dom0"
 
 
@@ -106,8 +108,8 @@ def test_every_safe_debug_key_over_the_pty(
     )
     result = harvest_keys(con, recording, keys, quiet=0.3)
     assert result.complete, [s for s in result.segments if not s.complete]
-    assert [s.sha256 for s in result.segments] == [d.sha256 for d in host.dumps]
-    assert [d.key for d in host.dumps] == keys
+    assert [s.sha256 for s in result.segments] == [d.sha256 for d in host.dumps][:-1]
+    assert [d.key for d in host.dumps] == [*keys, "m"]
 
 
 def test_a_key_without_a_handler_is_reported_incomplete(
