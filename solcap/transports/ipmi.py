@@ -23,6 +23,7 @@ Address form: ``ipmi://user@host[:port][?cipher=17|3]``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import struct
@@ -514,6 +515,30 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
             log.debug("logout failed", exc_info=True)
 
 
+#: How long a pyghmi call may wait for the pump before it starts (see _Pump.call).
+QUEUE_TIMEOUT = 120.0
+
+
+def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> None:
+    """pyghmi's ``_io_wait`` with a bound: its own waits forever for the I/O thread to set an
+    event, and when that thread misses the deadline (seen under load with many sessions: the
+    wake-up is only sent if the new deadline is earlier than the one it sleeps on) the one
+    thread that pumps pyghmi hangs and every session in the process dies with it."""
+    evt = threading.Event()
+    if evq is not None:
+        evq.append(evt)
+    deadline = timeout + pyghmi_session._monotonic_time()
+    pyghmi_session.ioqueue.append((deadline, evt, myaddr))
+    if deadline < pyghmi_session.selectdeadline and pyghmi_session.iosockets:
+        wake = pyghmi_session.iosockets[0]
+        with contextlib.suppress(OSError):
+            wake.sendto(b"\x01", (pyghmi_session.myself, wake.getsockname()[1]))
+    evt.wait(max(timeout, 0.0) + 0.25)
+
+
+pyghmi_session._io_wait = _bounded_io_wait
+
+
 class _Pump:
     """The one thread per process that drives pyghmi (its state is process-global)."""
 
@@ -533,14 +558,26 @@ class _Pump:
                 cls._instance = _Pump()
             return cls._instance
 
-    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
-        """Run ``fn`` in the pump thread and return its result (or raise its exception)."""
+    def call(
+        self, fn: Callable[[], Any], timeout: float, *, queue_timeout: float = QUEUE_TIMEOUT
+    ) -> Any:
+        """Run ``fn`` in the pump thread and return its result (or raise its exception).
+
+        ``timeout`` bounds ``fn`` itself, from when the pump starts it; waiting in the queue
+        behind other sessions' work (a wave of logouts from a fleet) is bounded separately by
+        ``queue_timeout``, so a busy pump delays a login instead of failing it.
+        """
         if threading.current_thread() is self.thread:
             return fn()
+        started = threading.Event()
         done = threading.Event()
+        abandoned = threading.Event()
         box: dict[str, Any] = {}
 
         def job() -> None:
+            if abandoned.is_set():
+                return  # the caller gave up; doing it now would act behind its back
+            started.set()
             try:
                 box["result"] = fn()
             except BaseException as exc:  # handed back to the caller below
@@ -549,6 +586,10 @@ class _Pump:
                 done.set()
 
         self.jobs.append(job)
+        if not started.wait(queue_timeout):
+            abandoned.set()
+            if not started.is_set():
+                raise TimeoutError(f"IPMI pump busy for {queue_timeout:g}s")
         if not done.wait(timeout):
             raise TimeoutError("IPMI pump did not answer")
         if "error" in box:
