@@ -328,8 +328,11 @@ def _is_path(name_or_path: str | os.PathLike[str]) -> bool:
 def _find(name: str, dirs: Sequence[Path]) -> Path | None:
     for directory in dirs:
         candidate = directory / f"{name}.toml"
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a name no file can have (too long, …) is simply not found
+            continue
     return None
 
 
