@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
+from solcap import fleet
 from solcap.capture import safe_name
+from solcap.commands.fleet import add_fleet_options, refuse_fleet_options, run_fleet, select
 from solcap.errors import ExitStatus, UsageError
-from solcap.inventory import Host, Scalar, SshTarget, load_inventory, parse_shard, select_hosts
+from solcap.inventory import Host, Scalar, SshTarget
 from solcap.runbook import GrubStep, HostPlan, PowerStep, load_runbook, plan, render_plan
 from solcap.runner import HostOutcome, bmc_power, open_host_console, open_host_ssh, run_host
 from solcap.transports.serialport import LineSettings
@@ -56,6 +58,7 @@ def register(sub: Any) -> None:
     single.add_argument("--ssh", metavar="URL", help="Dom0 for ssh steps: ssh://user@host[:port]")
     single.add_argument("--identity", metavar="FILE", help="SSH private key file")
     single.add_argument("--known-hosts", metavar="FILE", help="use only this known_hosts file")
+    add_fleet_options(parser, inventory=False, selection=False)
     parser.set_defaults(func=cmd_run)
 
 
@@ -113,12 +116,7 @@ def _hosts(args: argparse.Namespace) -> list[Host]:
         if getattr(args, option):
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} applies to --host; set it in the inventory instead")
-    inventory = load_inventory(args.inventory)
-    shard = parse_shard(args.shard) if args.shard else None
-    hosts = select_hosts(inventory.hosts, names=args.limit, labels=args.label, shard=shard)
-    if not hosts:
-        raise UsageError(f"{args.inventory}: no host matches the selection")
-    return hosts
+    return select(args, args.label)
 
 
 def _check_capabilities(plans: tuple[HostPlan, ...]) -> None:
@@ -159,12 +157,22 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             f"--var {', '.join(unknown)}: not a variable of runbook {runbook.name} "
             f"(declared: {declared})"
         )
+    if args.host is not None:
+        refuse_fleet_options(args, "run")
     hosts = _hosts(args)
+    if not hosts:
+        print(f"{args.retry_failed}: every host was ok; nothing to retry", file=out)
+        return ExitStatus.OK
     the_plan = plan(runbook, hosts, overrides=overrides, env=os.environ)
     if args.dry_run:
         out.write(render_plan(the_plan))
         return ExitStatus.OK
     _check_capabilities(the_plan.hosts)
+    if args.inventory is not None:
+        # Inventory runs go through the fleet: --parallel, --host-timeout, progress, summary.
+        job = fleet.runbook_job(the_plan.hosts, runbook_name=runbook.name)
+        meta = {"kind": "run", "runbook": runbook.name}
+        return run_fleet(args, hosts, job, out, label=runbook.name, meta=meta)
     outcomes: list[HostOutcome] = []
     for hp in the_plan.hosts:
         outcome = run_host(

@@ -105,7 +105,7 @@ def sha256(data: bytes) -> str:
 def test_harvest_debug_keys_segments_are_what_the_host_sent(lab: Lab, tmp_path: Path) -> None:
     result, rec = run(lab, "harvest-debug-keys", "node001", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.match(r"node001: ok in [\d.]+s, \d+ bytes, recording ", result.stdout)
+    assert re.match(r"\[1/1\] node001: ok [\d.]+s \d+ bytes ", result.stdout)
     info = meta(rec)
     assert info["outcome"] == "ok" and info["error"] is None and info["finished"]
     keys = [s for s in info["segments"] if s["name"] in ("h", "q", "u", "m")]
