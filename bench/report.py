@@ -13,6 +13,22 @@ IDLE_RSS_TARGET_KIB = 1024
 SESSIONS_TARGET = 1000
 
 
+#: Seconds one many-hosts stream (64 KiB) takes at 115200 baud.
+MANY_IDEAL_S = 64 * 1024 / 11520
+
+
+def _cpu_line_rate(row: dict[str, Any]) -> float | None:
+    """% of a core one stream costs at line rate: client CPU s per stream / ideal seconds.
+
+    Dividing by the ideal (not the measured) duration keeps a client that falls behind from
+    looking cheaper because it spread the same work over more seconds.
+    """
+    cpu, opened = row.get("client_cpu_s"), row.get("opened")
+    if cpu is None or not opened:
+        return None
+    return float(100 * cpu / opened / MANY_IDEAL_S)
+
+
 def _f(value: Any, fmt: str = "{:.3f}") -> str:
     return "—" if value is None else fmt.format(value)
 
@@ -65,8 +81,9 @@ def single_table(rows: list[dict[str, Any]]) -> list[str]:
 def many_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| N | client | sessions open | complete | time ratio p50 / max (≤ 1.05) | "
-        "lost / dup bytes (0) | CPU % of a core per stream (≤ 1 %) | RSS/session idle KiB "
-        "(≤ 1024) | RSS/session active KiB | BMC-farm CPU s | load1 start→end |",
+        "lost / dup bytes (0) | CPU % of a core per stream at line rate (≤ 1 %) | "
+        "RSS/session idle KiB (≤ 1024) | RSS/session active KiB | BMC-farm CPU s | "
+        "load1 start→end |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -80,13 +97,15 @@ def many_table(rows: list[dict[str, Any]]) -> list[str]:
             ratio_ok = (
                 ratio_max is not None and ratio_max <= RATIO_TARGET and row.get("complete") == n
             )
-        cpu = row.get("cpu_pct_per_stream")
+        cpu = _cpu_line_rate(row)
         rss = row.get("rss_idle_per_session_kib")
         solcap = name == "solcap"
         err = f" (error: {row['error']})" if "error" in row else ""
         ratio_mark = _mark(ratio_ok) if ratio_ok is not None else ""
         cpu_mark = _mark(cpu is not None and cpu <= CPU_TARGET_PCT) if solcap else ""
         rss_mark = _mark(rss is not None and rss <= IDLE_RSS_TARGET_KIB) if solcap else ""
+        if row.get("rerun"):
+            name += " (rerun)"
         out.append(
             f"| {n} | {name} | {row.get('opened', '—')}{err} | {row.get('complete', '—')} | "
             f"{_f(row.get('ratio_p50'))} / {_f(ratio_max)} {ratio_mark} | "
@@ -145,10 +164,10 @@ def targets(data: dict[str, Any]) -> list[str]:
         f"| zero loss everywhere (solcap) | {len(all_rows) - len(bad)}/{len(all_rows)} "
         f"runs byte-exact | {_mark(not bad)} |"
     )
-    cpu_rows = [r for r in many if r.get("cpu_pct_per_stream") is not None]
+    cpu_rows = [r for r in many if _cpu_line_rate(r) is not None and r.get("complete")]
     if cpu_rows:
-        worst = max(r["cpu_pct_per_stream"] for r in cpu_rows)
-        best = min(r["cpu_pct_per_stream"] for r in cpu_rows)
+        worst = max(_cpu_line_rate(r) or 0.0 for r in cpu_rows)
+        best = min(_cpu_line_rate(r) or 0.0 for r in cpu_rows)
         out.append(
             f"| ≤ 1 % of a core per 115200 stream | {best:.2f} % – {worst:.2f} % "
             f"over N = {', '.join(str(r['n']) for r in cpu_rows)} | "
@@ -206,7 +225,9 @@ def render(data: dict[str, Any]) -> str:
         "## Many hosts in one process",
         "",
         "Each session receives 64 KiB at 115200 baud at the same time; BMCs run 50 per farm "
-        "process. CPU % per stream = client CPU during the stream ÷ stream wall time ÷ N. "
+        "process. CPU % per stream = client CPU seconds ÷ N ÷ 5.69 s (the stream's line-rate "
+        "duration): the share of a core one stream costs at line rate (solcap: CPU of the "
+        "streaming phase; ipmitool: whole process lifetimes, login included). "
         "RSS per session = (RSS with N sessions open - RSS before opening) ÷ N. solcap records "
         "every session to disk (the production path); ipmitool is one process per session "
         "(its RSS is per process).",
