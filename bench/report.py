@@ -102,7 +102,9 @@ def many_table(rows: list[dict[str, Any]]) -> list[str]:
         solcap = name == "solcap"
         err = f" (error: {row['error']})" if "error" in row else ""
         ratio_mark = _mark(ratio_ok) if ratio_ok is not None else ""
-        cpu_mark = _mark(cpu is not None and cpu <= CPU_TARGET_PCT) if solcap else ""
+        # A run whose streams never completed says nothing about the cost of a stream.
+        cpu_ok = cpu is not None and cpu <= CPU_TARGET_PCT if row.get("complete") else None
+        cpu_mark = _mark(cpu_ok) if solcap else ""
         rss_mark = _mark(rss is not None and rss <= IDLE_RSS_TARGET_KIB) if solcap else ""
         if row.get("rerun"):
             name += " (rerun)"
