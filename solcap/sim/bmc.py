@@ -511,14 +511,18 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
     # ---- pump ------------------------------------------------------------------------------
     def _pump(self) -> None:
         while not self._stop.is_set():
-            ipmisession.Session.wait_for_rsp(0.02)
-            now = time.monotonic()
-            sol = self.sol
-            if sol is not None:
-                if now - sol.ipmi_session.last_seen > SESSION_IDLE_TIMEOUT:
-                    self.deactivate("client idle", notify=False)
-                else:
-                    sol.service(now)
+            try:
+                ipmisession.Session.wait_for_rsp(0.02)
+                now = time.monotonic()
+                sol = self.sol
+                if sol is not None:
+                    if now - sol.ipmi_session.last_seen > SESSION_IDLE_TIMEOUT:
+                        self.deactivate("client idle", notify=False)
+                    else:
+                        sol.service(now)
+            except Exception as exc:  # one bad packet or session must not silence the BMC
+                print(f"virtual BMC: pump error (continuing): {exc!r}", file=sys.stderr)
+                self._stop.wait(0.02)
 
     # ---- pyghmi server hooks ---------------------------------------------------------------
     def sessionless_data(self, data: Any, sockaddr: Any) -> None:

@@ -26,6 +26,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import select
 import struct
 import threading
 import time
@@ -536,7 +537,36 @@ def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Non
     evt.wait(max(timeout, 0.0) + 0.25)
 
 
+class _PollSelect:
+    """Stands in for the ``select`` module inside pyghmi's session code: its I/O thread waits
+    with ``select.select``, which raises for descriptors >= 1024, and that kills the thread
+    and with it every session in the process (seen at ~155 sessions in the benchmark)."""
+
+    @staticmethod
+    def select(
+        rlist: list[Any], wlist: Any, xlist: Any, timeout: float | None = None
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        poller = select.poll()
+        for sock in rlist:
+            poller.register(sock, select.POLLIN)
+        wait_ms = None if timeout is None else max(0.0, timeout) * 1000
+        ready = {fd for fd, _ in poller.poll(wait_ms)}
+        return [s for s in rlist if s.fileno() in ready], [], []
+
+
+def _nonblocking_sendto(mysocket: Any, packet: Any, sockaddr: Any) -> None:
+    """pyghmi's ``_io_sendto`` without its ``setblocking(1)``: set from a sending thread, it can
+    land between the I/O thread's ``setblocking(0)`` and ``recvfrom`` and block that thread on
+    one socket, starving every session (found by the benchmark). A loopback or LAN UDP send
+    that would block is dropped, as pyghmi already did on any send error; SOL retransmits."""
+    sock = getattr(mysocket, "fd", mysocket)
+    with contextlib.suppress(OSError):
+        sock.sendto(packet, sockaddr)
+
+
 pyghmi_session._io_wait = _bounded_io_wait
+pyghmi_session._io_sendto = _nonblocking_sendto
+pyghmi_session.select = _PollSelect
 
 
 class _Pump:
