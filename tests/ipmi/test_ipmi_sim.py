@@ -158,3 +158,19 @@ def test_busy_then_steal(ipmi_sim: Sim) -> None:
                     first.read(100, 0.2)
     finally:
         first.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_one_mebibyte_line_arrives_byte_exact(ipmi_sim: Sim) -> None:
+    """A line of 1 MiB without a newline (and every byte value first), through ipmi_sim's
+    16 KiB buffer: TCP flow control paces the writer, SOL must not drop or repeat a byte."""
+    import threading
+
+    data = bytes(range(256)) * 4 + b"M" * (1 << 20)
+    with IpmiSolTransport(ipmi_sim.target(), PASSWORD) as tr:
+        writer = threading.Thread(target=ipmi_sim.serial.sendall, args=(data,), daemon=True)
+        writer.start()
+        got = read_exactly(tr, len(data), 150)
+        writer.join(10)
+    assert len(got) == len(data)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
