@@ -105,3 +105,48 @@ def test_ipmitool_sees_grub_xen_and_a_debug_key(
     finally:
         sol.close(force=True)
     assert [d["key"] for d in lab.host_state(host.name)["dumps"]] == ["h"]
+
+
+@pytest.mark.skipif(shutil.which("ipmiconsole") is None, reason="freeipmi-tools not installed")
+def test_ipmiconsole_sees_grub_xen_and_a_debug_key(tmp_path: Path) -> None:
+    """FreeIPMI's ipmiconsole (Debian 12's refuses host:port, so this BMC listens on
+    127.0.0.4:623; the password goes in a 0600 config file, never argv)."""
+    lab = Lab(tmp_path / "lab")
+    try:
+        extra = ["--off", "--grub-timeout", "3", "--address", "127.0.0.4", "--port", "623"]
+        host = lab.up(1, domus=2, extra_args={"node001": extra}, ready_states=("off",))[0]
+        assert (host.address, host.port) == ("127.0.0.4", 623)
+        password = lab.password_file.read_text().strip()
+        config = tmp_path / "freeipmi.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"username admin\npassword {password}\n")
+        console = pexpect.spawn(
+            shutil.which("ipmiconsole") or "ipmiconsole",
+            ["-h", host.address, "--config-file", str(config), "-W", "solchannelsupport"],
+            timeout=60,
+        )
+        try:
+            console.expect_exact("[SOL established]")
+            env = dict(os.environ, IPMI_PASSWORD=password)
+            subprocess.run(
+                _ipmitool(lab, host, "chassis", "power", "on"),
+                env=env,
+                capture_output=True,
+                timeout=30,
+                check=True,
+            )
+            console.expect_exact("GNU GRUB  version 2.06")
+            console.expect_exact("(XEN) *** Serial input to DOM0")
+            console.expect_exact("root@node001:~# ")
+            console.send(b"\x01\x01\x01")
+            console.expect_exact("(XEN) *** Serial input to Xen")
+            console.send(b"q")
+            console.expect_exact("(XEN) 'q' pressed -> dumping domain info")
+            console.send(b"&.")  # ipmiconsole's escape: close the session
+            console.expect(pexpect.EOF)
+        finally:
+            console.close(force=True)
+        assert [d["key"] for d in lab.host_state(host.name)["dumps"]] == ["q"]
+    finally:
+        lab.down()
