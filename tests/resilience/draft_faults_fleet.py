@@ -1,0 +1,67 @@
+"""DRAFT, not collected (pytest collects test_*.py): fails today, see issue 7 note.
+
+The seeded UDP fault proxy under many concurrent sessions: a fleet harvest of 8 lab hosts,
+each reached through its own proxy dropping, duplicating, reordering and delaying 5 % of the
+packets both ways. Nothing-lost property: every host's dumps are byte-identical (SHA-256) to
+what that host sent, and no gap was needed."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from solcap import fleet
+from solcap.inventory import load_inventory
+from solcap.lab import Lab
+from solcap.testing.faultproxy import FaultProxy, Faults, proxy_address
+
+pytestmark = pytest.mark.timeout(240)
+HOSTS = 8
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(tmp_path / "lab")
+    try:
+        lab.up(HOSTS, domus=3)
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_fleet_harvest_through_fault_proxies_is_byte_exact(lab: Lab, tmp_path: Path) -> None:
+    faults = Faults(drop=0.05, duplicate=0.05, reorder=0.05, delay=0.05)
+    proxies = [
+        FaultProxy(
+            proxy_address(h.port), ("127.0.0.1", h.port), seed=i, to_server=faults, to_client=faults
+        ).start()
+        for i, h in enumerate(lab.hosts())
+    ]
+    try:
+        # The same inventory, with every BMC reached through its proxy (127.0.0.2:<port>).
+        text = re.sub(
+            r"ipmi://admin@127\.0\.0\.1:", "ipmi://admin@127.0.0.2:", lab.inventory.read_text()
+        )
+        inventory = tmp_path / "faulty.yaml"
+        inventory.write_text(text)
+        hosts = load_inventory(inventory).hosts
+        summary = fleet.harvest(
+            hosts, ["h", "q", "u"], parallel=HOSTS, root=tmp_path / "rec", quiet=1.0
+        )
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+    assert summary.counts["ok"] == HOSTS, [r.error for r in summary.results]
+    for result in summary.results:
+        sent = {d["sha256"] for d in lab.host_state(result.name)["dumps"]}
+        rec = Path(str(result.recording))
+        for key in ("h", "q", "u"):
+            data = (rec / "keys" / f"{key}.txt").read_bytes()
+            assert hashlib.sha256(data).hexdigest() in sent, (result.name, key)
+        assert '"event": "gap"' not in (rec / "events.jsonl").read_text()
+    for kind in ("dropped", "duplicated", "reordered", "delayed"):
+        assert sum(getattr(s, kind) for p in proxies for s in p.stats.values()) > 0, kind
