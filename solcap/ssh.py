@@ -5,7 +5,7 @@ that rewrites a host's boot configuration must not talk to an impostor, so host 
 always verified (system and user ``known_hosts``, or one given file); an unknown key is
 refused with the command that adds it, accepting a new key is an explicit option that is
 logged and written to ``known_hosts``, and a *changed* key is always refused. There is no
-``AutoAddPolicy`` anywhere.
+auto-accept policy anywhere (paramiko's auto-add is never used).
 
 Secrets never come from argv: passwords are named by source, ``env:NAME`` or ``file:PATH``
 (a 0600 file). The sudo password is fed on stdin to ``sudo -S -p ''``; commands run under
