@@ -9,7 +9,8 @@ real clients. The subclasses here fix, in order of appearance:
   3, refuse anything else (suite 0 above all) with RMCP+ status 0x11, and list both suites in
   Get Channel Cipher Suites;
 * RAKP: an unknown user or a bad RAKP3 got no answer at all (the client waited for a timeout);
-  now they get RAKP2/RAKP4 status codes;
+  now they get RAKP2/RAKP4 status codes; a duplicated RAKP1 or RAKP3 (UDP may deliver one
+  twice) got a fresh random number or reset a live session, and now gets the same answer again;
 * Activate Payload advertised 1-byte payloads and a byte-swapped port; now 255/255 and the port
   in little-endian order as ipmitool expects;
 * SOL: pyghmi's server console sends by re-entering the event loop from whichever thread has
@@ -125,9 +126,18 @@ class _Session(serversession.ServerSession):  # type: ignore[misc]
         self.last_seen = time.monotonic()
         self.logged_in = False
         self.username = b""
+        #: (request, reply) of the RAKP1/RAKP3 answered, to answer duplicates identically.
+        self._rakp2: tuple[bytes, bytearray] | None = None
+        self._rakp4: tuple[bytes, bytearray] | None = None
+        self._opened: tuple[bytes, bytearray] | None = None
         super().__init__(*args, **kwargs)
 
     def create_open_session_response(self, request: bytearray) -> bytearray:
+        reply = self._open_session_reply(request)
+        self._opened = (bytes(request), reply)
+        return reply
+
+    def _open_session_reply(self, request: bytearray) -> bytearray:
         clienttag = request[0]
         self.clientsessionid = request[4:8]
         self.managedsessionid = os.urandom(4)
@@ -148,10 +158,41 @@ class _Session(serversession.ServerSession):  # type: ignore[misc]
         # 0x11: no cipher suite matches the proposed algorithms (suite 0 ends here too).
         return bytearray([clienttag, 0x11, 0, 0]) + self.clientsessionid
 
+    def _got_rmcp_openrequest(self, data: Any) -> None:
+        """An Open Session request from a client address that already has a session.
+
+        pyghmi routes by client address, so this is either a copy of the request that made
+        this session (UDP duplicates, clients retransmit) or the client starting over. A copy
+        gets the same answer: a new managed session ID would make the client's RAKP1, which
+        names the first one, fail as a wrong password.
+        """
+        self.last_seen = time.monotonic()
+        request = bytes(data)
+        if self._opened is not None and request == self._opened[0]:
+            reply = self._opened[1]
+        else:
+            reply = self.create_open_session_response(bytearray(request))
+            self._rakp2 = self._rakp4 = None
+        self.send_payload(
+            reply, ipmisession.constants.payload_types["rmcpplusopenresponse"], retry=False
+        )
+
+    def _for_this_session(self, data: bytearray) -> bool:
+        """Whether a RAKP message names our managed session ID (not an abandoned one)."""
+        return bytes(data[4:8]) == bytes(self.managedsessionid)
+
     def _got_rakp1(self, data: bytearray) -> None:
         self.last_seen = time.monotonic()
         clienttag = data[0]
-        if not self.suite:
+        if not self.suite or self.logged_in or not self._for_this_session(data):
+            return
+        if self._rakp2 is not None and bytes(data) == self._rakp2[0]:
+            # A duplicated or retransmitted RAKP1: answer it again with the same RAKP2. A
+            # fresh random number here would invalidate the RAKP3 the client computes from
+            # whichever answer reached it first.
+            self.send_payload(
+                self._rakp2[1], ipmisession.constants.payload_types["rakp2"], retry=False
+            )
             return
         self.Rm = bytes(data[8:24])
         self.rolem = data[24]
@@ -185,12 +226,21 @@ class _Session(serversession.ServerSession):  # type: ignore[misc]
             + self.uuiddata
             + authcode
         )
+        self._rakp2 = (bytes(data), reply)
         self.send_payload(reply, ipmisession.constants.payload_types["rakp2"], retry=False)
 
     def _got_rakp3(self, data: bytearray) -> None:
         self.last_seen = time.monotonic()
         clienttag = data[0]
-        if not self.suite or not hasattr(self, "Rc"):
+        if not self.suite or not hasattr(self, "Rc") or not self._for_this_session(data):
+            return
+        if self._rakp4 is not None:
+            # Logged in already: a duplicate RAKP3 gets the same RAKP4 again, and must not
+            # reset the session (its sequence numbers are in use).
+            if bytes(data) == self._rakp4[0]:
+                self.send_payload(
+                    self._rakp4[1], ipmisession.constants.payload_types["rakp4"], retry=False
+                )
             return
         if data[1] != 0:
             return  # the client rejected our RAKP2 (it thinks the password is wrong)
@@ -210,13 +260,14 @@ class _Session(serversession.ServerSession):  # type: ignore[misc]
             return
         self.localsid = struct.unpack("<I", self.managedsessionid)[0]
         self.ipmicallback = self.handle_client_request
-        self._send_rakp4(clienttag, 0)
+        self._rakp4 = (bytes(data), self._send_rakp4(clienttag, 0))
 
-    def _send_rakp4(self, tagvalue: int, statuscode: int) -> None:
+    def _send_rakp4(self, tagvalue: int, statuscode: int) -> bytearray:
+        """Send RAKP4 and return it (a successful one is kept for duplicate RAKP3s)."""
         payload = bytearray([tagvalue, statuscode, 0, 0]) + self.clientsessionid
         if statuscode:
             self.send_payload(payload, ipmisession.constants.payload_types["rakp4"], retry=False)
-            return
+            return payload
         hmacdata = self.Rm + bytes(self.managedsessionid) + self.uuiddata
         payload += hmac.new(self.sik, hmacdata, self.currhashlib).digest()[: self.currhashlen]
         self.send_payload(payload, ipmisession.constants.payload_types["rakp4"], retry=False)
@@ -225,10 +276,20 @@ class _Session(serversession.ServerSession):  # type: ignore[misc]
         self.sequencenumber = 1
         self.sessionid = struct.unpack("<I", bytes(self.clientsessionid))[0]
         self.logged_in = True
+        return payload
 
     def _handle_ipmi2_packet(self, data: bytearray) -> Any:
         self.last_seen = time.monotonic()
         return super()._handle_ipmi2_packet(data)
+
+    def sessionless_data(self, data: Any, sockaddr: Any) -> None:
+        """A packet queued for this session after it logged out goes to the BMC.
+
+        pyghmi calls this on the session (which has no such method) when the client address
+        stopped being routed here while packets were still queued, e.g. a new login's Open
+        Session request right behind the old session's Close Session.
+        """
+        self.bmc.sessionless_data(data, sockaddr)
 
     def close_server_session(self) -> None:
         """Logout: release the SOL payload if this session holds it, and forget the session."""
@@ -610,10 +671,15 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         if len(data) < 2 or data[0] != 1:
             session.send_ipmi_response(code=0xCC)
             return
-        if self.sol is not None:
+        if self.sol is not None and self.sol.ipmi_session is not session:
             session.send_ipmi_response(code=0x80)
             return
         port = [self.port & 0xFF, self.port >> 8]
+        size = [SOL_CHUNK, 0]
+        if self.sol is not None:
+            # The holder asks again: its request was retransmitted or duplicated on the way.
+            session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
+            return
         size = [SOL_CHUNK, 0]
         session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
         self.activated = True

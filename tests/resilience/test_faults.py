@@ -64,6 +64,33 @@ def test_solcap_capture_is_byte_exact_under_faults(bmc: BmcProcess, pty_pair, tm
     assert not [kind for kind, _ in tr.events], tr.events  # no gap was needed
 
 
+def test_every_packet_twice_both_ways(bmc: BmcProcess, pty_pair, tmp_path) -> None:
+    """UDP delivering every packet twice: login, activation and SOL all see repeats.
+
+    The repeated Open Session request, RAKP1 and RAKP3 must get the same answers (a second
+    random number or session ID fails the login as a wrong password), the repeated Activate
+    must not be refused as another client's, and no SOL byte may be delivered twice.
+    """
+    twice = Faults(duplicate=1.0)
+    with FaultProxy(
+        proxy_address(bmc.port), ("127.0.0.1", bmc.port), seed=3, to_server=twice, to_client=twice
+    ) as proxy:
+        target = IpmiTarget(proxy.address[0], USER, proxy.address[1])
+        tr = IpmiSolTransport(target, PASSWORD)
+        rec = Recording("twice", root=tmp_path)
+        data = pattern(16 * 1024)
+        writer = HostWriter(pty_pair.master)
+        with Console(tr, sink=rec.feed) as con:
+            writer.write(data)
+            con.wait_for_bytes(len(data), timeout=30)
+            writer.join(5)
+        summary = rec.close()
+        assert proxy.stats[Direction.TO_SERVER].duplicated > 0
+        assert proxy.stats[Direction.TO_CLIENT].duplicated > 0
+    assert summary.sha256 == sha(data)
+    assert (rec.path / "console.raw").read_bytes() == writer.sent
+
+
 def _spawn_peer(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     """Run a SOL client with a pty on stdin (it wants raw mode) and stdout on a pipe."""
     master, slave = os.openpty()
