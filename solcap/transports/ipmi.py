@@ -15,7 +15,11 @@ pyghmi speaks RMCP+ well, but its SOL client needs owning before a capture tool 
   new data lost), a partial ACK without NACK drops the unaccepted input, and ``send_data`` on a
   broken console silently does nothing: :class:`SolConsole` replaces that state machine;
 * ``Console.close()`` deactivates but never logs out (BMCs have few session slots):
-  :meth:`IpmiSolTransport.close` does both.
+  :meth:`IpmiSolTransport.close` does both;
+* every login attempt restarts at the same console session ID and RMCP+ tag, so when a RAKP
+  exchange times out and pyghmi starts over, a late RAKP2 from the abandoned attempt matches
+  the new one and fails the login as "incorrect password": :class:`_Session` starts each
+  attempt at a random ID and tag.
 
 Address form: ``ipmi://user@host[:port][?cipher=17|3]``.
 """
@@ -26,6 +30,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import secrets
 import select
 import struct
 import threading
@@ -59,6 +64,8 @@ SOL_RETRIES = 6
 KEEPALIVE_INTERVAL = 5.0
 #: Upper bound for login plus payload activation.
 CONNECT_TIMEOUT = 10.0
+#: Sends of one login request before pyghmi restarts the login (its own default is 2).
+LOGIN_SENDS = 3
 
 
 class SolBusyError(ConnectError):
@@ -169,6 +176,34 @@ class _Session(pyghmi_session.Session):  # type: ignore[misc]
         super()._initsession()
         # pyghmi proposes 17 when attemptedhash is 256 and 3 when it is 1.
         self.attemptedhash = 256 if self.suite == 17 else 1
+        # pyghmi resets both to constants on every (re)login; a reply still in flight from
+        # an abandoned attempt would then carry the new attempt's ID and tag.
+        self.localsid = secrets.randbits(32)
+        self.rmcptag = secrets.randbits(8)
+        # pyghmi gives up on a login request after two unanswered sends and restarts the
+        # login once: on a link that loses a few percent of packets, a fleet of logins then
+        # sees some fail. Three sends per request (~5 s before the one restart) keeps the
+        # failure rate of a healthy BMC far below that of a dead one.
+        self.maxtimeout = max(getattr(self, "maxtimeout", 0), LOGIN_SENDS)
+
+    # pyghmi only ever increments these two; keep them inside their wire fields (a tag of
+    # 256 would raise in pyghmi's packet builder, inside the I/O thread).
+    @property
+    def rmcptag(self) -> int:
+        return self._rmcptag
+
+    @rmcptag.setter
+    def rmcptag(self, value: int) -> None:
+        self._rmcptag = value & 0xFF
+
+    @property
+    def localsid(self) -> int:
+        return self._localsid
+
+    @localsid.setter
+    def localsid(self, value: int) -> None:
+        # 0 means "no session" in the RMCP+ header.
+        self._localsid = (value & 0xFFFFFFFF) or 1
 
     def _got_rmcp_response(self, data: Any) -> Any:
         if not (self.sessioncontext and self.sessioncontext != "ESTABLISHED"):
@@ -282,6 +317,13 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         sess = self.ipmi_session
         response = sess.raw_command(netfn=0x6, command=0x48, data=(1, 1, 0xC0, 0, 0, 0))
         code = response.get("code", 0) if isinstance(response, dict) else 0
+        if code == 0x80 and not self.force_session and self._we_hold_payload():
+            # Our own Activate went through and its reply was lost, or the request arrived
+            # twice: many BMCs answer the repeat with "active in another session". Release
+            # our instance and activate again to get the reply (payload sizes, port).
+            sess.raw_command(netfn=0x6, command=0x49, data=(1, 1, 0, 0, 0, 0))
+            response = sess.raw_command(netfn=0x6, command=0x48, data=(1, 1, 0xC0, 0, 0, 0))
+            code = response.get("code", 0) if isinstance(response, dict) else 0
         if code == 0x80 and self.force_session and not self.retriedpayload:
             self.retriedpayload = 1
             sess.raw_command(netfn=0x6, command=0x49, data=(1, 1, 0, 0, 0, 0))
@@ -399,6 +441,15 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
             self.activated = False
             return
         self.service(time.monotonic())
+
+    def _we_hold_payload(self) -> bool:
+        """Whether the BMC says SOL instance 1 is held by this very session."""
+        sess = self.ipmi_session
+        info = sess.raw_command(netfn=0x6, command=0x4B, data=(1, 1))
+        data = info.get("data") if isinstance(info, dict) and not info.get("code") else None
+        if not data or len(data) < 4:
+            return False
+        return bool(struct.unpack("<I", bytes(data[:4]))[0] == sess.sessionid)
 
     def _got_payload_instance_info(self, response: Any) -> None:
         if not isinstance(response, dict) or self.broken:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from solcap.errors import ConnectError, ConsoleClosed
+from solcap.testing.faultproxy import Direction, FaultProxy, Faults, proxy_address
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, SolBusyError
 from tests.ipmi.conftest import PASSWORD, USER, free_udp_port, need
 
@@ -174,3 +175,31 @@ def test_a_one_mebibyte_line_arrives_byte_exact(ipmi_sim: Sim) -> None:
         writer.join(10)
     assert len(got) == len(data)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_every_packet_twice_both_ways(ipmi_sim: Sim) -> None:
+    """Login, activation and SOL survive UDP delivering every packet twice.
+
+    Each duplicated request reaches ipmi_sim again (Open Session, RAKP1, RAKP3, Activate
+    Payload, SOL data): the login must not be failed by a second answer, a repeated Activate
+    must not be taken for another client's, and no SOL byte may be delivered twice.
+    """
+    twice = Faults(duplicate=1.0)
+    with FaultProxy(
+        proxy_address(ipmi_sim.port),
+        ("127.0.0.1", ipmi_sim.port),
+        seed=7,
+        to_server=twice,
+        to_client=twice,
+    ) as proxy:
+        target = IpmiTarget(proxy.address[0], USER, proxy.address[1], 3)
+        with IpmiSolTransport(target, PASSWORD) as tr:
+            data = bytes(range(256)) * 64
+            ipmi_sim.serial.sendall(data)
+            got = read_exactly(tr, len(data), 30)
+            assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+            tr.write(b"typed once\r")
+            assert b"typed once\r" in ipmi_sim.serial_read_until(b"\r", 10)
+            assert tr.read(65536, 0.5) == b""  # nothing after the stream: no late copies
+        assert proxy.stats[Direction.TO_SERVER].duplicated > 0
+        assert proxy.stats[Direction.TO_CLIENT].duplicated > 0

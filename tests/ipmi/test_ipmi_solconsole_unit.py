@@ -168,3 +168,55 @@ def test_break_goes_out_as_its_own_packet_in_order() -> None:
         bytes([2, 0, 0, 0x10]),
         bytes([3, 0, 0, 0]) + b"cd",
     ]
+
+
+class ActivatingSession(FakeSession):
+    """Answers IPMI commands from a script and records them (netfn, command)."""
+
+    def __init__(self, owner: int, activate_codes: list[int]) -> None:
+        super().__init__()
+        self.owner = owner
+        self.activate_codes = activate_codes
+        self.commands: list[tuple[int, int]] = []
+
+    def raw_command(self, netfn: int, command: int, data: Any = ()) -> dict[str, Any]:
+        self.commands.append((netfn, command))
+        if command == 0x48:  # activate payload
+            code = self.activate_codes.pop(0)
+            if code:
+                return {"code": code, "data": b""}
+            return {"code": 0, "data": bytes([0, 0, 0, 0, 0xFF, 0, 0xFF, 0, 0x6F, 0x02, 0, 0])}
+        if command == 0x4B:  # get payload instance info: the holder's session ID
+            return {"code": 0, "data": self.owner.to_bytes(4, "little") + bytes(8)}
+        return {"code": 0, "data": b""}
+
+    def register_keepalive(self, **_kw: Any) -> int:
+        return 1
+
+
+def make_activating(owner: int) -> tuple[SolConsole, list[tuple[str, str]], ActivatingSession]:
+    events: list[tuple[str, str]] = []
+    con = SolConsole.__new__(SolConsole)
+    con._init_state(lambda _d: None, lambda k, t: events.append((k, t)))
+    sess = ActivatingSession(owner, [0x80, 0])
+    con.ipmi_session = sess
+    return con, events, sess
+
+
+def test_activate_answered_busy_for_our_own_session_is_taken_back_and_redone() -> None:
+    # A retransmitted (or duplicated) Activate Payload reaches a BMC that already activated
+    # SOL for this session; many answer the repeat with 0x80, "active in another session".
+    con, events, sess = make_activating(owner=FakeSession.sessionid)
+    con._activate()
+    assert sess.commands == [(6, 0x48), (6, 0x4B), (6, 0x49), (6, 0x48)]
+    assert con.activated and not con.broken
+    assert events == [("active", "SOL active, cipher suite 17")]
+    assert con.maxoutcount == 251
+
+
+def test_activate_busy_for_another_session_fails_without_touching_it() -> None:
+    con, events, sess = make_activating(owner=FakeSession.sessionid + 1)
+    con._activate()
+    assert sess.commands == [(6, 0x48), (6, 0x4B)]  # no deactivate: not ours to take
+    assert not con.activated and con.broken
+    assert events == [("error", "SOL Session active for another client")]
