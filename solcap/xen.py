@@ -16,6 +16,7 @@ What real Xen does, and what this module relies on (``xen/drivers/char/console.c
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -269,18 +270,23 @@ class XenConsole:
             yield self._end_on_quiet(key, start)
 
     def _next_header(self, header: re.Pattern[bytes]) -> int | None:
-        """Offset where ``header`` starts, or None if the line went quiet without it."""
+        """Offset where ``header`` starts, or None if the key that prints it was lost.
+
+        The key was sent, so its first line must come once the current dump ends. A quiet
+        period is therefore no end here: on a lossy path the BMC's retransmissions stall the
+        line for a second or more in the middle of a dump. Only silence as long as a key is
+        given to show its first line (``start_timeout``) means the key never arrived.
+        """
         con = self.console
+        deadline = time.monotonic() + self.dump_timeout
         seen = con.received
-        waited = 0.0
-        while waited < self.dump_timeout:
-            result = con.expect([header, TIMEOUT], timeout=self.quiet)
+        while (left := deadline - time.monotonic()) > 0:
+            result = con.expect([header, TIMEOUT], timeout=min(self.start_timeout, left))
             if result.index == 0:
                 return result.start
             if con.received == seen:
                 return None
             seen = con.received
-            waited += self.quiet
         return None
 
     def _end_on_quiet(self, key: str, start: int) -> KeyDump:

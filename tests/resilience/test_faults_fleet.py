@@ -1,9 +1,13 @@
-"""DRAFT, not collected (pytest collects test_*.py): fails today, see issue 7 note.
-
-The seeded UDP fault proxy under many concurrent sessions: a fleet harvest of 8 lab hosts,
+"""The seeded UDP fault proxy under many concurrent sessions: a fleet harvest of 8 lab hosts,
 each reached through its own proxy dropping, duplicating, reordering and delaying 5 % of the
 packets both ways. Nothing-lost property: every host's dumps are byte-identical (SHA-256) to
-what that host sent, and no gap was needed."""
+what that host sent, and no gap was needed.
+
+What it took: the virtual BMC answers a repeated Open Session/RAKP1/RAKP3/Activate exactly as
+the first (UDP duplicates; pyghmi routes by client address), the client starts every login
+attempt at a fresh session ID and tag (a late RAKP2 of an abandoned attempt no longer passes
+for the new one's), and a harvest waits for the next key's first line through the stalls that
+retransmissions cause instead of taking a one-second pause for the end of a dump."""
 
 from __future__ import annotations
 
