@@ -771,7 +771,9 @@ def _needs(steps: Sequence[Step]) -> dict[str, Step]:
         if isinstance(step, PowerStep):
             kinds = ("bmc",)
         elif isinstance(step, GrubStep):
-            kinds = ("bmc", "console")
+            # One-shot drives GRUB's editor over the console (SOL or a serial line alike);
+            # persistent edits the files on Dom0 over SSH. Neither needs the BMC itself.
+            kinds = ("console",) if step.mode == "oneshot" else ("ssh",)
         elif isinstance(step, SshStep):
             kinds = ("ssh",)
         elif not isinstance(step, MarkStep):

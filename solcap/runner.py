@@ -15,6 +15,10 @@ injected, so the same engine runs against real hosts, the virtual lab and test d
     a logged-in :class:`~solcap.ssh.SshConnection` to the host's Dom0 (opened on first use).
 ``grub_oneshot(console, profile, entry)``
     the one-shot GRUB edit over the console (default: :func:`solcap.grub.menu.apply_oneshot`).
+``grub_layout``
+    where a ``grub: {mode: persistent}`` step finds GRUB's files on Dom0 (default: the real
+    ``/etc/default/grub`` and friends, regenerated with the host's own tool); the step's
+    ``entry`` overrides its entry pattern.
 
 Outcomes (one per host, never a traceback):
 
@@ -46,10 +50,10 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from io import StringIO
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from solcap.capture import Recording
 from solcap.console import EOF, TIMEOUT, Console
@@ -86,6 +90,9 @@ from solcap.transports.base import Transport
 from solcap.transports.registry import open_transport
 from solcap.virtmode import classify
 from solcap.xen import XenConsole, refuse_dangerous
+
+if TYPE_CHECKING:
+    from solcap.grub.remote import RemoteLayout
 
 __all__ = [
     "ConsoleFactory",
@@ -312,6 +319,7 @@ class _Run:
         grub_oneshot: GrubOneshot | None,
         profile_dirs: Sequence[str | os.PathLike[str]] | None,
         max_jumps: int,
+        grub_layout: RemoteLayout | None = None,
     ) -> None:
         self.hp = hp
         self.host = hp.host
@@ -320,6 +328,7 @@ class _Run:
         self.power_fn = power
         self.ssh_factory = ssh_factory
         self.grub_oneshot = grub_oneshot
+        self.grub_layout = grub_layout
         self.profile_dirs = profile_dirs
         self.max_jumps = max_jumps
         self.redact = _Redactor(hp.steps)
@@ -553,7 +562,8 @@ class _Run:
             return
         from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent
 
-        layout = RemoteLayout(entry_pattern=step.entry)
+        base = self.grub_layout if self.grub_layout is not None else RemoteLayout()
+        layout = replace(base, entry_pattern=step.entry or base.entry_pattern)
         conn = self.connection()
         grub_plan = plan_persistent(conn, profile, layout=layout)
         out = StringIO()
@@ -732,6 +742,7 @@ def run_host(
     profile_dirs: Sequence[str | os.PathLike[str]] | None = None,
     max_jumps: int = MAX_JUMPS,
     meta: Mapping[str, Any] | None = None,
+    grub_layout: RemoteLayout | None = None,
 ) -> HostOutcome:
     """Run ``host_plan`` and return its :class:`HostOutcome`; errors become the outcome.
 
@@ -756,6 +767,7 @@ def run_host(
         grub_oneshot=grub_oneshot,
         profile_dirs=profile_dirs,
         max_jumps=max_jumps,
+        grub_layout=grub_layout,
     )
     kind: OutcomeKind = "error"
     error: str | None = "interrupted"

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import paramiko
 import pytest
 
 from solcap.console import Console
+from solcap.grub.remote import RemoteLayout
 from solcap.inventory import Host, SshTarget
 from solcap.runbook import load_runbook, plan
 from solcap.runner import HostOutcome, open_host_ssh, run_host
@@ -27,10 +29,12 @@ from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.transports.registry import open_transport
 from tests.grub.conftest import Sshd, sshd  # noqa: F401 - the session fixture, reused
+from tests.grub.test_grub_remote import _stub
 
 pytestmark = pytest.mark.timeout(90)
 
 DATA = Path(__file__).parent / "data"
+GRUB_DATA = Path(__file__).resolve().parent.parent / "profiles" / "data"
 BOOT_DONE = re.compile(rb"login: root \(automatic login\)")
 
 
@@ -221,3 +225,56 @@ def test_unknown_host_key_is_an_error_outcome_not_a_traceback(
     assert outcome.outcome == "error"
     assert outcome.error is not None and "unknown host key" in outcome.error
     assert json.loads((outcome.recording / "meta.json").read_text())["finished"]
+
+
+def test_persistent_grub_step_edits_backs_up_and_regenerates_over_real_ssh(
+    sshd: Sshd,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``grub: {mode: persistent}`` end to end: a real sshd, Debian 12's real GRUB files (under
+    a temporary root, never this machine's /etc), a stub ``update-grub`` that regenerates
+    grub.cfg from them. The Xen line on disk afterwards carries the profile; the old file is
+    kept as a backup; the recording holds the diff and a ``grub-persistent`` event naming
+    the regenerated entry it read back."""
+    root = tmp_path / "root"
+    (root / "etc/default/grub.d").mkdir(parents=True)
+    (root / "boot/grub").mkdir(parents=True)
+    for name, where in (
+        ("debian12-default-grub", "etc/default/grub"),
+        ("debian12-grub.d-xen.cfg", "etc/default/grub.d/xen.cfg"),
+        ("debian12-grub.cfg", "boot/grub/grub.cfg"),
+    ):
+        shutil.copy(GRUB_DATA / name, root / where)
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    before = (root / "etc/default/grub.d/xen.cfg").read_text()
+    runbook = tmp_path / "grub-persistent.yaml"
+    runbook.write_text(
+        "name: grub-persistent\nsteps:\n  - grub: {mode: persistent, profile: xen-serial-debug}\n"
+    )
+    rb = load_runbook(runbook)
+    outcome = run_host(
+        plan(rb, [real_host(sshd)]).hosts[0],
+        console_factory=None,
+        power=None,
+        ssh_factory=open_host_ssh,
+        recordings_root=tmp_path / "rec",
+        runbook_name=rb.name,
+        grub_layout=RemoteLayout(root=str(root), path_prefix=(str(bin_dir),)),
+    )
+    assert outcome.outcome == "ok", outcome.error
+    after = (root / "etc/default/grub.d/xen.cfg").read_text()
+    assert after != before
+    xen_line = next(x for x in after.splitlines() if x.startswith("GRUB_CMDLINE_XEN"))
+    for option in ("loglvl=all", "guest_loglvl=all", "console=com1"):
+        assert option in xen_line, (option, xen_line)
+    backups = [p for p in (root / "etc/default/grub.d").iterdir() if p.name != "xen.cfg"]
+    assert [p.read_text() for p in backups] == [before]  # exactly one backup, of the old file
+    assert "loglvl=all" in (root / "boot/grub/grub.cfg").read_text()  # regenerated
+    report = (outcome.recording / "grub" / "persistent.txt").read_text()
+    assert "+" in report and "GRUB_CMDLINE_XEN" in report
+    done = [e for e in events(outcome) if e["event"] == "grub-persistent"]
+    assert len(done) == 1, done
+    # the regenerated grub.cfg was read back: its Xen entry carries the options
+    assert done[0]["verified"] == ["Debian GNU/Linux, with Xen hypervisor"], done
+    assert done[0]["written"] == ["/etc/default/grub.d/xen.cfg"]
