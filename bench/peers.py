@@ -68,9 +68,7 @@ def ipmiconsole_spec(host: str, password: str, workdir: Path) -> PeerSpec | None
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"username admin\npassword {password}\n")
-    # -W solchannelsupport: the virtual BMC does not implement Get Channel Payload Support
-    # (completion code 0xC1), which ipmiconsole otherwise checks before activating SOL.
-    argv = [path, "-h", host, "--config-file", str(conf), "-I", "17", "-W", "solchannelsupport"]
+    argv = [path, "-h", host, "--config-file", str(conf), "-I", "17"]
     return PeerSpec("ipmiconsole", argv, dict(os.environ), b"", b"\r&.")
 
 

@@ -17,8 +17,9 @@ real clients. The subclasses here fix, in order of appearance:
   data, cannot take partial ACKs, and ``close()`` never tells the client. Here one pump thread
   does all pyghmi work, SOL is stop-and-wait with retransmission, and a deactivation (stop,
   steal, logout) is announced with the "SOL deactivated" status bit;
-* Get Payload Instance Info (pyghmi's client keepalive), Get Payload Activation Status and
-  Get SOL Configuration Parameters are answered so real clients stay connected.
+* Get Payload Instance Info (pyghmi's client keepalive), Get Payload Activation Status,
+  Get Channel Payload Support (FreeIPMI's ipmiconsole asks before activating) and Get SOL
+  Configuration Parameters are answered so real clients connect and stay connected.
 
 This module imports only the standard library and pyghmi (and ``solcap.sim``), so a test that
 drives solcap against it is not testing solcap against itself.
@@ -629,6 +630,10 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             if netfn == 6 and command == 0x4A:  # get payload activation status
                 active = 1 if self.sol is not None else 0
                 session.send_ipmi_response(data=[1, active, 0])
+                return
+            if netfn == 6 and command == 0x4E:  # get channel payload support
+                # Standard payload types 0 (IPMI) and 1 (SOL); session setup 0x10-0x15.
+                session.send_ipmi_response(data=[0x03, 0x00, 0x3F, 0x00, 0, 0, 0, 0])
                 return
             if netfn == 6 and command == 0x4B:  # get payload instance info
                 owner = self.sol.owner_id if self.sol is not None else b"\0\0\0\0"

@@ -123,7 +123,7 @@ def test_ipmiconsole_sees_grub_xen_and_a_debug_key(tmp_path: Path) -> None:
             handle.write(f"username admin\npassword {password}\n")
         console = pexpect.spawn(
             shutil.which("ipmiconsole") or "ipmiconsole",
-            ["-h", host.address, "--config-file", str(config), "-W", "solchannelsupport"],
+            ["-h", host.address, "--config-file", str(config)],
             timeout=60,
         )
         try:
