@@ -83,9 +83,9 @@ def run(total: int, chunk: int, paced: bool, root: Path) -> dict[str, float]:
     data = stream(total)
     chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
     clock = _PacedTime()
-    saved = capture.time
+    saved = getattr(capture, "time")  # noqa: B009  (the module the recorder reads its clock from)
     if paced:
-        capture.time = clock  # type: ignore[assignment]
+        setattr(capture, "time", clock)  # noqa: B010
     try:
         before_open = open_descriptors()
         rec = capture.Recording("bench-host", label="micro", root=root)
@@ -103,7 +103,7 @@ def run(total: int, chunk: int, paced: bool, root: Path) -> dict[str, float]:
         summary = rec.close()
         cpu2 = time.process_time()
     finally:
-        capture.time = saved  # type: ignore[assignment]
+        setattr(capture, "time", saved)  # noqa: B010
     raw = (summary.path / "console.raw").read_bytes()
     if hashlib.sha256(raw).digest() != hashlib.sha256(data).digest():
         raise SystemExit("console.raw is not byte-exact: the measurement is void")
