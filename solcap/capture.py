@@ -3,8 +3,9 @@
 A recording is a private directory ``<root>/<host>/<UTC stamp>_<label>/`` holding:
 
 ``console.raw``
-    the exact bytes received, appended and flushed as they arrive, fsync'ed at least once a
-    second and at every segment end. This file is the truth; everything else is derived.
+    the exact bytes received, written as they arrive (one ``write`` per chunk, before anything
+    else happens to it), fsync'ed at least once a second and at every segment end. This file
+    is the truth; everything else is derived.
 ``console.timing``
     util-linux "advanced" timing (``O <delay> <bytes>`` lines), so
     ``scriptreplay -T console.timing -O console.raw`` replays the session.
@@ -20,12 +21,21 @@ A recording is a private directory ``<root>/<host>/<UTC stamp>_<label>/`` holdin
     host, tool version, start/end, byte counts, SHA-256 of each file and segment; written
     atomically when the recording closes.
 
+The derived files (``console.timing``, ``console.log``, ``xen.log``, ``dom0.log``) are built
+in memory and appended in batches: when ``FLUSH_BYTES`` are pending, at an event or a segment,
+at close, and never later than ``FSYNC_INTERVAL`` after their bytes arrived (a process-wide
+flusher thread sees to idle recordings). Their content is exactly what writing them chunk by
+chunk would give; a killed process loses at most the last interval of them, never a byte of
+``console.raw``. They are opened only for each batch, so an open recording holds two
+descriptors (``console.raw`` and ``events.jsonl``), not six.
+
 Directories are created 0700 and files 0600 without following symlinks: console output can
 carry secrets, and a recording root shared with other users must not be redirected.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import hashlib
@@ -34,6 +44,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +56,13 @@ from solcap.humanlog import HumanLog
 
 DEFAULT_ROOT = Path("recordings")
 FSYNC_INTERVAL = 1.0
+#: Derived bytes (timing, human logs) held in memory before a batch is written out.
+FLUSH_BYTES = 64 * 1024
+#: Derived bytes a file keeps for a retry after a failed write; beyond this they are dropped
+#: (as they were when every chunk was written at once: derived files are best effort).
+MAX_BACKLOG = 4 * 1024 * 1024
+#: The derived files, in the order they are created and flushed.
+DERIVED_FILES = ("console.timing", "console.log", "xen.log", "dom0.log")
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -78,6 +96,9 @@ def _mkdir_private(path: Path, owned: int = 2) -> None:
             os.mkdir(part, 0o700)
 
 
+_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_APPEND
+
+
 def _open_private(path: Path, append: bool = True) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     flags |= os.O_APPEND if append else os.O_TRUNC
@@ -85,6 +106,39 @@ def _open_private(path: Path, append: bool = True) -> int:
         return os.open(path, flags, 0o600)
     except OSError as exc:
         raise UsageError(f"{path}: cannot create recording file: {exc.strerror}") from exc
+
+
+class _DerivedFile:
+    """One derived file: a buffer appended to in memory, written out in batches.
+
+    The file is created (0600, not through a symlink) with the recording and opened again only
+    to append a batch, so it costs no descriptor in between. A failed batch stays buffered for
+    the next attempt (a transient ``EMFILE`` or ``ENOSPC`` loses nothing) up to
+    ``MAX_BACKLOG``; bytes already written are never written twice.
+    """
+
+    __slots__ = ("buffer", "path")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.buffer = bytearray()
+        os.close(_open_private(path))
+
+    def flush(self, *, fsync: bool = False) -> None:
+        if not self.buffer and not fsync:
+            return
+        try:
+            fd = os.open(self.path, _APPEND_FLAGS, 0o600)
+            try:
+                while self.buffer:
+                    del self.buffer[: os.write(fd, self.buffer)]
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            if len(self.buffer) > MAX_BACKLOG:
+                self.buffer.clear()
 
 
 def sha256_file(path: Path) -> str:
@@ -140,23 +194,23 @@ class Recording:
         self.path = base / safe_name(host) / f"{stamp}_{safe_name(label)}"
         _mkdir_private(self.path)
         self._raw = _open_private(self.path / "console.raw")
-        self._timing = _open_private(self.path / "console.timing")
-        self._log = _open_private(self.path / "console.log")
-        self._xen_log = _open_private(self.path / "xen.log")
-        self._dom0_log = _open_private(self.path / "dom0.log")
+        self._derived = [_DerivedFile(self.path / name) for name in DERIVED_FILES]
         self._events = _open_private(self.path / "events.jsonl")
-        self._human = HumanLog(
-            lambda b: _write_all(self._log, b),
-            lambda b: _write_all(self._xen_log, b),
-            lambda b: _write_all(self._dom0_log, b),
-        )
+        self._timing_buf, log_buf, xen_buf, dom0_buf = (d.buffer for d in self._derived)
+        self._log_buf = log_buf
+        self._human = HumanLog(log_buf.extend, xen_buf.extend, dom0_buf.extend)
+        #: When the buffered derived bytes and unsynced raw bytes must be out (None: all are).
+        self._due: float | None = None
+        self._stamp_ms = -1
+        self._stamp_sec = -1
+        self._stamp_prefix = ""
+        self._stamp_text = ""
         self._failure: RecordingError | None = None
         self._lock = threading.Lock()
         self._hash = hashlib.sha256()
         self._bytes = 0
         self._unwritten = 0
         self._last_time = time.monotonic()
-        self._last_sync = self._last_time
         self._segments: list[Segment] = []
         self._meta_extra = dict(meta or {})
         self._closed = False
@@ -167,6 +221,9 @@ class Recording:
 
     def feed(self, data: bytes) -> None:
         """Append received bytes: raw first (the truth), then timing and the human log.
+
+        ``console.raw`` is written before this returns; timing and the human logs are buffered
+        and written in batches (see the module docstring).
 
         A write failure (disk full, file-size limit) raises :class:`RecordingError` saying
         exactly how many bytes are on disk; later chunks are counted as not written.
@@ -195,13 +252,28 @@ class Recording:
             self._bytes += written
             delay = now - self._last_time
             self._last_time = now
-            try:
-                _write_all(self._timing, f"O {delay:.6f} {len(data)}\n".encode())
-                self._human.feed(data, iso(utc_now()))
-            except OSError:
-                pass  # derived files; console.raw above is complete and is what counts
-            if now - self._last_sync >= FSYNC_INTERVAL:
+            self._timing_buf += b"O %.6f %d\n" % (delay, len(data))
+            self._human.feed(data, self._stamp())
+            if self._due is None:
+                self._due = now + FSYNC_INTERVAL
+                _FLUSHER.schedule(self, self._due)
+            elif now >= self._due:
                 self._sync_locked(now)
+            elif len(self._log_buf) >= FLUSH_BYTES or len(self._timing_buf) >= FLUSH_BYTES:
+                self._write_derived()
+
+    def _stamp(self) -> str:
+        """``iso(utc_now())``, with the date and time formatted once a second, not per chunk."""
+        ms = time.time_ns() // 1_000_000
+        if ms != self._stamp_ms:
+            self._stamp_ms = ms
+            sec, milli = divmod(ms, 1000)
+            if sec != self._stamp_sec:
+                self._stamp_sec = sec
+                when = dt.datetime.fromtimestamp(sec, dt.UTC)
+                self._stamp_prefix = when.strftime("%Y-%m-%dT%H:%M:%S.")
+            self._stamp_text = f"{self._stamp_prefix}{milli:03d}Z"
+        return self._stamp_text
 
     @property
     def unwritten(self) -> int:
@@ -227,13 +299,15 @@ class Recording:
             details = " ".join(f"{k}={v}" for k, v in fields.items())
             try:
                 _write_all(self._events, (json.dumps(entry, default=str) + "\n").encode())
-                self._human.event(f"[-- {iso(when)} {kind} {details}".rstrip() + " --]")
             except OSError as exc:
                 if self._failure is None:
                     self._failure = RecordingError(
                         f"{self.path / 'events.jsonl'}: {exc.strerror}; {self._bytes} bytes "
                         "are safely recorded"
                     )
+            self._human.event(f"[-- {iso(when)} {kind} {details}".rstrip() + " --]")
+            # Events are rare and are where a reader looks: the logs are current up to here.
+            self._write_derived()
 
     def add_segment(
         self, name: str, start: int, end: int, *, complete: bool, reason: str = ""
@@ -291,9 +365,29 @@ class Recording:
 
     # -- lifetime ------------------------------------------------------------------------------
 
+    def _write_derived(self) -> None:
+        for derived in self._derived:
+            derived.flush()
+
     def _sync_locked(self, now: float) -> None:
+        """Write out the derived files and fsync ``console.raw``: nothing is older than now."""
+        self._write_derived()
         os.fsync(self._raw)
-        self._last_sync = now
+        self._due = None
+
+    def _flush_due(self, *, force: bool = False) -> None:
+        """The flusher's call: sync if this recording's interval is up (or ``force``)."""
+        if not self._lock.acquire(timeout=FSYNC_INTERVAL):
+            return  # the owner holds the lock (e.g. a slow write): it syncs on its own
+        try:
+            if self._closed or self._due is None:
+                return
+            now = time.monotonic()
+            if force or now >= self._due - _Flusher.SLACK:
+                with contextlib.suppress(OSError):
+                    self._sync_locked(now)
+        finally:
+            self._lock.release()
 
     def close(self, **meta: Any) -> RecordingSummary:
         """Flush everything, write meta.json atomically, and return a summary. Idempotent."""
@@ -303,19 +397,16 @@ class Recording:
             self.event("close", bytes=self.offset, unwritten=self.unwritten)
             with self._lock:
                 self._closed = True
+                self._human.flush()
                 with contextlib.suppress(OSError):
-                    self._human.flush()
-                for fd in (
-                    self._raw,
-                    self._timing,
-                    self._log,
-                    self._xen_log,
-                    self._dom0_log,
-                    self._events,
-                ):
-                    with contextlib.suppress(OSError):
-                        os.fsync(fd)
-                    os.close(fd)
+                    os.fsync(self._raw)
+                os.close(self._raw)
+                for derived in self._derived:
+                    derived.flush(fsync=True)
+                with contextlib.suppress(OSError):
+                    os.fsync(self._events)
+                os.close(self._events)
+                self._due = None
             self._meta_extra.update(meta)
             with contextlib.suppress(OSError):
                 self._write_meta(finished=True)
@@ -382,8 +473,13 @@ class _PartialWrite(Exception):
 
 def _write_counted(fd: int, data: bytes) -> int:
     """Write all of ``data``; on failure raise _PartialWrite saying how much got out."""
+    try:
+        done = os.write(fd, data)
+    except OSError as exc:
+        raise _PartialWrite(0, exc.strerror or str(exc)) from exc
+    if done == len(data):
+        return done  # the usual case: one write, no slicing
     view = memoryview(data)
-    done = 0
     while done < len(data):
         try:
             done += os.write(fd, view[done:])
@@ -397,3 +493,66 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+class _Flusher:
+    """One daemon thread per process that syncs recordings whose interval is up.
+
+    A recording that stops receiving would otherwise keep its last derived bytes in memory and
+    its last raw bytes unsynced until the next chunk. Each recording schedules itself once per
+    interval (when it first has something to write after a sync), so the queue is ordered by
+    due time and the thread sleeps until the first one; active recordings sync themselves in
+    ``feed`` and the thread finds nothing to do. Strong references keep a recording that was
+    dropped without ``close()`` alive until its last batch is out.
+    """
+
+    #: Sync recordings due this soon together, so many sessions share one wake-up.
+    SLACK = 0.05
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[float, Recording]] = deque()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, recording: Recording, due: float) -> None:
+        with self._cond:
+            self._queue.append((due, recording))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="solcap-recording-flusher", daemon=True
+                )
+                self._thread.start()
+            if len(self._queue) == 1:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                wait = self._queue[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                horizon = time.monotonic() + self.SLACK
+                batch: list[Recording] = []
+                while self._queue and self._queue[0][0] <= horizon:
+                    batch.append(self._queue.popleft()[1])
+            for recording in batch:
+                recording._flush_due()
+
+    def flush_all(self) -> None:
+        """At interpreter exit: write out every recording still waiting for its interval."""
+        with self._cond:
+            pending = [recording for _, recording in self._queue]
+            self._queue.clear()
+        for recording in pending:
+            recording._flush_due(force=True)
+
+
+_FLUSHER = _Flusher()
+atexit.register(_FLUSHER.flush_all)
+os.register_at_fork(after_in_child=_FLUSHER._reset)

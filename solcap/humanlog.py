@@ -16,8 +16,11 @@ from collections.abc import Callable
 _ESCAPES = re.compile(
     rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|[@-Z\\-_])"
 )
-_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+#: The bytes ``clean`` deletes after escape sequences are gone (``bytes.translate`` drops them
+#: in C): C0 controls except TAB and LF, and DEL.
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
 _XEN = b"(XEN)"
+_CONTINUED = " …".encode()
 #: A line longer than this is written in pieces (marked ``…``) so memory stays bounded.
 MAX_LINE = 64 * 1024
 
@@ -26,11 +29,18 @@ Writer = Callable[[bytes], None]
 
 def clean(line: bytes) -> bytes:
     """Remove escape sequences, carriage returns and other control bytes from one line."""
-    return _CONTROL.sub(b"", _ESCAPES.sub(b"", line))
+    if b"\x1b" in line:  # every escape sequence starts with ESC; most lines have none
+        line = _ESCAPES.sub(b"", line)
+    return line.translate(None, _CONTROL_BYTES)
 
 
 class HumanLog:
-    """Assemble lines from chunks and write them to the combined, Xen and Dom0 logs."""
+    """Assemble lines from chunks and write them to the combined, Xen and Dom0 logs.
+
+    Called for every chunk a console delivers, so the per-line work is kept to a few C-level
+    bytes operations; the writers are typically ``bytearray.extend`` of a buffer the caller
+    flushes in batches.
+    """
 
     def __init__(self, combined: Writer, xen: Writer, dom0: Writer) -> None:
         self._combined = combined
@@ -38,56 +48,70 @@ class HumanLog:
         self._dom0 = dom0
         self._pending = bytearray()
         self._pending_stamp = ""
+        self._head_stamp = ""
+        self._head = b"[] "
 
     def feed(self, data: bytes, stamp: str) -> None:
         """Add received bytes; ``stamp`` is the UTC time they arrived."""
-        start = 0
-        while True:
-            newline = data.find(b"\n", start)
-            if newline < 0:
-                break
-            self._append(data[start:newline], stamp)
-            self._emit(continued=False)
-            start = newline + 1
-        if start < len(data):
-            self._append(data[start:], stamp)
-            if len(self._pending) > MAX_LINE:
-                self._emit(continued=True)
+        lines = data.split(b"\n")
+        rest = lines.pop()  # after the last newline: the start of a line still arriving
+        pending = self._pending
+        if lines:
+            if pending:
+                pending += lines[0]
+                self._emit(bytes(pending), self._pending_stamp, continued=False)
+                pending.clear()
+                lines[0] = b""
+            if stamp is not self._head_stamp:
+                self._head_stamp = stamp
+                self._head = f"[{stamp}] ".encode()
+            head = self._head
+            for line in lines:
+                if line:  # an empty line cleans to nothing and is not written
+                    self._write(head, line, b"")
+        if rest:
+            if not pending:
+                self._pending_stamp = stamp
+            pending += rest
+            if len(pending) > MAX_LINE:
+                self._emit(bytes(pending), self._pending_stamp, continued=True)
+                pending.clear()
 
     def event(self, text: str) -> None:
         """An event line (``[-- … --]``) in the combined log, after any partial line."""
         if self._pending:
-            self._emit(continued=True)
+            self._emit(bytes(self._pending), self._pending_stamp, continued=True)
+            self._pending.clear()
         self._combined(text.encode() + b"\n")
 
     def flush(self) -> None:
         """Write out a final line that never got its newline."""
         if self._pending:
-            self._emit(continued=False)
+            self._emit(bytes(self._pending), self._pending_stamp, continued=False)
+            self._pending.clear()
 
-    def _append(self, piece: bytes, stamp: str) -> None:
-        if not self._pending:
-            self._pending_stamp = stamp
-        self._pending += piece
-
-    def _emit(self, *, continued: bool) -> None:
-        line = bytes(self._pending)
-        stamp = self._pending_stamp
-        self._pending.clear()
-        text = clean(line)
-        if not text and not continued:
-            return
-        mark = " …" if continued else ""
-        at = text.find(_XEN)
-        parts: list[tuple[str, bytes]] = []
-        if at < 0:
-            parts.append(("dom0", text))
+    def _emit(self, line: bytes, stamp: str, *, continued: bool) -> None:
+        head = f"[{stamp}] ".encode()
+        if continued:
+            self._write(head, line, _CONTINUED, keep_empty=True)
         else:
-            if text[:at].strip():
-                parts.append(("dom0", text[:at]))
-            parts.append(("xen", text[at:]))
-        for source, part in parts:
-            # The combined log needs no tag: Xen's own "(XEN)" prefix already tells them apart.
-            entry = f"[{stamp}] ".encode() + part + mark.encode() + b"\n"
+            self._write(head, line, b"")
+
+    def _write(self, head: bytes, line: bytes, mark: bytes, *, keep_empty: bool = False) -> None:
+        text = clean(line)
+        if not text and not keep_empty:
+            return
+        at = text.find(_XEN)
+        if at < 0:
+            entry = head + text + mark + b"\n"
             self._combined(entry)
-            (self._xen if source == "xen" else self._dom0)(entry)
+            self._dom0(entry)
+            return
+        if at and text[:at].strip():
+            entry = head + text[:at] + mark + b"\n"
+            self._combined(entry)
+            self._dom0(entry)
+        # The combined log needs no tag: Xen's own "(XEN)" prefix already tells them apart.
+        entry = head + text[at:] + mark + b"\n"
+        self._combined(entry)
+        self._xen(entry)
