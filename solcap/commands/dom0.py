@@ -8,7 +8,9 @@ compares the two. ``solcap compare REC --key q`` prints that comparison again fo
 that holds both.
 
 Host keys are always verified (``--known-hosts`` or the system and user files); a new key is
-accepted only with ``--accept-new-host-key``, which logs it and writes it to known_hosts.
+accepted only with ``--accept-new-host-key``, which logs it and writes it to known_hosts. The
+SSH options are :mod:`solcap.commands.sshopts`' (``--ssh-key``, ``--ssh-password-env``, …;
+the older ``--identity``/``--password-env``/``--password-file`` still work).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, TextIO
 
 from solcap import recordings
 from solcap.capture import Recording, safe_name
+from solcap.commands.sshopts import ALIASES, add_ssh_options, ssh_target
 from solcap.console import Console
 from solcap.dom0 import (
     DOM0_COMMANDS,
@@ -29,7 +32,7 @@ from solcap.dom0 import (
     trigger_key_via_ssh,
 )
 from solcap.errors import ExitStatus, UsageError
-from solcap.ssh import SshConnection, SshTarget, connect
+from solcap.ssh import SshConnection, connect
 from solcap.transports.registry import open_transport
 from solcap.transports.serialport import LineSettings
 from solcap.xen import quiet_period
@@ -46,16 +49,7 @@ def register(sub: Any) -> None:
         metavar="COMMAND",
         help=f"any of {', '.join(DOM0_COMMANDS)}",
     )
-    dom0.add_argument("--known-hosts", metavar="FILE", help="use only this known_hosts file")
-    dom0.add_argument(
-        "--accept-new-host-key",
-        action="store_true",
-        help="accept an unknown host key (logged and written to known_hosts); never a changed one",
-    )
-    dom0.add_argument("--identity", metavar="FILE", help="private key file")
-    dom0.add_argument("--password-env", metavar="NAME", help="SSH password from this variable")
-    dom0.add_argument("--password-file", metavar="PATH", help="SSH password from a 0600 file")
-    dom0.add_argument("--sudo", action="store_true", help="run the commands under sudo")
+    add_ssh_options(dom0, sudo="run the commands under sudo", old_spellings=tuple(ALIASES.values()))
     dom0.add_argument("--timeout", type=float, default=120.0, help="per command (s)")
     dom0.add_argument("--key", help="also press this key via `xl debug-keys` (needs --serial)")
     dom0.add_argument("--serial", metavar="TARGET", help="serial console to record for --key")
@@ -75,24 +69,6 @@ def register(sub: Any) -> None:
     compare.set_defaults(func=cmd_compare)
 
 
-def _target(args: argparse.Namespace) -> SshTarget:
-    if args.password_env and args.password_file:
-        raise UsageError("give --password-env or --password-file, not both")
-    password = None
-    if args.password_env:
-        password = f"env:{args.password_env}"
-    elif args.password_file:
-        password = f"file:{args.password_file}"
-    return SshTarget.parse(
-        args.ssh_url,
-        key_file=args.identity,
-        password=password,
-        known_hosts=args.known_hosts,
-        accept_new_host_key=args.accept_new_host_key,
-        sudo=args.sudo,
-    )
-
-
 def cmd_dom0(args: argparse.Namespace, out: TextIO) -> int:
     if args.key is not None and args.serial is None:
         raise UsageError("--key needs --serial TARGET: the serial console is the full record")
@@ -101,7 +77,7 @@ def cmd_dom0(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"unknown Dom0 command {unknown[0]!r}: use {', '.join(DOM0_COMMANDS)}")
     if not args.commands and args.key is None:
         raise UsageError(f"name at least one command ({', '.join(DOM0_COMMANDS)}) or --key")
-    target = _target(args)
+    target = ssh_target(args, args.ssh_url)
     recording = Recording(
         args.host or safe_name(target.host), label=args.label or "dom0", root=args.root
     )

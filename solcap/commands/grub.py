@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from solcap.commands import sshopts
 from solcap.errors import ExitStatus, UsageError
 from solcap.grub.cfg import CMDLINE_VARIABLES
 from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent, xen_entries
@@ -23,35 +24,8 @@ from solcap.ssh import SshConnection, SshTarget, connect
 
 
 def ssh_target(args: argparse.Namespace) -> SshTarget:
-    """The SSH target from HOST and the ``--ssh-*`` / ``--sudo*`` options."""
-    if args.ssh_password_env and args.ssh_password_file:
-        raise UsageError("give --ssh-password-env or --ssh-password-file, not both")
-    if args.sudo_password_env and args.sudo_password_file:
-        raise UsageError("give --sudo-password-env or --sudo-password-file, not both")
-    password = (
-        f"env:{args.ssh_password_env}"
-        if args.ssh_password_env
-        else f"file:{args.ssh_password_file}"
-        if args.ssh_password_file
-        else None
-    )
-    sudo_password = (
-        f"env:{args.sudo_password_env}"
-        if args.sudo_password_env
-        else f"file:{args.sudo_password_file}"
-        if args.sudo_password_file
-        else None
-    )
-    return SshTarget.parse(
-        args.host,
-        key_file=args.ssh_key,
-        password=password,
-        known_hosts=args.known_hosts,
-        sudo=args.sudo or sudo_password is not None,
-        sudo_password=sudo_password,
-        accept_new_host_key=args.accept_new_host_key,
-        path_prefix=tuple(args.path_prefix or ()),
-    )
+    """The SSH target from HOST, the shared SSH options and ``--path-prefix``."""
+    return sshopts.ssh_target(args, args.host, path_prefix=tuple(args.path_prefix or ()))
 
 
 def layout(args: argparse.Namespace) -> RemoteLayout:
@@ -201,19 +175,7 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host", metavar="HOST", help="ssh://user@host[:port]")
     parser.add_argument("--profile", required=True, help="profile name or .toml path")
-    ssh = parser.add_argument_group("SSH (passwords only from the environment or a 0600 file)")
-    ssh.add_argument("--ssh-key", metavar="FILE", help="private key file")
-    ssh.add_argument("--ssh-password-env", metavar="NAME", help="login password in $NAME")
-    ssh.add_argument("--ssh-password-file", metavar="FILE", help="login password in a 0600 file")
-    ssh.add_argument("--known-hosts", metavar="FILE", help="use only this known_hosts file")
-    ssh.add_argument(
-        "--accept-new-host-key",
-        action="store_true",
-        help="trust an unknown host key once and record it (a changed key is always refused)",
-    )
-    ssh.add_argument("--sudo", action="store_true", help="read, write and regenerate via sudo")
-    ssh.add_argument("--sudo-password-env", metavar="NAME", help="sudo password in $NAME")
-    ssh.add_argument("--sudo-password-file", metavar="FILE", help="sudo password in a 0600 file")
+    sshopts.add_ssh_options(parser, sudo="read, write and regenerate via sudo")
     files = parser.add_argument_group("GRUB files on the host")
     files.add_argument("--root-prefix", metavar="DIR", help="prefix every path (tests, chroots)")
     files.add_argument("--grub-cfg", metavar="PATH", help="the generated grub.cfg")

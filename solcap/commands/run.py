@@ -15,13 +15,13 @@ import argparse
 import os
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
 
 from solcap import fleet
 from solcap.capture import safe_name
 from solcap.commands.fleet import add_fleet_options, refuse_fleet_options, run_fleet, select
+from solcap.commands.sshopts import add_ssh_options, inventory_target
 from solcap.errors import ExitStatus, UsageError
-from solcap.inventory import Host, Scalar, SshTarget
+from solcap.inventory import Host, Scalar
 from solcap.runbook import GrubStep, HostPlan, PowerStep, load_runbook, plan, render_plan
 from solcap.runner import HostOutcome, bmc_power, open_host_console, open_host_ssh, run_host
 from solcap.transports.serialport import LineSettings
@@ -56,8 +56,12 @@ def register(sub: Any) -> None:
     single.add_argument("--name", help="host name for the recording (default: from TARGET)")
     single.add_argument("--line", default="38400,8n1", help="serial line settings")
     single.add_argument("--ssh", metavar="URL", help="Dom0 for ssh steps: ssh://user@host[:port]")
-    single.add_argument("--identity", metavar="FILE", help="SSH private key file")
-    single.add_argument("--known-hosts", metavar="FILE", help="use only this known_hosts file")
+    add_ssh_options(
+        parser,
+        passwords=False,
+        accept_new_host_key=False,
+        title="with --host --ssh (host keys verified; inventory hosts set these per host)",
+    )
     add_fleet_options(parser, inventory=False, selection=False)
     parser.set_defaults(func=cmd_run)
 
@@ -84,20 +88,7 @@ def parse_var(text: str) -> tuple[str, Scalar]:
 def _single_host(args: argparse.Namespace) -> Host:
     target: str = args.host
     name = args.name or safe_name(target.split("://", 1)[-1].removeprefix("/dev/"))
-    ssh = None
-    if args.ssh:
-        parts = urlsplit(args.ssh)
-        if parts.scheme != "ssh" or not parts.hostname:
-            raise UsageError(f"--ssh: expected ssh://user@host[:port], got {args.ssh!r}")
-        if parts.password is not None:
-            raise UsageError("--ssh: a password in the URL would show up in argv")
-        ssh = SshTarget(
-            host=parts.hostname,
-            user=unquote(parts.username) if parts.username else None,
-            port=parts.port or 22,
-            key_file=args.identity,
-            known_hosts=args.known_hosts,
-        )
+    ssh = inventory_target(args, args.ssh, "--ssh") if args.ssh else None
     return Host(
         name=name,
         origin="--host",
@@ -112,7 +103,7 @@ def _hosts(args: argparse.Namespace) -> list[Host]:
         if args.limit or args.label or args.shard:
             raise UsageError("--limit, --label and --shard select inventory hosts; use --inventory")
         return [_single_host(args)]
-    for option in ("name", "ssh", "identity", "known_hosts"):
+    for option in ("name", "ssh", "ssh_key", "known_hosts"):
         if getattr(args, option):
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} applies to --host; set it in the inventory instead")
