@@ -61,7 +61,7 @@ class Sim:
         return [
             "--known-hosts",
             str(self.known_hosts),
-            "--identity",
+            "--ssh-key",
             str(self.key_file),
             "--root",
             str(self.tmp / "rec"),

@@ -397,6 +397,25 @@ def test_cli_grub_show_and_apply(
     assert _tree(debian_root) != before
 
 
+def test_cli_old_key_spelling_logs_in_the_same_way(
+    sshd: Sshd, debian_root: Path, tmp_path: Path
+) -> None:
+    """``--identity`` (the old spelling ``solcap dom0``/``run`` used) is ``--ssh-key``."""
+    from solcap.cli import main
+
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    shown = []
+    for flag in ("--ssh-key", "--identity"):
+        argv = _cli(sshd, debian_root, bin_dir)
+        argv[argv.index("--ssh-key")] = flag
+        out = io.StringIO()
+        assert main(["grub", "show", *argv], out=out) == 0
+        shown.append(out.getvalue())
+    assert "profile xen-serial-debug would change:" in shown[0]
+    assert shown[0] == shown[1]
+
+
 def test_cli_unknown_host_key_exits_3_with_one_line(
     sshd: Sshd, debian_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
