@@ -53,26 +53,24 @@ class HumanLog:
 
     def feed(self, data: bytes, stamp: str) -> None:
         """Add received bytes; ``stamp`` is the UTC time they arrived."""
-        lines = data.split(b"\n")
-        rest = lines.pop()  # after the last newline: the start of a line still arriving
+        last = data.rfind(b"\n")
         pending = self._pending
-        if lines:
+        if last >= 0:
+            begin = 0
             if pending:
-                pending += lines[0]
+                begin = data.find(b"\n") + 1
+                pending += data[: begin - 1]
                 self._emit(bytes(pending), self._pending_stamp, continued=False)
                 pending.clear()
-                lines[0] = b""
-            if stamp is not self._head_stamp:
-                self._head_stamp = stamp
-                self._head = f"[{stamp}] ".encode()
-            head = self._head
-            for line in lines:
-                if line:  # an empty line cleans to nothing and is not written
-                    self._write(head, line, b"")
-        if rest:
+            if begin <= last:
+                if stamp is not self._head_stamp:
+                    self._head_stamp = stamp
+                    self._head = f"[{stamp}] ".encode()
+                self._write_block(self._head, data[begin : last + 1])
+        if last + 1 < len(data):
             if not pending:
                 self._pending_stamp = stamp
-            pending += rest
+            pending += data[last + 1 :]
             if len(pending) > MAX_LINE:
                 self._emit(bytes(pending), self._pending_stamp, continued=True)
                 pending.clear()
@@ -91,16 +89,41 @@ class HumanLog:
             self._pending.clear()
 
     def _emit(self, line: bytes, stamp: str, *, continued: bool) -> None:
-        head = f"[{stamp}] ".encode()
-        if continued:
-            self._write(head, line, _CONTINUED, keep_empty=True)
-        else:
-            self._write(head, line, b"")
-
-    def _write(self, head: bytes, line: bytes, mark: bytes, *, keep_empty: bool = False) -> None:
         text = clean(line)
-        if not text and not keep_empty:
+        if text or continued:
+            self._route(f"[{stamp}] ".encode(), text, _CONTINUED if continued else b"")
+
+    def _write_block(self, head: bytes, block: bytes) -> None:
+        """Complete lines (``block`` ends with a newline) that arrived together, one stamp.
+
+        Without escape sequences, cleaning works on the whole block at once (it deletes single
+        bytes and keeps newlines), and a block that is all Dom0 or all Xen — most of them —
+        becomes one entry string per log instead of one per line.
+        """
+        if b"\x1b" in block:  # escape sequences are removed line by line, as they always were
+            for line in block.split(b"\n"):
+                text = clean(line)
+                if text:
+                    self._route(head, text, b"")
             return
+        text = block.translate(None, _CONTROL_BYTES)
+        lines = [line for line in text.split(b"\n") if line]
+        if not lines:
+            return
+        if _XEN not in text:
+            target = self._dom0
+        elif text.count(b"\n" + _XEN) + text.startswith(_XEN) == len(lines):
+            target = self._xen  # every line starts with "(XEN)"
+        else:
+            for line in lines:
+                self._route(head, line, b"")
+            return
+        entries = head + (b"\n" + head).join(lines) + b"\n"
+        self._combined(entries)
+        target(entries)
+
+    def _route(self, head: bytes, text: bytes, mark: bytes) -> None:
+        """One cleaned line (or piece) to the combined log and to the Xen or the Dom0 log."""
         at = text.find(_XEN)
         if at < 0:
             entry = head + text + mark + b"\n"

@@ -351,14 +351,17 @@ ALPHABET = [
 ]
 
 
+ESC_FREE = [token for token in ALPHABET if b"\x1b" not in token]
+
+
 @st.composite
-def _feeds(draw: st.DrawFn) -> list[tuple[bytes, str] | str]:
+def _feeds(draw: st.DrawFn, alphabet: list[bytes] = ALPHABET) -> list[tuple[bytes, str] | str]:
     steps: list[tuple[bytes, str] | str] = []
     for index in range(draw(st.integers(0, 40))):
         if draw(st.integers(0, 9)) == 0:
             steps.append(f"[-- event {index} --]")
         else:
-            data = b"".join(draw(st.lists(st.sampled_from(ALPHABET), min_size=1, max_size=12)))
+            data = b"".join(draw(st.lists(st.sampled_from(alphabet), min_size=1, max_size=12)))
             steps.append((data, f"2026-01-01T00:00:{index:02d}.000Z"))
     return steps
 
@@ -390,6 +393,15 @@ def test_humanlog_matches_the_frozen_one_with_short_lines(
         patch.setattr(humanlog, "MAX_LINE", 16)  # lines cut into marked pieces all the time
         patch.setattr(legacy, "MAX_LINE", 16)
         assert _human(humanlog.HumanLog, steps) == _human(legacy.HumanLog, steps)
+
+
+@settings(max_examples=400, deadline=None)
+@given(steps=_feeds(ESC_FREE))
+def test_humanlog_matches_the_frozen_one_without_escapes(
+    steps: list[tuple[bytes, str] | str],
+) -> None:
+    # Blocks without ESC take the whole-block path (all Dom0, all Xen, or mixed).
+    assert _human(humanlog.HumanLog, steps) == _human(legacy.HumanLog, steps)
 
 
 def test_clean_matches_the_frozen_one_on_every_byte() -> None:
