@@ -299,13 +299,13 @@ class Recording:
             details = " ".join(f"{k}={v}" for k, v in fields.items())
             try:
                 _write_all(self._events, (json.dumps(entry, default=str) + "\n").encode())
+                self._human.event(f"[-- {iso(when)} {kind} {details}".rstrip() + " --]")
             except OSError as exc:
                 if self._failure is None:
                     self._failure = RecordingError(
                         f"{self.path / 'events.jsonl'}: {exc.strerror}; {self._bytes} bytes "
                         "are safely recorded"
                     )
-            self._human.event(f"[-- {iso(when)} {kind} {details}".rstrip() + " --]")
             # Events are rare and are where a reader looks: the logs are current up to here.
             self._write_derived()
 
