@@ -19,7 +19,14 @@ pyghmi speaks RMCP+ well, but its SOL client needs owning before a capture tool 
 * every login attempt restarts at the same console session ID and RMCP+ tag, so when a RAKP
   exchange times out and pyghmi starts over, a late RAKP2 from the abandoned attempt matches
   the new one and fails the login as "incorrect password": :class:`_Session` starts each
-  attempt at a random ID and tag.
+  attempt at a random ID and tag;
+* its I/O thread waits with ``select()`` (dies past descriptor 1023), then reads
+  every socket in the process (O(N) per packet, the main CPU cost with many sessions); its
+  ``_io_wait`` can wait forever; its ``_io_sendto`` flips a socket to blocking under the I/O
+  thread's feet: :class:`_PollSelect` (one persistent epoll set), :func:`_ready_graball`
+  (reads only the ready sockets, pyghmi's routing unchanged), :func:`_bounded_io_wait` and
+  :func:`_nonblocking_sendto` replace them, and :class:`_Pump` serves a console's timers
+  every :data:`SERVICE_SWEEP` seconds and its new output at once, not every console per packet.
 
 Address form: ``ipmi://user@host[:port][?cipher=17|3]``.
 """
@@ -32,11 +39,12 @@ import dataclasses
 import logging
 import secrets
 import select
+import socket
 import struct
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pyghmi.exceptions as pyghmi_exc
@@ -244,6 +252,10 @@ def _login_error(target: IpmiTarget, error: str) -> ConnectError:
     return ConnectError(target.name, error)
 
 
+def _no_wake() -> None:
+    """Default :attr:`SolConsole.on_pending`: nobody to wake (unit tests)."""
+
+
 class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
     """pyghmi's Console with a non-blocking, byte-exact SOL state machine.
 
@@ -300,6 +312,8 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         self.last_heard = time.monotonic()
         self.last_heard_wall = time.time()
         self.cause = ""
+        #: Called (in the writing thread) after output was queued; the pump serves us then.
+        self.on_pending: Callable[[], None] = _no_wake
 
     # ---- activation ------------------------------------------------------------------------
     def _got_session(self, response: dict[str, Any]) -> None:
@@ -484,6 +498,7 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
                 self.pendingoutput.append(data)
             else:
                 self.pendingoutput[-1] = self.pendingoutput[-1] + data
+        self.on_pending()
 
     def _sendpendingoutput(self, probe: bool = False) -> None:
         """Send the next chunk (or break) if nothing is awaiting an ACK; never blocks.
@@ -569,6 +584,9 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
 
 #: How long a pyghmi call may wait for the pump before it starts (see _Pump.call).
 QUEUE_TIMEOUT = 120.0
+#: Seconds between two passes of the pump over every console's timers; the loop used to pass
+#: over all of them every turn, which was at most 20 ms apart when idle (the same bound).
+SERVICE_SWEEP = 0.02
 
 
 def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> None:
@@ -579,6 +597,18 @@ def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Non
     evt = threading.Event()
     if evq is not None:
         evq.append(evt)
+    pump = _Pump._instance
+    # The pump's idle wait (pyghmi's _poller) also ends when a user thread hands it work.
+    idle = (
+        myaddr is None
+        and evq is None
+        and pump is not None
+        and threading.get_ident() == pump.thread.ident
+    )
+    if pump is not None and idle:
+        pump.waiting = evt
+        if pump.kicked or pump.jobs:
+            evt.set()  # work arrived before ``waiting`` was visible to the kicking thread
     deadline = timeout + pyghmi_session._monotonic_time()
     pyghmi_session.ioqueue.append((deadline, evt, myaddr))
     if deadline < pyghmi_session.selectdeadline and pyghmi_session.iosockets:
@@ -586,23 +616,170 @@ def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Non
         with contextlib.suppress(OSError):
             wake.sendto(b"\x01", (pyghmi_session.myself, wake.getsockname()[1]))
     evt.wait(max(timeout, 0.0) + 0.25)
+    if pump is not None and idle:
+        pump.waiting = None
 
 
 class _PollSelect:
-    """Stands in for the ``select`` module inside pyghmi's session code: its I/O thread waits
-    with ``select.select``, which raises for descriptors >= 1024, and that kills the thread
-    and with it every session in the process (seen at ~155 sessions in the benchmark)."""
+    """Stands in for the ``select`` module inside pyghmi's session code (its I/O thread's
+    ``select.select(iosockets, ...)``), for two reasons:
 
-    @staticmethod
-    def select(
-        rlist: list[Any], wlist: Any, xlist: Any, timeout: float | None = None
-    ) -> tuple[list[Any], list[Any], list[Any]]:
-        poller = select.poll()
+    * ``select.select`` raises for descriptors >= 1024, and that kills the thread and with it
+      every session in the process (seen at ~155 sessions in the benchmark);
+    * pyghmi then reads every socket (see :func:`_ready_graball`) and rebuilding a poll set of
+      all N sockets on every wake-up was O(N) work per received packet.
+
+    So one epoll object (poll where there is none) persists across calls; it is re-synced only
+    when the socket list changed (compared by identity, in C), and the sockets it reported
+    ready are kept for :func:`_ready_graball`. Only pyghmi's one I/O thread calls this.
+    """
+
+    def __init__(self) -> None:
+        self._epoll: Any = select.epoll() if hasattr(select, "epoll") else None
+        self._poll: Any = None if self._epoll is not None else select.poll()
+        self._watched: list[Any] = []
+        self._by_fd: dict[int, Any] = {}
+        self.ports: dict[int, int] = {}
+        #: Sockets the last wait reported readable; None when no wait ran since the last read.
+        self.ready: list[Any] | None = None
+
+    def _register(self, fd: int) -> None:
+        if self._epoll is not None:
+            try:
+                self._epoll.register(fd, select.EPOLLIN)
+            except FileExistsError:
+                self._epoll.modify(fd, select.EPOLLIN)
+        else:
+            self._poll.register(fd, select.POLLIN)
+
+    def _unregister(self, fd: int) -> None:
+        # A socket closed since it was registered has left epoll by itself (ENOENT/EBADF).
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            (self._epoll if self._epoll is not None else self._poll).unregister(fd)
+
+    def _resync(self, rlist: list[Any]) -> None:
+        """Watch exactly the open sockets of ``rlist`` (an fd may have been closed and reused)."""
+        wanted: dict[int, Any] = {}
         for sock in rlist:
-            poller.register(sock, select.POLLIN)
-        wait_ms = None if timeout is None else max(0.0, timeout) * 1000
-        ready = {fd for fd, _ in poller.poll(wait_ms)}
-        return [s for s in rlist if s.fileno() in ready], [], []
+            try:
+                fd = sock.fileno()
+            except (OSError, ValueError):
+                continue
+            if fd >= 0:
+                wanted[fd] = sock
+        for fd, sock in list(self._by_fd.items()):
+            if wanted.get(fd) is not sock:
+                self._unregister(fd)
+                del self._by_fd[fd]
+                self.ports.pop(fd, None)
+        for fd, sock in wanted.items():
+            if fd in self._by_fd:
+                continue
+            try:
+                # Reads are MSG_DONTWAIT anyway; a socket with a timeout would poll first.
+                sock.setblocking(False)
+                self._register(fd)
+            except OSError:
+                continue
+            self._by_fd[fd] = sock
+        self._watched = list(rlist)
+
+    def select(
+        self, rlist: list[Any], wlist: Any, xlist: Any, timeout: float | None = None
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        if rlist != self._watched:
+            self._resync(rlist)
+        by_fd = self._by_fd
+        if self._epoll is not None:
+            wait = -1.0 if timeout is None else max(0.0, timeout)
+            events = self._epoll.poll(wait)
+        else:
+            events = self._poll.poll(None if timeout is None else max(0.0, timeout) * 1000)
+        ready = [by_fd[fd] for fd, _ in events if fd in by_fd]
+        self.ready = ready
+        return ready, [], []
+
+    def watches(self, sock: Any) -> bool:
+        """Whether ``sock`` is one of the sockets being waited on."""
+        try:
+            return self._by_fd.get(sock.fileno()) is sock
+        except (OSError, ValueError):
+            return False
+
+    def take_ready(self) -> list[Any] | None:
+        """The sockets the last wait found readable, once (None if no wait ran since)."""
+        ready, self.ready = self.ready, None
+        return ready
+
+
+_POLL_SELECT = _PollSelect()
+
+
+def _ready_graball(
+    mysockets: list[Any], iowaiters: dict[Any, list[Any]], poller: _PollSelect = _POLL_SELECT
+) -> list[Any]:
+    """pyghmi's ``_io_graball`` reading only the sockets the last wait found readable.
+
+    pyghmi's reads every socket in the process after every wake-up (``setblocking(0)`` and a
+    ``recvfrom`` that raises on an empty socket: O(N) syscalls and exceptions per packet). The
+    routing below is pyghmi's, line for line: session data goes to the session registered for
+    (peer address, local port), sessionless data to the server on that socket; the packet
+    joins that session's ``pktqueue``, the session joins ``sessionqueue``, waiters directed at
+    the peer are woken, and the peer addresses are returned. Each ready socket is still drained
+    until it would block, and packets shorter than 4 bytes (the wake-up byte) are skipped.
+    Without a preceding wait (never, in pyghmi's loop) every socket is read, as pyghmi did.
+    """
+    ready = poller.take_ready()
+    if ready is None:
+        ready = list(mysockets)
+    sockaddrs: list[Any] = []
+    for mysocket in ready:
+        myport: int | None = None
+        while True:
+            try:
+                rdata = mysocket.recvfrom(3000, _MSG_DONTWAIT)
+            except OSError:  # empty (EAGAIN), or closed under us: pyghmi's "None"
+                break
+            if len(rdata[0]) < 4:
+                continue
+            if myport is None:
+                myport = _local_port(mysocket, poller)
+            data, peer = rdata
+            handlers = pyghmi_session.Session.bmc_handlers
+            relsession = None
+            entry: tuple[Any, ...] = (data, peer, mysocket)
+            if peer in handlers and myport in handlers[peer]:
+                # session data
+                entry = (data, peer, mysocket, True)
+                relsession = handlers[peer][myport]
+            elif mysocket in handlers:
+                # pyghmi is the bmc, and we have sessionless data
+                entry = (data, peer, mysocket, False)
+                relsession = handlers[mysocket][0]
+            if relsession is not None:
+                relsession.pktqueue.append(entry)
+                pyghmi_session.sessionqueue.append(relsession)
+            if peer in iowaiters:
+                for w in iowaiters[peer]:
+                    w[1].set()
+                del iowaiters[peer]
+            sockaddrs.append(peer)
+    return sockaddrs
+
+
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def _local_port(sock: Any, poller: _PollSelect) -> int:
+    """The socket's local port (pyghmi asks the kernel per packet; it never changes once
+    bound, so it is cached by descriptor for the sockets the poller watches)."""
+    fd = sock.fileno()
+    port = poller.ports.get(fd)
+    if port is None:
+        port = int(sock.getsockname()[1])
+        if poller.watches(sock):
+            poller.ports[fd] = port
+    return port
 
 
 def _nonblocking_sendto(mysocket: Any, packet: Any, sockaddr: Any) -> None:
@@ -617,7 +794,11 @@ def _nonblocking_sendto(mysocket: Any, packet: Any, sockaddr: Any) -> None:
 
 pyghmi_session._io_wait = _bounded_io_wait
 pyghmi_session._io_sendto = _nonblocking_sendto
-pyghmi_session.select = _PollSelect
+#: pyghmi's own, for the equivalence test of :func:`_ready_graball`.
+_pyghmi_io_graball = getattr(pyghmi_session, "_pyghmi_io_graball", pyghmi_session._io_graball)
+pyghmi_session._pyghmi_io_graball = _pyghmi_io_graball
+pyghmi_session.select = _POLL_SELECT
+pyghmi_session._io_graball = _ready_graball
 
 
 class _Pump:
@@ -629,6 +810,10 @@ class _Pump:
     def __init__(self) -> None:
         self.consoles: set[SolConsole] = set()
         self.jobs: collections.deque[Callable[[], None]] = collections.deque()
+        #: Consoles with new output to send (from :meth:`kick`), served on the next iteration.
+        self.kicked: collections.deque[SolConsole] = collections.deque()
+        #: The event the pump's idle wait sleeps on, while it sleeps (see _bounded_io_wait).
+        self.waiting: threading.Event | None = None
         self.thread = threading.Thread(target=self._run, name="solcap-ipmi-pump", daemon=True)
         self.thread.start()
 
@@ -667,6 +852,7 @@ class _Pump:
                 done.set()
 
         self.jobs.append(job)
+        self._wake()
         if not started.wait(queue_timeout):
             abandoned.set()
             if not started.is_set():
@@ -677,7 +863,18 @@ class _Pump:
             raise box["error"]
         return box.get("result")
 
+    def kick(self, console: SolConsole) -> None:
+        """``console`` has output to send (any thread): serve it now, not at the next sweep."""
+        self.kicked.append(console)
+        self._wake()
+
+    def _wake(self) -> None:
+        evt = self.waiting
+        if evt is not None:
+            evt.set()
+
     def _run(self) -> None:
+        next_sweep = 0.0
         while True:
             while self.jobs:
                 self.jobs.popleft()()
@@ -691,12 +888,31 @@ class _Pump:
             except Exception:
                 log.exception("pyghmi event loop raised; continuing")
             now = time.monotonic()
-            for console in list(self.consoles):
+            if now >= next_sweep:
+                # Timers (retransmit, keepalive probe, NACK back-off) of every console, as
+                # often as the loop used to serve them all; in between only the consoles
+                # that were handed output. Received packets serve their console themselves
+                # (SolConsole._got_sol_payload), so a busy loop no longer costs O(N) each turn.
+                next_sweep = now + SERVICE_SWEEP
+                self.kicked.clear()
+                targets: Collection[SolConsole] = list(self.consoles)
+            else:
+                targets = self._take_kicked()
+            for console in targets:
                 try:
                     console.service(now)
                 except Exception as exc:
                     log.exception("SOL service failed")
                     console._print_error(f"internal error: {exc}")
+
+    def _take_kicked(self) -> Collection[SolConsole]:
+        """Distinct kicked consoles still served by this pump (in kick order)."""
+        kicked: dict[SolConsole, None] = {}
+        while self.kicked:
+            console = self.kicked.popleft()
+            if console in self.consoles:
+                kicked[console] = None
+        return kicked.keys()
 
 
 class IpmiSolTransport(Transport):
@@ -726,7 +942,9 @@ class IpmiSolTransport(Transport):
             console = SolConsole(target, password, kg, steal, self._on_data, self._on_event)
             if liveness is not None:
                 console.liveness = liveness
-            self._pump.consoles.add(console)
+            pump = self._pump
+            console.on_pending = lambda: pump.kick(console)
+            pump.consoles.add(console)
             return console
 
         self._console: SolConsole = self._pump.call(make, connect_timeout)
