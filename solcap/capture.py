@@ -535,7 +535,9 @@ class _Flusher:
                     self._cond.wait()
                 wait = self._queue[0][0] - time.monotonic()
                 if wait > 0:
-                    self._cond.wait(wait)
+                    # Capped, so a clock that jumped (or a test's fake one) never parks the
+                    # thread for longer than an interval.
+                    self._cond.wait(min(wait, FSYNC_INTERVAL))
                     continue
                 horizon = time.monotonic() + self.SLACK
                 batch: list[Recording] = []
