@@ -611,6 +611,12 @@ def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Non
             evt.set()  # work arrived before ``waiting`` was visible to the kicking thread
     deadline = timeout + pyghmi_session._monotonic_time()
     pyghmi_session.ioqueue.append((deadline, evt, myaddr))
+    if myaddr is not None and evq is None and _reply_queued(myaddr):
+        # awaitresponse waits for the next packet from its BMC, but the reply may already
+        # have been read (between its send and this wait): it then slept until its retry
+        # deadline with the pump, and so every session, stalled (logins 3x slower once
+        # the I/O thread got fast). The packet is queued; let the caller process it now.
+        return
     if deadline < pyghmi_session.selectdeadline and pyghmi_session.iosockets:
         wake = pyghmi_session.iosockets[0]
         with contextlib.suppress(OSError):
@@ -618,6 +624,34 @@ def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Non
     evt.wait(max(timeout, 0.0) + 0.25)
     if pump is not None and idle:
         pump.waiting = None
+
+
+def _reply_queued(sockaddr: Any) -> bool:
+    """Whether a packet from ``sockaddr`` waits, unprocessed, in a session's queue.
+
+    Checked after the waiter joined pyghmi's ``ioqueue``: a packet read before that is in a
+    ``pktqueue`` by now (the I/O thread queues it before it looks at ``ioqueue``), and one
+    read after it wakes the waiter through pyghmi's own routing. The same queued packet ends
+    one wait only: another session to the same BMC address may own it, and its caller would
+    otherwise spin until its deadline without ever processing it."""
+    for sess in list(pyghmi_session.sessionqueue):
+        queue = sess.pktqueue
+        if queue and getattr(sess, "sockaddr", None) == sockaddr:
+            head = queue[0]
+            if head is _early_return.packet:
+                continue
+            _early_return.packet = head
+            return True
+    return False
+
+
+class _EarlyReturn:
+    """The queued packet that last ended a wait early (pump thread only)."""
+
+    packet: Any = None
+
+
+_early_return = _EarlyReturn()
 
 
 class _PollSelect:

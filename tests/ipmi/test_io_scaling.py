@@ -295,3 +295,29 @@ def test_200_sessions_above_fd_1024_stream_byte_exact(tmp_path: Path) -> None:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda t: t.close(), transports))
         farm.close()
+
+
+def test_directed_wait_returns_at_once_when_its_reply_was_already_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyghmi's awaitresponse sends, then waits for the next packet from its BMC; a reply
+    read in between used to leave it (and the pump, and every session) asleep until the
+    retry deadline."""
+    addr = ("127.0.0.1", 62300)
+    sess = FakeSession("A")
+    sess.sockaddr = addr  # type: ignore[attr-defined]
+    sess.pktqueue.append((b"\x06\x00\xff\x07reply", addr, None, True))
+    monkeypatch.setattr(pyghmi_session, "sessionqueue", collections.deque([sess]))
+    t0 = time.monotonic()
+    ipmi._bounded_io_wait(5.0, addr)
+    assert time.monotonic() - t0 < 1.0
+    # The same queued packet does not end a second wait (it may be another session's).
+    t0 = time.monotonic()
+    ipmi._bounded_io_wait(0.2, addr)
+    assert time.monotonic() - t0 >= 0.19
+    # Nor does a packet from another address.
+    sess.pktqueue.appendleft((b"\x06\x00\xff\x07other", addr, None, True))
+    sess.sockaddr = ("127.0.0.1", 62301)  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    ipmi._bounded_io_wait(0.2, addr)
+    assert time.monotonic() - t0 >= 0.19
