@@ -26,7 +26,10 @@ pyghmi speaks RMCP+ well, but its SOL client needs owning before a capture tool 
   thread's feet: :class:`_PollSelect` (one persistent epoll set), :func:`_ready_graball`
   (reads only the ready sockets, pyghmi's routing unchanged), :func:`_bounded_io_wait` and
   :func:`_nonblocking_sendto` replace them, and :class:`_Pump` serves a console's timers
-  every :data:`SERVICE_SWEEP` seconds and its new output at once, not every console per packet.
+  every :data:`SERVICE_SWEEP` seconds and its new output at once, not every console per packet;
+* a synchronous command (``raw_command``) sends, then waits for the *next* packet from its
+  BMC: a reply read in between left it, and the one pumping thread, asleep until the retry
+  deadline; :func:`_bounded_io_wait` lets it process the queued reply at once.
 
 Address form: ``ipmi://user@host[:port][?cipher=17|3]``.
 """
