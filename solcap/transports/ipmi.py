@@ -601,14 +601,18 @@ def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Non
     if evq is not None:
         evq.append(evt)
     pump = _Pump._instance
-    # The pump's idle wait (pyghmi's _poller) also ends when a user thread hands it work.
+    # The pump's idle wait (the _poller of its own wait_for_rsp call) also ends when a user
+    # thread hands it work. Only that one wait: a wait nested in a callback (pyghmi's pause()
+    # while a login finishes) cannot run the work and would spin until its own deadline.
     idle = (
         myaddr is None
         and evq is None
         and pump is not None
+        and pump.top_wait
         and threading.get_ident() == pump.thread.ident
     )
     if pump is not None and idle:
+        pump.top_wait = False
         pump.waiting = evt
         if pump.kicked or pump.jobs:
             evt.set()  # work arrived before ``waiting`` was visible to the kicking thread
@@ -695,9 +699,14 @@ class _PollSelect:
             (self._epoll if self._epoll is not None else self._poll).unregister(fd)
 
     def _resync(self, rlist: list[Any]) -> None:
-        """Watch exactly the open sockets of ``rlist`` (an fd may have been closed and reused)."""
+        """Watch exactly the open sockets of ``rlist`` (an fd may have been closed and reused).
+
+        ``rlist`` is pyghmi's live list, which the pump thread appends to during logins: work
+        on one snapshot and remember that snapshot, so a socket appended meanwhile makes the
+        next call differ (and get registered) instead of being remembered unwatched."""
+        snapshot = list(rlist)
         wanted: dict[int, Any] = {}
-        for sock in rlist:
+        for sock in snapshot:
             try:
                 fd = sock.fileno()
             except (OSError, ValueError):
@@ -719,7 +728,7 @@ class _PollSelect:
             except OSError:
                 continue
             self._by_fd[fd] = sock
-        self._watched = list(rlist)
+        self._watched = snapshot
 
     def select(
         self, rlist: list[Any], wlist: Any, xlist: Any, timeout: float | None = None
@@ -851,6 +860,8 @@ class _Pump:
         self.kicked: collections.deque[SolConsole] = collections.deque()
         #: The event the pump's idle wait sleeps on, while it sleeps (see _bounded_io_wait).
         self.waiting: threading.Event | None = None
+        #: True from the pump's call of wait_for_rsp until that call's own idle wait begins.
+        self.top_wait = False
         self.thread = threading.Thread(target=self._run, name="solcap-ipmi-pump", daemon=True)
         self.thread.start()
 
@@ -921,9 +932,12 @@ class _Pump:
                 time.sleep(0.02)
                 continue
             try:
+                self.top_wait = True
                 pyghmi_session.Session.wait_for_rsp(0.02)
             except Exception:
                 log.exception("pyghmi event loop raised; continuing")
+            finally:
+                self.top_wait = False
             now = time.monotonic()
             if now >= next_sweep:
                 # Timers (retransmit, keepalive probe, NACK back-off) of every console, as

@@ -321,3 +321,35 @@ def test_directed_wait_returns_at_once_when_its_reply_was_already_read(
     t0 = time.monotonic()
     ipmi._bounded_io_wait(0.2, addr)
     assert time.monotonic() - t0 >= 0.19
+
+
+class GrowingList(list[Any]):
+    """pyghmi's live socket list, with a login appending a socket right after a full pass."""
+
+    def __init__(self, items: list[Any], extra: Any) -> None:
+        super().__init__(items)
+        self.extra = extra
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from list.__iter__(self)
+        if self.extra is not None:
+            extra, self.extra = self.extra, None
+            self.append(extra)
+
+
+def test_socket_appended_while_the_poller_resyncs_is_watched_next_time() -> None:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    peer, first, late = socks
+    try:
+        live = GrowingList([first], late)
+        poller = ipmi._PollSelect()
+        assert poller.select(live, (), (), 0)[0] == []
+        assert late in live  # appended during that call's pass over the list
+        peer.sendto(b"\x06\x00\xff\x07late", late.getsockname())
+        got, _, _ = poller.select(live, (), (), 2.0)
+        assert got == [late]
+    finally:
+        for sock in socks:
+            sock.close()
