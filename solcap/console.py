@@ -79,6 +79,8 @@ Pattern: TypeAlias = bytes | re.Pattern[bytes] | _Sentinel
 Patterns: TypeAlias = Pattern | Sequence[Pattern]
 
 _TAIL_KEEP: Final = 160  # bytes of stream tail kept for error messages
+#: How long the reader waits in one read of an interruptible transport (close() ends it early).
+IDLE_READ_WAIT: Final = 1.0
 _CONTEXT_MAX: Final = 240  # bytes each side of a death string shown in its error
 
 
@@ -271,8 +273,10 @@ class Console:
         if thread is threading.current_thread():
             thread = None  # close() from inside the sink: the reader cannot join itself
         self._stop.set()
-        # The reader returns within poll_interval of _stop; only then close the transport,
-        # so that no read is in flight on a descriptor we are closing.
+        self.transport.interrupt()
+        # The reader returns within poll_interval of _stop (at once if the transport is
+        # interruptible); only then close the transport, so that no read is in flight on a
+        # descriptor we are closing.
         if thread is not None:
             thread.join(self._close_timeout)
         try:
@@ -307,8 +311,12 @@ class Console:
     def _run(self) -> None:
         error: Exception | None = None
         try:
+            # An interruptible transport's read is ended by close(): no need to poll often.
+            wait = self._poll_interval
+            if self.transport.interruptible:
+                wait = max(wait, IDLE_READ_WAIT)
             while not self._stop.is_set():
-                chunk = self.transport.read(self._read_size, self._poll_interval)
+                chunk = self.transport.read(self._read_size, wait)
                 if chunk:
                     self._deliver(chunk)
         except Exception as exc:  # stored and raised to the caller; never swallowed

@@ -176,6 +176,16 @@ class ReconnectingTransport(Transport):
         self._offset += len(data)
         return data
 
+    @property
+    def interruptible(self) -> bool:  # type: ignore[override]
+        inner = self._inner
+        return inner is not None and inner.interruptible
+
+    def interrupt(self) -> None:
+        inner = self._inner
+        if inner is not None:
+            inner.interrupt()
+
     def _current(self) -> Transport:
         with self._cond:
             if self._failed is not None:

@@ -25,6 +25,15 @@ class Transport(abc.ABC):
     def write(self, data: bytes) -> None:
         """Send all of ``data``; raise ConsoleClosed if the channel is gone."""
 
+    #: True when :meth:`interrupt` can end a read blocked in another thread. A reader may then
+    #: wait long in ``read`` (one wake-up a second per idle console instead of ten, which
+    #: counts with a thousand consoles in one process) and still stop at once.
+    interruptible: bool = False
+
+    def interrupt(self) -> None:
+        """Make the current (or next) ``read`` return ``b""`` at once; see :attr:`interruptible`."""
+        return  # a transport that cannot: its reader polls instead
+
     def send_break(self) -> None:
         """Send a serial BREAK where the transport can."""
         raise NotImplementedError(f"{type(self).__name__} cannot send a break")

@@ -986,6 +986,7 @@ class IpmiSolTransport(Transport):
         self._error: Exception | None = None
         self._active = False
         self._closed = False
+        self._interrupted = False
         self.events: list[tuple[str, str]] = []
         self._pump = _Pump.get()
 
@@ -1065,12 +1066,22 @@ class IpmiSolTransport(Transport):
         """Whether activation deactivated another client's SOL session first."""
         return bool(self._console.stole)
 
+    interruptible = True
+
+    def interrupt(self) -> None:
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
+
     def read(self, max_bytes: int, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not self._buf:
                 if self._error is not None or self._closed:
                     raise self._eof()
+                if self._interrupted:
+                    self._interrupted = False
+                    return b""
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return b""
