@@ -43,7 +43,10 @@ def _loss(row: dict[str, Any]) -> str:
     bad = row.get("lost", 0) + row.get("dup", 0)
     exact = row.get("exact", row.get("inexact", 0) == 0)
     text = f"{row.get('lost', 0)} / {row.get('dup', 0)}"
-    return text + ("" if exact and not bad else " (not byte-exact)")
+    text += "" if exact and not bad else " (not byte-exact)"
+    if row.get("unfinished"):
+        text += f"; {row['unfinished']} not yet received when time ran out (what came is exact)"
+    return text
 
 
 def single_table(rows: list[dict[str, Any]]) -> list[str]:
