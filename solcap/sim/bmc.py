@@ -172,8 +172,12 @@ class _Session(serversession.ServerSession):  # type: ignore[misc]
         if self._opened is not None and request == self._opened[0]:
             reply = self._opened[1]
         else:
+            # The client starts over (pyghmi relogs from the same socket): a new login.
             reply = self.create_open_session_response(bytearray(request))
             self._rakp2 = self._rakp4 = None
+            self.logged_in = False
+            with contextlib.suppress(AttributeError):
+                del self.Rc
         self.send_payload(
             reply, ipmisession.constants.payload_types["rmcpplusopenresponse"], retry=False
         )
@@ -592,6 +596,15 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         data = bytearray(data)
         is_rmcpplus = len(data) >= 22 and data[0] == 6 and data[2:4] == b"\xff\x07"
         if is_rmcpplus and data[4] == 6 and data[5] == 16:
+            handlers = ipmisession.Session.bmc_handlers.get(sockaddr)
+            existing = handlers.get(self.port) if isinstance(handlers, dict) else None
+            if isinstance(existing, _Session):
+                # pyghmi routes each packet when it is read: a request and its duplicate read
+                # together both land here, before the first made its session. Two sessions
+                # would then answer with two session IDs, and the client's RAKP1 (naming
+                # the first) would reach the second.
+                existing._got_rmcp_openrequest(data[16:])
+                return
             _Session(
                 self.authdata, self.kg, sockaddr, self.serversocket, data[16:], self.uuid, self
             )
