@@ -145,6 +145,20 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._t0 = time.monotonic()
 
+    @classmethod
+    def in_front_of(
+        cls, bmc_port: int, faults: Faults, *, seed: int, bmc_host: str = "127.0.0.1"
+    ) -> FaultProxy:
+        """A proxy at :func:`proxy_address` for the BMC at ``bmc_host:bmc_port``, with the same
+        ``faults`` both ways (what most tests want)."""
+        return cls(
+            proxy_address(bmc_port),
+            (bmc_host, bmc_port),
+            seed=seed,
+            to_server=faults,
+            to_client=faults,
+        )
+
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> FaultProxy:
         """Start forwarding; blackhole window times count from now."""

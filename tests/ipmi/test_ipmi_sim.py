@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from solcap.errors import ConnectError, ConsoleClosed
-from solcap.testing.faultproxy import Direction, FaultProxy, Faults, proxy_address
+from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, SolBusyError
 from tests.ipmi.conftest import PASSWORD, USER, free_udp_port, need
 
@@ -185,13 +185,7 @@ def test_every_packet_twice_both_ways(ipmi_sim: Sim) -> None:
     must not be taken for another client's, and no SOL byte may be delivered twice.
     """
     twice = Faults(duplicate=1.0)
-    with FaultProxy(
-        proxy_address(ipmi_sim.port),
-        ("127.0.0.1", ipmi_sim.port),
-        seed=7,
-        to_server=twice,
-        to_client=twice,
-    ) as proxy:
+    with FaultProxy.in_front_of(ipmi_sim.port, twice, seed=7) as proxy:
         target = IpmiTarget(proxy.address[0], USER, proxy.address[1], 3)
         with IpmiSolTransport(target, PASSWORD) as tr:
             data = bytes(range(256)) * 64

@@ -18,7 +18,7 @@ import pytest
 from solcap.capture import Recording
 from solcap.console import Console
 from solcap.sol import ReconnectingTransport
-from solcap.testing.faultproxy import Direction, FaultProxy, Faults, proxy_address
+from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
 from tests.ipmi.conftest import ipmi_env, need
 from tests.resilience.conftest import PASSWORD, USER, BmcProcess, HostWriter, pattern, sha
@@ -39,13 +39,7 @@ def test_solcap_capture_is_byte_exact_under_faults(bmc: BmcProcess, pty_pair, tm
     # Late duplicates too (a copy 30 ms after the original, after later packets): solcap drops
     # them by the RMCP+ session sequence number and the previous-SOL-sequence check.
     faults = Faults(drop=0.05, duplicate=0.05, reorder=0.05, delay=0.05, dup_gap=0.03)
-    with FaultProxy(
-        proxy_address(bmc.port),
-        ("127.0.0.1", bmc.port),
-        seed=1,
-        to_server=faults,
-        to_client=faults,
-    ) as proxy:
+    with FaultProxy.in_front_of(bmc.port, faults, seed=1) as proxy:
         target = IpmiTarget(proxy.address[0], USER, proxy.address[1])
         tr = ReconnectingTransport(lambda: IpmiSolTransport(target, PASSWORD))
         rec = Recording("faults", root=tmp_path)
@@ -72,9 +66,7 @@ def test_every_packet_twice_both_ways(bmc: BmcProcess, pty_pair, tmp_path) -> No
     must not be refused as another client's, and no SOL byte may be delivered twice.
     """
     twice = Faults(duplicate=1.0)
-    with FaultProxy(
-        proxy_address(bmc.port), ("127.0.0.1", bmc.port), seed=3, to_server=twice, to_client=twice
-    ) as proxy:
+    with FaultProxy.in_front_of(bmc.port, twice, seed=3) as proxy:
         target = IpmiTarget(proxy.address[0], USER, proxy.address[1])
         tr = IpmiSolTransport(target, PASSWORD)
         rec = Recording("twice", root=tmp_path)
@@ -123,13 +115,7 @@ def test_ipmitool_capture_is_byte_exact_under_faults(bmc: BmcProcess, pty_pair) 
     duplicate (arriving after a newer SOL packet) is taken as new data; the network duplicates
     here arrive back to back, as real duplicates usually do (see docs/resilience.md).
     """
-    with FaultProxy(
-        proxy_address(bmc.port),
-        ("127.0.0.1", bmc.port),
-        seed=2,
-        to_server=FAULTS,
-        to_client=FAULTS,
-    ) as proxy:
+    with FaultProxy.in_front_of(bmc.port, FAULTS, seed=2) as proxy:
         argv = [need("ipmitool"), "-I", "lanplus", "-H", proxy.address[0]]
         argv += ["-p", str(proxy.address[1]), "-U", USER, "-E", "sol", "activate"]
         proc, tty = _spawn_peer(argv, ipmi_env())

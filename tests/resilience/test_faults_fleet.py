@@ -21,7 +21,7 @@ import pytest
 from solcap import fleet
 from solcap.inventory import load_inventory
 from solcap.lab import Lab
-from solcap.testing.faultproxy import FaultProxy, Faults, proxy_address
+from solcap.testing.faultproxy import FaultProxy, Faults
 
 pytestmark = pytest.mark.timeout(240)
 HOSTS = 8
@@ -40,10 +40,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 def test_fleet_harvest_through_fault_proxies_is_byte_exact(lab: Lab, tmp_path: Path) -> None:
     faults = Faults(drop=0.05, duplicate=0.05, reorder=0.05, delay=0.05)
     proxies = [
-        FaultProxy(
-            proxy_address(h.port), ("127.0.0.1", h.port), seed=i, to_server=faults, to_client=faults
-        ).start()
-        for i, h in enumerate(lab.hosts())
+        FaultProxy.in_front_of(h.port, faults, seed=i).start() for i, h in enumerate(lab.hosts())
     ]
     try:
         # The same inventory, with every BMC reached through its proxy (127.0.0.2:<port>).
