@@ -241,7 +241,10 @@ def single_solcap(ctx: Ctx, size: int, baud: int) -> dict[str, Any]:
     }
 
 
-def single_peer(ctx: Ctx, name: str, size: int, baud: int) -> dict[str, Any]:
+def peer_farm(ctx: Ctx, name: str) -> tuple[JsonProc, peers.PeerSpec | None]:
+    """One virtual BMC and the command line of peer ``name`` for it (None: not installed,
+    and the farm is already stopped). ipmiconsole needs port 623, so its farm gets a
+    127.0.0.x address of its own."""
     if name == "ipmiconsole":
         farm, address = ipmiconsole_farm(ctx)
         spec = peers.ipmiconsole_spec(address, ctx.password, ctx.work)
@@ -251,6 +254,12 @@ def single_peer(ctx: Ctx, name: str, size: int, baud: int) -> dict[str, Any]:
         spec = peers.ipmitool_spec("127.0.0.1", port, ctx.password)
     if spec is None:
         quit_farm(farm)
+    return farm, spec
+
+
+def single_peer(ctx: Ctx, name: str, size: int, baud: int) -> dict[str, Any]:
+    farm, spec = peer_farm(ctx, name)
+    if spec is None:
         return {"client": name, "error": "not installed"}
     ideal = size / line_rate(baud)
     try:
@@ -493,15 +502,8 @@ def latency_solcap(ctx: Ctx, keys: int) -> dict[str, Any]:
 
 
 def latency_peer(ctx: Ctx, name: str, keys: int) -> dict[str, Any]:
-    if name == "ipmiconsole":
-        farm, address = ipmiconsole_farm(ctx)
-        spec = peers.ipmiconsole_spec(address, ctx.password, ctx.work)
-    else:
-        farm = start_farm(ctx, 1)
-        port = farm_ports(farm, 30)[0]
-        spec = peers.ipmitool_spec("127.0.0.1", port, ctx.password)
+    farm, spec = peer_farm(ctx, name)
     if spec is None:
-        quit_farm(farm)
         return {"client": name, "error": "not installed"}
     farm.ask({"cmd": "echo"})
     lat: list[float] = []

@@ -39,6 +39,17 @@ def powered_off_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         lab.down()
 
 
+def _power_on(lab: Lab, host: LabHost, env: dict[str, str]) -> None:
+    """Power the host on through the BMC with ipmitool (a second, independent client)."""
+    subprocess.run(
+        _ipmitool(lab, host, "chassis", "power", "on"),
+        env=env,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+
+
 def _ipmitool(lab: Lab, host: LabHost, *args: str) -> list[str]:
     return [
         "ipmitool",
@@ -79,13 +90,7 @@ def test_ipmitool_sees_grub_xen_and_a_debug_key(
     )
     try:
         sol.expect_exact("[SOL Session operational")
-        subprocess.run(
-            _ipmitool(lab, host, "chassis", "power", "on"),
-            env=env,
-            capture_output=True,
-            timeout=30,
-            check=True,
-        )
+        _power_on(lab, host, env)
         sol.expect_exact("GNU GRUB  version 2.06")
         sol.expect_exact("The highlighted entry will be executed automatically in")
         sol.expect_exact("(XEN) Command line: com1=38400,8n1 console=com1")
@@ -129,13 +134,7 @@ def test_ipmiconsole_sees_grub_xen_and_a_debug_key(tmp_path: Path) -> None:
         try:
             console.expect_exact("[SOL established]")
             env = dict(os.environ, IPMI_PASSWORD=password)
-            subprocess.run(
-                _ipmitool(lab, host, "chassis", "power", "on"),
-                env=env,
-                capture_output=True,
-                timeout=30,
-                check=True,
-            )
+            _power_on(lab, host, env)
             console.expect_exact("GNU GRUB  version 2.06")
             console.expect_exact("(XEN) *** Serial input to DOM0")
             console.expect_exact("root@node001:~# ")
