@@ -694,14 +694,10 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             return
         port = [self.port & 0xFF, self.port >> 8]
         size = [SOL_CHUNK, 0]
-        if self.sol is not None:
-            # The holder asks again: its request was retransmitted or duplicated on the way.
-            session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
-            return
-        size = [SOL_CHUNK, 0]
         session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
-        self.activated = True
-        self.sol = _SolConsole(self, session)
+        if self.sol is None:  # else the holder asked again (a retransmitted or duplicated request)
+            self.activated = True
+            self.sol = _SolConsole(self, session)
 
     def deactivate_payload(self, request: dict[str, Any], session: Any) -> None:
         """Deactivate SOL, whoever holds it (that is how ``--steal`` works); tell the holder."""
