@@ -11,8 +11,8 @@ from typing import Any
 
 from .text import Lines, split_lines
 
-PARSER_VERSION = 1
-"""Bumped whenever an output shape changes incompatibly."""
+PARSER_VERSION = 2
+"""Bumped whenever an output shape changes incompatibly (2: ``lines`` and ``shape``)."""
 
 Result = dict[str, Any]
 
@@ -32,7 +32,11 @@ def start(key: str, data: bytes) -> tuple[Result, Lines]:
 
     ``truncated`` starts as "the last Xen line was cut off"; parsers add their own evidence.
     ``foreign`` holds non-Xen text (Dom0 lines, fragments); ``unparsed`` Xen lines no rule
-    matched, in order.
+    matched, in order. ``shape`` says which Xen version and architecture the dump's format
+    matched (``xen``: a release such as ``"4.17.7"`` when the dump names it, else a range
+    such as ``">=4.13"``, or None; ``arch``: ``"x86_64"``, ``"arm64"``, ``"arm32"`` or None;
+    ``formats``: the parser's format variants seen; ``console``: the console shapes from
+    :mod:`.text`). Parsers call :func:`finish` last.
     """
     lines = split_lines(data)
     result: Result = {
@@ -42,8 +46,45 @@ def start(key: str, data: bytes) -> tuple[Result, Lines]:
         "foreign": lines.foreign,
         "truncated": lines.partial_last,
         "timestamps": lines.timestamps > 0,
+        "shape": {"xen": None, "arch": None, "formats": [], "console": []},
     }
     return result, lines
+
+
+def finish(result: Result, lines: Lines) -> Result:
+    """Add the line accounting and the console shapes; returns ``result``.
+
+    ``lines``: ``total`` physical lines = ``parsed`` + ``unparsed`` Xen lines + ``foreign``
+    (lines with no Xen part) + ``blank`` + ``spliced`` (the rest of a Xen line that Dom0 had
+    interrupted, joined back). Nothing is dropped without being counted.
+    """
+    unparsed = len(result["unparsed"])
+    result["lines"] = {
+        "total": lines.physical,
+        "parsed": len(lines.xen) - unparsed,
+        "unparsed": unparsed,
+        "foreign": lines.foreign_lines,
+        "blank": lines.blank,
+        "spliced": lines.spliced,
+    }
+    result["shape"]["console"] = sorted(lines.variants)
+    result["shape"]["formats"] = sorted(set(result["shape"]["formats"]))
+    return result
+
+
+def note_shape(
+    result: Result, fmt: str | None = None, xen: str | None = None, arch: str | None = None
+) -> None:
+    """Record a format variant seen, and what it says of the Xen version/architecture.
+
+    A release named by the dump itself (``4.17.7``) wins over a range implied by a format."""
+    shape = result["shape"]
+    if fmt:
+        shape["formats"].append(fmt)
+    if xen and (shape["xen"] is None or not shape["xen"][0].isdigit()):
+        shape["xen"] = xen
+    if arch and shape["arch"] is None:
+        shape["arch"] = arch
 
 
 def kv(text: str) -> dict[str, str]:
@@ -75,3 +116,11 @@ def vcpu_ref(text: str) -> dict[str, Any] | None:
         "vcpu": int(m.group(2)),
         "idle": dom == "[IDLE]",
     }
+
+
+def parse_other(key: str, data: bytes) -> Result:
+    """The result for a key with no parser of its own (inside ``*``): every Xen line
+    unparsed, still counted."""
+    result, lines = start(key, data)
+    result["unparsed"].extend(lines.xen)
+    return finish(result, lines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import Result, rx, start
+from .common import Result, finish, rx, start
 
 _HEADER = rx(r"'.' pressed -> showing installed handlers")
 # " key '%c' (ascii '%02x') => %s" — the char is ' ' for non-printables, so the hex is the key.
@@ -24,4 +24,4 @@ def parse_h(data: bytes) -> Result:
             result["unparsed"].append(line)
     result["header"] = header
     result["handlers"] = handlers
-    return result
+    return finish(result, lines)

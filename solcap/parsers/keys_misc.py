@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, kv, rx, start, to_int
+from .common import Result, finish, kv, rx, start, to_int
 from .text import cpulist
 
 _R = rx
@@ -35,7 +35,7 @@ def parse_m(data: bytes) -> Result:
     result.update(out)
     if out["dom_heap_kb"] is None:
         result["truncated"] = True
-    return result
+    return finish(result, lines)
 
 
 # ----------------------------------------------------------------------------- t
@@ -60,7 +60,7 @@ def parse_t(data: bytes) -> Result:
     result.update(found)
     if found["cycles_skew"] is None:
         result["truncated"] = True
-    return result
+    return finish(result, lines)
 
 
 # ----------------------------------------------------------------------------- e
@@ -114,7 +114,7 @@ def parse_e(data: bytes) -> Result:
             counts[c["state_name"]] = counts.get(c["state_name"], 0) + 1
         d["by_state"] = counts
     result["domains"] = domains
-    return result
+    return finish(result, lines)
 
 
 # ----------------------------------------------------------------------------- i
@@ -198,4 +198,4 @@ def parse_i(data: bytes) -> Result:
     result.update(irqs=irqs, direct_vectors=direct, ioapic=ioapic)
     if irqs and not seen_direct:
         result["truncated"] = True
-    return result
+    return finish(result, lines)

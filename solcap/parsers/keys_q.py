@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, kv, rx, start, to_int
+from .common import Result, finish, kv, note_shape, rx, start, to_int
 from .text import cpulist
 
 _R = rx
@@ -41,6 +41,20 @@ NO_TIMER = "No periodic timer"
 TIMER = _R(r"(-?\d+) Hz periodic timer \(period (-?\d+) ms\)")
 NOTIFY = _R(r"Notifying guest (\d+):(\d+) \(virq (\d+), port (-?\d+)\)")
 SHARED = _R(r"Shared frames (\d+) -- Saved frames (\d+)")
+# Up to 4.12 affinity was per vCPU: "dirty_cpus={…}" ends the VCPU line, then the affinities
+# ("cpu_affinity=" up to 4.4).
+OLD_VCPU = _R(
+    r"    VCPU(\d+): CPU(\d+) \[has=([TF])\] poll=(-?\d+) "
+    r"upcall_pend=([0-9a-f]+) upcall_mask=([0-9a-f]+) *dirty_cpus=\{(.*)\}"
+)
+OLD_AFF = _R(r"    cpu_hard_affinity=\{(.*)\} cpu_soft_affinity=\{(.*)\}")
+OLDEST_AFF = _R(r"    cpu_affinity=\{(.*)\}")
+# arm (p2m_dump_info, vgic_vcpu_dump / gic_dump_info): no paging, no shared-frames line.
+P2M = _R(r"p2m mappings for domain (\d+) \(vmid (\d+)\):")
+P2M_SIZE = _R(r"  (1G|2M|4K) mappings: +(\d+)(?: \(shattered (\d+)\))?")
+GICH = _R(r"GICH_LRs \(vcpu (\d+)\) mask=([0-9a-f]+)")
+VCPU_LR = _R(r"   VCPU_LR\[(\d+)\]=([0-9a-f]+)")
+INFLIGHT = _R(r"(Inflight|Pending) irq=(\d+)(?: lr=(\d+))?")
 
 
 def _new_domain(domid: int) -> dict[str, Any]:
@@ -66,6 +80,7 @@ def _new_domain(domid: int) -> dict[str, Any]:
         "node_affinity": None,
         "units": [],
         "vcpus": [],
+        "p2m": None,
     }
 
 
@@ -96,6 +111,7 @@ def _vcpu_line(m: re.Match[str], unit: dict[str, Any] | None) -> dict[str, Any]:
         "paging_assistance": None,
         "periodic_timer": None,
         "debug_virq_port": None,
+        "gic": None,
     }
 
 
@@ -104,7 +120,12 @@ def parse_q(data: bytes) -> Result:
     order; each with the fields of :func:`_new_domain`, ``units`` as ``{unit, hard, soft}`` and
     ``vcpus`` as in :func:`_vcpu_line`), ``notifications`` (``{domid, vcpu, virq, port}``, also
     copied into each vCPU's ``debug_virq_port``), ``shared_frames``/``saved_frames``.
-    ``truncated`` is also set when the closing ``Shared frames`` line never came."""
+    ``truncated`` is also set when the closing ``Shared frames`` line never came (x86).
+
+    Variants: up to 4.12 each vCPU carries its own affinities (``vcpu-affinities``; the vCPU
+    gets ``dirty_cpus`` and ``unit`` None); arm adds ``p2m`` per domain (``{vmid, mappings:
+    {1G|2M|4K: {count, shattered}}}``) and ``gic`` per vCPU (``{lr_mask, lrs, inflight:
+    [{irq, lr}], pending}``) and has no shared-frames line."""
     result, lines = start("q", data)
     unparsed: list[str] = result["unparsed"]
     domains: list[dict[str, Any]] = []
@@ -141,6 +162,7 @@ def parse_q(data: bytes) -> Result:
         elif (m := WATCHDOG.fullmatch(line)) and section == "general":
             dom["watchdogs"].append({"id": int(m.group(1)), "expires_s": int(m.group(2))})
         elif m := PAGING.fullmatch(line):
+            note_shape(result, arch="x86_64")
             if vcpu is not None:
                 vcpu["paging_assistance"] = m.group(1).strip()
             else:
@@ -177,6 +199,34 @@ def parse_q(data: bytes) -> Result:
         elif section == "vcpus" and (m := VCPU.fullmatch(line)):
             vcpu = _vcpu_line(m, unit)
             dom["vcpus"].append(vcpu)
+            note_shape(result, "unit-affinities" if unit else None, xen=">=4.13" if unit else None)
+        elif section == "vcpus" and (m := OLD_VCPU.fullmatch(line)):
+            vcpu = _vcpu_line(m, None)
+            vcpu["dirty_cpus"] = cpulist(m.group(7))
+            dom["vcpus"].append(vcpu)
+            note_shape(result, "vcpu-affinities", xen="<=4.12")
+        elif vcpu is not None and (m := OLD_AFF.fullmatch(line)):
+            vcpu["cpu_hard_affinity"] = cpulist(m.group(1))
+            vcpu["cpu_soft_affinity"] = cpulist(m.group(2))
+        elif vcpu is not None and (m := OLDEST_AFF.fullmatch(line)):
+            vcpu["cpu_hard_affinity"] = cpulist(m.group(1))
+            note_shape(result, "cpu-affinity", xen="<=4.4")
+        elif m := P2M.fullmatch(line):
+            dom["p2m"] = {"vmid": int(m.group(2)), "mappings": {}}
+            note_shape(result, "arm-p2m", arch="arm")
+        elif dom["p2m"] is not None and (m := P2M_SIZE.fullmatch(line)):
+            dom["p2m"]["mappings"][m.group(1)] = {
+                "count": int(m.group(2)),
+                "shattered": to_int(m.group(3)),
+            }
+        elif vcpu is not None and (m := GICH.fullmatch(line)):
+            vcpu["gic"] = {"lr_mask": int(m.group(2), 16), "lrs": [], "inflight": [], "pending": []}
+            note_shape(result, "arm-gic", arch="arm")
+        elif vcpu is not None and vcpu["gic"] and (m := VCPU_LR.fullmatch(line)):
+            vcpu["gic"]["lrs"].append(int(m.group(2), 16))
+        elif vcpu is not None and vcpu["gic"] and (m := INFLIGHT.fullmatch(line)):
+            entry = {"irq": int(m.group(2)), "lr": to_int(m.group(3))}
+            vcpu["gic"][m.group(1).lower()].append(entry)
         elif vcpu is not None and (m := VPAUSE.fullmatch(line)):
             vcpu["pause_count"] = int(m.group(1))
             vcpu["pause_flags"] = int(m.group(2), 16)
@@ -203,9 +253,12 @@ def parse_q(data: bytes) -> Result:
     result["notifications"] = notifications
     result["shared_frames"] = shared[0] if shared else None
     result["saved_frames"] = shared[1] if shared else None
-    if shared is None:
+    if shared is not None:
+        note_shape(result, "shared-frames", arch="x86_64")
+    elif result["shape"]["arch"] != "arm":
+        # x86 ends with the shared-frames line; arm prints none, so there is no end to miss.
         result["truncated"] = True
-    return result
+    return finish(result, lines)
 
 
 def _notify(m: re.Match[str]) -> dict[str, int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, rx, start, to_int, vcpu_ref
+from .common import Result, finish, rx, start, to_int, vcpu_ref
 from .text import bitmap, cpulist
 
 _R = rx
@@ -269,7 +269,7 @@ def parse_r(data: bytes) -> Result:
     result["free_cpus_info"] = free["cpus_info"] if free else None
     result["cpupools"] = pools
     result["truncated"] = result["truncated"] or _incomplete(glob, pools, free)
-    return result
+    return finish(result, lines)
 
 
 def _incomplete(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, rx, start
+from .common import Result, finish, rx, start
 
 _R = rx
 HEADER = _R(r"'.' pressed -> dumping numa info \(now = (-?\d+)\)")
@@ -113,4 +113,4 @@ def parse_u(data: bytes) -> Result:
     last_vnuma = domains[-1]["vnuma"] if domains else None
     if last_vnuma is not None and len(last_vnuma["vnodes"]) < last_vnuma["nr_vnodes"]:
         result["truncated"] = True
-    return result
+    return finish(result, lines)

@@ -6,7 +6,15 @@ Every Xen line carries a ``(XEN) `` prefix (and, with ``console_timestamps=``, a
 prefix) that can land in the middle of a Xen line. Terminal noise (ANSI escapes such as
 ``ESC[6n``, stray control bytes) rides along. The parsers want only the text after the prefix.
 
-This module never raises on any input: anything it cannot place is kept, not dropped.
+Dumps posted in the field add their own shapes, each recognised here and reported in
+``Lines.variants`` (never silently dropped): a stamp inside the prefix in any of Xen's formats
+(``[  150.26]`` boot seconds, ``[2019-05-28 14:24:11]`` date, ``.mmm`` milliseconds, 16 hex
+digits of raw TSC); a collector's own stamp *before* the prefix (conserver, ``ts``, syslog);
+a tab instead of the space after ``(XEN)``; a whole dump indented or mail-quoted (``> ``);
+Dom0 text spliced into the middle of a Xen line on a shared UART.
+
+This module never raises on any input: anything it cannot place is kept, not dropped, and
+every physical line is counted as Xen, foreign, blank or a spliced continuation.
 """
 
 from __future__ import annotations
@@ -16,11 +24,27 @@ from dataclasses import dataclass, field
 
 XEN_PREFIX = "(XEN) "
 
+# "(XEN)" then a space, a tab, or the end of the line (Xen strips an empty line's trailing
+# space; mail clients strip it too).
+_PREFIX = re.compile(r"\(XEN\)(?=[ \t\r]|$)")
+
 # console.c printk_start_of_line: date "[YYYY-MM-DD HH:MM:SS] ", datems adds ".mmm",
-# boot "[%5lu.%06lu] ", raw "[%016lx] ".
-_TIMESTAMP = re.compile(
-    r"\[(?:\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{3})?|\s*\d+\.\d{6}|[0-9a-f]{16})\] "
+# boot "[%5lu.%06lu] " (posts often shorten the fraction), raw "[%016lx] ".
+_STAMP_KINDS = (
+    ("date", re.compile(r"\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\] ")),
+    ("datems", re.compile(r"\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{1,6}\] ")),
+    ("boot", re.compile(r"\[ *\d{1,12}\.\d{1,9}\] ")),
+    ("raw", re.compile(r"\[[0-9a-f]{16}\] ")),
 )
+# What a console collector writes before Xen's prefix: a bracketed or bare date/time or
+# seconds count, an ISO stamp, or a syslog "Mon DD HH:MM:SS host tag:" head.
+_COLLECTOR = re.compile(
+    r"\s*(?:\[[0-9 T:.,+Z/-]{4,40}\]|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}[.,]?\d*Z?"
+    r"|\d{1,12}(?:\.\d{1,9})?|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?: \S+ \S+:)?)\s*[:|-]?\s*"
+)
+_QUOTE = re.compile(r"[\s>|]*")
+# A Linux printk stamp inside a Xen line: Dom0's own line started there.
+_DOM0_STAMP = re.compile(r"\[ *\d{1,12}\.\d{6}\] ")
 # CSI / OSC / two-byte escapes, then any C0 control byte except TAB, and DEL.
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])?")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -37,6 +61,20 @@ class Lines:
     """The segment did not end with a line end, so its last Xen line may be cut short."""
     timestamps: int = 0
     """How many Xen lines carried a ``console_timestamps`` stamp (stripped)."""
+    physical: int = 0
+    """Physical lines in the segment (a last line without its end counts)."""
+    blank: int = 0
+    """Physical lines with nothing on them once escapes and control bytes are gone."""
+    foreign_lines: int = 0
+    """Physical lines with no Xen part at all."""
+    spliced: int = 0
+    """Physical lines that were the rest of a Xen line Dom0 output had interrupted."""
+    variants: dict[str, int] = field(default_factory=dict)
+    """Console shapes seen (``stamp:boot``, ``collector-stamp``, ``tab-after-prefix``,
+    ``indented``, ``quoted``, ``dom0-spliced``, …) → how many lines showed each."""
+
+    def note(self, variant: str) -> None:
+        self.variants[variant] = self.variants.get(variant, 0) + 1
 
 
 def clean(text: str) -> str:
@@ -44,13 +82,53 @@ def clean(text: str) -> str:
     return _CONTROL.sub("", _ANSI.sub("", text))
 
 
+def _head(out: Lines, head: str) -> None:
+    """Text before the prefix: a collector's stamp, indentation/quoting, or Dom0's."""
+    head = clean(head)
+    if not head.strip():
+        if head:
+            out.note("indented")
+        return
+    if _QUOTE.fullmatch(head):
+        out.note("quoted")
+    elif _COLLECTOR.fullmatch(head):
+        out.note("collector-stamp")
+    elif (q := _QUOTE.match(head)) and q.end() and _COLLECTOR.fullmatch(head[q.end() :]):
+        out.note("quoted")
+        out.note("collector-stamp")
+    else:
+        out.foreign.append(clean(head).strip())
+
+
+def _body(out: Lines, body: str) -> tuple[str, bool]:
+    """The Xen text after the prefix; True if Dom0 text was cut off its end."""
+    if body.startswith(" "):
+        body = body[1:]
+    elif body.startswith("\t"):
+        out.note("tab-after-prefix")
+    for kind, pattern in _STAMP_KINDS:
+        if stamp := pattern.match(body):
+            out.timestamps += 1
+            out.note("stamp:" + kind)
+            body = body[stamp.end() :]
+            break
+    cut = False
+    if (m := _DOM0_STAMP.search(body)) and m.start() > 0:
+        out.foreign.append(clean(body[m.start() :]).strip())
+        body = body[: m.start()]
+        cut = True
+    return body, cut
+
+
 def split_lines(data: bytes) -> Lines:
     """Split a raw segment into Xen lines and foreign text.
 
     A physical line (up to ``\\n``) may hold a Dom0 fragment before ``(XEN) ``: the fragment
     goes to ``foreign`` and the rest is the Xen line. A line without the prefix is foreign.
-    Dom0 text spliced *into* the middle of a Xen line cannot be told apart from Xen's own text;
-    such a line usually fails its parser and ends up in ``unparsed``.
+    When Dom0's line (stamped ``[   49.8] ``, ended ``\\r\\r\\n``) interrupted a Xen line, the
+    next unprefixed physical line ending in Xen's own ``\\r\\n`` is that Xen line's rest and
+    is joined back (``dom0-spliced``). Dom0 text spliced mid-line without such evidence cannot
+    be told apart from Xen's own; the line then usually ends up in ``unparsed``.
     """
     out = Lines()
     text = data.decode("utf-8", "replace")
@@ -59,31 +137,46 @@ def split_lines(data: bytes) -> Lines:
     if tail.strip("\r\x00"):
         physical.append(tail)
         out.partial_last = "(XEN)" in tail
+    elif tail:
+        out.blank += 1
+        out.physical += 1
+    crlf = "\r" in text
+    pending: str | None = None  # the last Xen line, if Dom0 interrupted it (may continue)
     for raw in physical:
+        out.physical += 1
         line = _ANSI.sub("", raw)
-        idx = line.find(XEN_PREFIX)
-        if idx < 0:
-            bare = line.rstrip()
-            # Xen strips the trailing space of an empty printk line: "(XEN)" alone.
-            if bare.lstrip("\r").endswith("(XEN)"):
-                idx = len(bare) - len("(XEN)")
-                line = bare + " "
-        if idx < 0:
+        m = _PREFIX.search(line)
+        if m is None:
             rest = clean(line).strip()
-            if rest:
+            if (
+                pending is not None
+                and rest
+                and not _DOM0_STAMP.match(line)
+                and _xen_ending(raw, crlf)
+            ):
+                out.xen[-1] = (pending + clean(line)).rstrip()
+                out.spliced += 1
+                out.note("dom0-spliced")
+            elif rest:
                 out.foreign.append(rest)
+                out.foreign_lines += 1
+            else:
+                out.blank += 1
+            pending = None
             continue
-        if idx > 0:
-            head = clean(line[:idx]).strip()
-            if head:
-                out.foreign.append(head)
-        body = line[idx + len(XEN_PREFIX) :]
-        stamp = _TIMESTAMP.match(body)
-        if stamp:
-            out.timestamps += 1
-            body = body[stamp.end() :]
-        out.xen.append(clean(body).rstrip())
+        _head(out, line[: m.start()])
+        body, cut = _body(out, line[m.end() :])
+        body = clean(body)
+        out.xen.append(body.rstrip())
+        pending = body if cut or raw.endswith("\r\r") else None
     return out
+
+
+def _xen_ending(raw: str, crlf: bool) -> bool:
+    """A line Xen ended (``\\r\\n``), not Dom0 (``\\r\\r\\n``); any line if no ``\\r`` at all."""
+    if not crlf:
+        return True
+    return raw.endswith("\r") and not raw.endswith("\r\r")
 
 
 def cpulist(text: str) -> list[int] | None:

@@ -35,8 +35,21 @@ def check_common(result: dict[str, Any] | None, key: str) -> dict[str, Any]:
     assert result["key"] == key
     assert result["parser_version"] == PARSER_VERSION
     assert isinstance(result["unparsed"], list)
+    counts = result["lines"]
+    assert counts["total"] == sum(counts[k] for k in _CATEGORIES)
+    assert counts["unparsed"] == len(result["unparsed"]) or key == "*"
     json.dumps(result)  # JSON-ready, no custom encoder needed
     return result
+
+
+_CATEGORIES = ("parsed", "unparsed", "foreign", "blank", "spliced")
+
+
+def physical_lines(data: bytes) -> int:
+    """Counted independently of the parsers: pieces between line feeds, a last piece only
+    if it holds anything."""
+    pieces = data.split(b"\n")
+    return len(pieces) - (1 if pieces[-1] == b"" else 0)
 
 
 # --------------------------------------------------------------------------- text layer
@@ -74,7 +87,7 @@ def test_cpulist_and_bitmap() -> None:
 
 def test_registry() -> None:
     assert parse_dump("R", b"(XEN) 'R' pressed -> rebooting machine\r\n") is None
-    assert set(PARSERS) == set("hqurmiet")
+    assert set(PARSERS) == set("hqurmietd0aHg*")
 
 
 # --------------------------------------------------------------------------- h
@@ -147,8 +160,10 @@ def test_q_real() -> None:
             "paging_assistance": None,
             "periodic_timer": None,
             "debug_virq_port": 0,
+            "gic": None,
         }
     ]
+    assert r["shape"]["xen"] == ">=4.13" and r["shape"]["arch"] == "x86_64"
     assert r["notifications"] == [{"domid": 0, "vcpu": 0, "virq": 1, "port": 0}]
     assert (r["shared_frames"], r["saved_frames"]) == (0, 0)
 
@@ -543,3 +558,230 @@ def test_huge_numbers_are_unparsed_not_errors(key: str) -> None:
     ]
     r = check_common(parse_dump(key, b"\r\n".join(lines) + b"\r\n"), key)
     assert r["unparsed"]
+
+
+_REAL_LINES_FOR_ACCOUNTING = [
+    line
+    for f in sorted(DATA.glob("**/*.txt"))
+    for line in f.read_bytes().splitlines(keepends=True)
+    if line.strip()
+]
+
+
+# --------------------------------------------------------------------------- d / 0
+def test_d_real_two_cpus_second_is_remote() -> None:
+    r = check_common(parse_dump("d", real("d")), "d")
+    assert r["unparsed"] == [] and r["truncated"] is False and r["header"] is True
+    assert r["shape"]["xen"] == "4.17.7" and r["shape"]["arch"] == "x86_64"
+    cpu0, cpu1 = r["sections"]
+    assert [(s["kind"], s["cpu"], s["remote"]) for s in r["sections"]] == [
+        ("host", 0, False),
+        ("host", 1, True),
+    ]
+    assert cpu0["context"] == "hypervisor" and cpu0["debug"] is False
+    assert cpu0["taint"] == "Not tainted"
+    assert cpu0["registers"]["rsp"] == "ffff83003ffd7e98"
+    assert cpu0["registers"]["cr3"] == "000000003646c000"
+    assert cpu0["registers"]["ss"] == "e010" and len(cpu0["registers"]) == 31
+    assert cpu0["ip"] == {
+        "register": "RIP",
+        "cs": "e008",
+        "address": "ffff82d0402f9c06",
+        "symbol": "arch/x86/domain.c#default_idle+0xc6/0xf0",
+        "file": "arch/x86/domain.c",
+        "function": "default_idle",
+        "offset": 0xC6,
+        "size": 0xF0,
+    }
+    assert cpu0["code"]["bytes"].split()[8] == "<80>"
+    assert len(cpu0["stack"]["words"]) == 4 * 11 + 1
+    assert cpu0["stack"]["from"] == "ffff83003ffd7e98" and cpu0["stack"]["owner"] == "xen"
+    trace = [(f["marker"], f["function"], f["offset"]) for f in cpu0["call_trace"]]
+    assert trace == [
+        ("R", "default_idle", 0xC6),
+        ("S", "idle_loop", 0xC1),
+        ("S", "idle_loop", 0),
+        ("S", "context_switch", 0x1F4),
+    ]
+    assert cpu0["call_trace"][3]["file"] is None
+    assert cpu1["call_trace"][3]["function"] == "continue_running"
+
+
+def test_d_cut_before_the_call_trace_is_truncated() -> None:
+    raw = real("d")
+    r = check_common(parse_dump("d", raw[: raw.rindex(b"(XEN) Xen call trace:")]), "d")
+    assert r["truncated"] is True and len(r["sections"]) == 2
+
+
+# --------------------------------------------------------------------------- a / H / g
+def test_a_real() -> None:
+    r = check_common(parse_dump("a", real("a")), "a")
+    assert r["unparsed"] == [] and r["header"] is True
+    cpu0, cpu1 = r["cpus"]
+    assert (cpu0["cpu"], cpu1["cpu"], cpu1["timers"]) == (0, 1, [])
+    assert cpu0["timers"][0] == {
+        "expires_us": 204915,
+        "timer": "ffff83003fd60068",
+        "callback": "common/sched/core.c#vcpu_singleshot_timer_fn",
+        "data": "ffff83003fd60000",
+    }
+    assert [t["expires_us"] for t in cpu0["timers"]] == [204915, 926989, 2358434, 19454707]
+
+
+def test_H_real() -> None:
+    r = check_common(parse_dump("H", real("H")), "H")
+    assert r["unparsed"] == [] and r["now"] == 49573139319
+    assert len(r["zones"]) == 41
+    assert r["nodes"] == {"0": 16128 + 32768 + 53992 + 24692}
+    assert r["zones"][17] == {"node": 0, "zone": 17, "pages": 53992}
+
+
+def test_g_real_and_cut() -> None:
+    r = check_common(parse_dump("g", real("g")), "g")
+    assert r["unparsed"] == [] and r["truncated"] is False and r["done"] is True
+    assert r["tables"] == [
+        {
+            "domid": 0,
+            "version": 1,
+            "frames": 1,
+            "max_frames": 64,
+            "maptrack_frames": 0,
+            "max_maptrack_frames": 1024,
+            "entries": [],
+            "none_active": True,
+        }
+    ]
+    cut = real("g")[: real("g").index(b"(XEN) no active")]
+    assert check_common(parse_dump("g", cut), "g")["truncated"] is True
+
+
+def test_g_entries() -> None:
+    raw = (
+        b"(XEN) gnttab_usage_print_all [ key 'g' pressed\r\n"
+        b"(XEN) grant-table for remote d1 (v1)\r\n"
+        b"(XEN)   4 frames (64 max), 1 maptrack frames (1024 max)\r\n"
+        b"(XEN) [0x008]      0 0x1f2a3b 0x00000002          0 0x0c0ffe 0x19\r\n"
+        b"(XEN) gnttab_usage_print_all ] done\r\n"
+    )
+    r = check_common(parse_dump("g", raw), "g")
+    assert r["unparsed"] == []
+    assert r["tables"][0]["entries"] == [
+        {
+            "ref": 8,
+            "active_domid": 0,
+            "mfn": "1f2a3b",
+            "pin": 2,
+            "shared_domid": 0,
+            "gmfn": "0c0ffe",
+            "flags": 0x19,
+        }
+    ]
+
+
+# --------------------------------------------------------------------------- *
+def test_star_real_splits_into_each_handlers_parse() -> None:
+    raw = real("star")
+    r = check_common(parse_dump("*", raw), "*")
+    keys = [s["key"] for s in r["sections"]]
+    assert keys == list("d0HIMQacegimnqrstuvxz")
+    assert r["header"] is True and r["unparsed"] == []
+    assert r["lines"]["total"] == physical_lines(raw) == 419
+    by_key = {s["key"]: s["result"] for s in r["sections"]}
+    assert by_key["q"]["domains"][0]["vcpus"][0]["processor"] == 1
+    assert by_key["0"]["sections"][0]["kind"] == "dom0-vcpu"
+    assert by_key["0"]["sections"][0]["context"] == "pv guest (d0v0)"
+    assert by_key["0"]["sections"][0]["ip"]["symbol"] is None
+    assert by_key["0"]["sections"][0]["stack"]["owner"] == "guest"
+    assert by_key["H"]["now"] == 54841933671
+    assert by_key["r"]["cpupools"][0]["scheduler"]["opt_name"] == "credit2"
+    # Keys without a parser are still accounted for, line by line.
+    assert by_key["c"]["unparsed"][0] == "'c' pressed -> printing ACPI Cx structures"
+    for key in "d0Haegimqrtu":
+        assert by_key[key]["unparsed"] == [], key
+    # 'z' shared the UART with Dom0: its lines are counted, Dom0's text is foreign, and the
+    # IRQ line Dom0 interrupted is joined back.
+    z = by_key["z"]
+    assert z["lines"]["spliced"] == 2 and "dom0-spliced" in z["shape"]["console"]
+    assert "IRQ104 -> 0:10" in z["unparsed"]
+    assert any("Not enough CPUs" in f for f in z["foreign"])
+    assert sum(s["result"]["lines"]["total"] for s in r["sections"]) + 1 + 21 == 419
+
+
+# --------------------------------------------------------------------------- console shapes
+def test_console_shapes_are_recognised_and_reported() -> None:
+    base = real("u")
+    variants = {
+        "stamp:boot": base.replace(b"(XEN) ", b"(XEN) [  150.26] "),
+        "stamp:date": base.replace(b"(XEN) ", b"(XEN) [2019-05-28 14:24:11] "),
+        "stamp:datems": base.replace(b"(XEN) ", b"(XEN) [2019-05-28 14:24:11.123] "),
+        "stamp:raw": base.replace(b"(XEN) ", b"(XEN) [0000001234abcdef] "),
+        "collector-stamp": base.replace(b"(XEN) ", b"[2024-03-01 20:37:28] (XEN) "),
+        "indented": base.replace(b"(XEN) ", b"    (XEN) "),
+        "quoted": base.replace(b"(XEN) ", b">> (XEN) "),
+        "tab-after-prefix": base.replace(b"(XEN)     Node", b"(XEN)\t    Node"),
+    }
+    plain = parse_dump("u", base)
+    assert plain is not None
+    for variant, raw in variants.items():
+        r = check_common(parse_dump("u", raw), "u")
+        assert variant in r["shape"]["console"], variant
+        assert r["foreign"] == [], variant
+        if variant != "tab-after-prefix":
+            assert r["domains"] == plain["domains"] and r["unparsed"] == [], variant
+        else:
+            assert r["unparsed"] == ["\t    Node 0: 131072"]
+
+
+def test_dom0_stamp_inside_a_xen_line_is_cut_and_the_rest_joined() -> None:
+    raw = (
+        b"(XEN) heap[node=0][zone=1] -> [   49.828696] clocksource: Switched\r\r\n"
+        b"7 pages\r\n"
+        b"[   49.9] next dom0 line\r\r\n"
+    )
+    r = check_common(parse_dump("H", raw), "H")
+    assert r["zones"] == [{"node": 0, "zone": 1, "pages": 7}]
+    assert r["foreign"] == ["[   49.828696] clocksource: Switched", "[   49.9] next dom0 line"]
+    assert r["lines"] == {
+        "total": 3,
+        "parsed": 1,
+        "unparsed": 0,
+        "foreign": 1,
+        "blank": 0,
+        "spliced": 1,
+    }
+
+
+# --------------------------------------------------------------------------- accounting
+_MARK = "zqj"  # no Xen format string contains it
+
+
+@pytest.mark.parametrize("key", sorted(PARSERS))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    picks=st.lists(st.sampled_from(_REAL_LINES_FOR_ACCOUNTING), max_size=40),
+    junk=st.lists(st.tuples(st.integers(0, 40), st.text(max_size=12)), max_size=6),
+    ending=st.sampled_from([b"\r\n", b"\n", b"\r\r\n", b""]),
+)
+def test_every_line_is_accounted_for(
+    key: str, picks: list[bytes], junk: list[tuple[int, str]], ending: bytes
+) -> None:
+    """Every physical line lands in exactly one category, and an injected line no rule can
+    match is reported in ``unparsed``, never dropped."""
+    lines = [p.rstrip(b"\r\n") + b"\r\n" for p in picks]
+    injected = []
+    for pos, text in junk:
+        body = f"{_MARK} {text}".replace("\n", " ").replace("\r", " ").strip()
+        line = b"(XEN) " + body.encode()
+        lines.insert(min(pos, len(lines)), line + b"\r\n")
+        injected.append(body)
+    data = b"".join(lines)
+    if data:
+        data = data[: -len(b"\r\n")] + ending
+    r = check_common(parse_dump(key, data), key)
+    assert r["lines"]["total"] == physical_lines(data)
+    everything = list(r["unparsed"])
+    if key == "*":
+        everything += [u for s in r["sections"] for u in s["result"]["unparsed"]]
+    for body in injected:
+        stripped = " ".join(body.split()) if "\t" not in body else body
+        assert any(stripped.split()[0] in u for u in everything), body
