@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from solcap.capture import Recording
 from solcap.errors import UsageError
+from tests.peers import need
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,15 +48,15 @@ def test_raw_is_byte_exact_and_private(tmp_path: Path) -> None:
     assert meta["files"]["console.raw"] == hashlib.sha256(sent).hexdigest()
 
 
-@pytest.mark.skipif(shutil.which("scriptreplay") is None, reason="util-linux scriptreplay absent")
 def test_scriptreplay_reproduces_the_session(tmp_path: Path) -> None:
+    scriptreplay = need("scriptreplay")
     chunks = [b"GRUB\r\n", b"\x1b[7m*Xen\x1b[m", b"(XEN) Command line: console=com1\r\n"] * 50
     rec = Recording("h", root=tmp_path)
     for chunk in chunks:
         rec.feed(chunk)
     summary = rec.close()
     replay = subprocess.run(
-        ["scriptreplay", "-T", "console.timing", "-O", "console.raw", "-d", "1000"],
+        [scriptreplay, "-T", "console.timing", "-O", "console.raw", "-d", "1000"],
         cwd=summary.path,
         capture_output=True,
         check=True,

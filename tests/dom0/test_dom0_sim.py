@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.ssh import SshTarget, connect
 from solcap.transports.registry import open_transport
+from tests.peers import need
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -270,10 +270,10 @@ def test_cli_presses_a_key_over_ssh_and_compare_reads_it_back(
     assert "LOST" in out.getvalue() and "dom0/xl-dmesg-after-q.txt" in out.getvalue()
 
 
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client not installed")
 def test_openssh_client_runs_a_command_and_terminates(tmp_path: Path) -> None:
+    ssh = need("ssh")
     with booted_sim(tmp_path, HostSpec(domus=2)) as sim:
-        base = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        base = [ssh, "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
         base += ["-o", f"UserKnownHostsFile={sim.known_hosts}", "-i", str(sim.key_file)]
         base += ["-p", str(sim.server.port), "root@127.0.0.1"]
         done = subprocess.run(

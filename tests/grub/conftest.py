@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import peers
+
 SSHD = "/usr/sbin/sshd"
 SUDO_PASSWORD = "pa ss'word"
 SUDO_STUB = """#!/bin/sh
@@ -98,7 +100,7 @@ def _wait_for_banner(port: int, proc: subprocess.Popen[bytes], deadline: float) 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     if not os.path.exists(SSHD):
-        pytest.skip("openssh-server is not installed")
+        peers.missing(SSHD, "apt-get install openssh-server")
     tmp = tmp_path_factory.mktemp("sshd")
     host_key = tmp / "host_ed25519"
     client_key = tmp / "client_ed25519"

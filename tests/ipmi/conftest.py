@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import peers
 
 PASSWORD = "s3cret-pw-for-tests"
 USER = "admin"
@@ -27,11 +28,8 @@ def free_udp_port() -> int:
 
 
 def need(binary: str) -> str:
-    """Path of ``binary``, or skip the test (the test command installs it)."""
-    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
-    if path is None:
-        pytest.skip(f"{binary} not installed")
-    return path
+    """Path of the peer ``binary``: a failure under CI, else a skip naming its package."""
+    return peers.need(binary)
 
 
 def read_until(fd: int, want: bytes, timeout: float) -> bytes:

@@ -8,7 +8,6 @@ client path, so the simulator is checked against an independent implementation.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,9 @@ import pexpect
 import pytest
 
 from solcap.lab import Lab, LabHost
+from tests.peers import need
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which("ipmitool") is None, reason="ipmitool not installed"),
-]
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +49,7 @@ def _power_on(lab: Lab, host: LabHost, env: dict[str, str]) -> None:
 
 def _ipmitool(lab: Lab, host: LabHost, *args: str) -> list[str]:
     return [
-        "ipmitool",
+        need("ipmitool"),
         "-I",
         "lanplus",
         "-H",
@@ -112,10 +109,10 @@ def test_ipmitool_sees_grub_xen_and_a_debug_key(
     assert [d["key"] for d in lab.host_state(host.name)["dumps"]] == ["h"]
 
 
-@pytest.mark.skipif(shutil.which("ipmiconsole") is None, reason="freeipmi-tools not installed")
 def test_ipmiconsole_sees_grub_xen_and_a_debug_key(tmp_path: Path) -> None:
     """FreeIPMI's ipmiconsole (Debian 12's refuses host:port, so this BMC listens on
     127.0.0.4:623; the password goes in a 0600 config file, never argv)."""
+    ipmiconsole = need("ipmiconsole")  # /usr/sbin: not on a non-root PATH
     lab = Lab(tmp_path / "lab")
     try:
         extra = ["--off", "--grub-timeout", "3", "--address", "127.0.0.4", "--port", "623"]
@@ -127,7 +124,7 @@ def test_ipmiconsole_sees_grub_xen_and_a_debug_key(tmp_path: Path) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(f"username admin\npassword {password}\n")
         console = pexpect.spawn(
-            shutil.which("ipmiconsole") or "ipmiconsole",
+            ipmiconsole,
             ["-h", host.address, "--config-file", str(config)],
             timeout=60,
         )

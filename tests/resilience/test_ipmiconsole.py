@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import peers
 from tests.ipmi.conftest import need
 from tests.resilience.conftest import PASSWORD, USER, BmcProcess, HostWriter, pattern, sha
 from tests.resilience.test_faults import _read_until, _spawn_peer
@@ -29,7 +30,10 @@ def bmc623(pty_pair) -> Iterator[BmcProcess]:
         try:
             probe.bind((ADDRESS, 623))
         except OSError as exc:
-            pytest.skip(f"cannot bind {ADDRESS}:623 ({exc.strerror})")
+            peers.missing(
+                f"a bindable {ADDRESS}:623 ({exc.strerror})",
+                "run as root (FreeIPMI's ipmiconsole only reaches port 623), free the port",
+            )
     proc = BmcProcess(pty_pair.path, address=ADDRESS, port=623).start()
     yield proc
     proc.stop()
