@@ -17,10 +17,20 @@ anywhere in a word, so ``key="a b"`` and ``"key=a b"`` are single tokens):
 * ``--`` ends the options the kernel parses itself (Linux passes the rest to init; some Xen
   multiboot setups pass the rest to Dom0). Nothing at or after ``--`` is ever edited, and
   additions go before it.
+
+Options solcap *adds or removes* must match a strict grammar (:func:`check_option`): a name
+(letters, digits, ``_``, ``-``, ``.``) and an optional ``=value`` drawn from the characters
+real Xen and Linux options use (``,:/=+@%()`` besides letters, digits and ``_.-``). The
+reason is where the words end up: ``update-grub`` *sources* /etc/default/grub as shell, as
+root, and 20_linux_xen pastes the variables unquoted into grub.cfg, where ``;`` ``|`` ``&``
+``<`` ``>`` ``{`` ``}`` ``#`` ``$`` and quotes are GRUB-script syntax. Anything outside the
+grammar (metacharacters, quotes, backslashes, globs, control bytes, NUL, non-ASCII) is
+refused before a file is touched, rather than escaped.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -33,6 +43,39 @@ KINDS: tuple[Kind, ...] = ("xen", "linux")
 #: Linux keys that may legitimately repeat where the order carries meaning; the last
 #: ``console=`` becomes /dev/console.
 LINUX_MULTI_KEYS = frozenset({"console"})
+
+#: Option names: Linux ``param``/``module.param`` (``-`` and ``_`` equivalent), Xen ``name``
+#: and ``no-name``.
+_OPTION_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+#: Value characters seen in real Xen and Linux options (``com1=115200,8n1,0x3f8,4``,
+#: ``dom0_mem=1G,max:1G``, ``root=UUID=…``, ``crashkernel=1G-4G:192M``, ``memmap=64M@0x…``,
+#: ``xen-pciback.hide=(0000:03:00.0)``); none is special inside shell double quotes or in
+#: GRUB script.
+_OPTION_VALUE = r"[A-Za-z0-9_.,:/=+@%()-]*"
+_OPTION_RE = re.compile(rf"{_OPTION_NAME}(?:={_OPTION_VALUE})?")
+_VERBATIM_RE = re.compile(r"placeholder|\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def check_option(option: str) -> str | None:
+    """Why ``option`` may not be written into a boot configuration, or None when it may.
+
+    The grammar is an allow-list (see the module docstring): the text ends up sourced by a
+    root shell and parsed by GRUB's script lexer, so escaping is not attempted.
+    """
+    if _OPTION_RE.fullmatch(option):
+        return None
+    if not option:
+        return "an empty option"
+    bad = next(
+        (c for c in option if not re.fullmatch(r"[A-Za-z0-9_.,:/=+@%()-]", c)),
+        None,
+    )
+    if bad is not None:
+        return (
+            f"{option!r}: {bad!r} is not allowed in a boot option (letters, digits and "
+            "_ . - , : / = + @ % ( ) only; no shell or GRUB-script metacharacters)"
+        )
+    return f"{option!r}: an option is NAME or NAME=VALUE, NAME of letters, digits, _ . -"
 
 
 @dataclass(frozen=True)
@@ -162,6 +205,12 @@ def _single_token(option: str, what: str) -> Token:
     words = split_words(option)
     if len(words) != 1:
         raise UsageError(f"{what} option must be exactly one word, got {option!r}")
+    if what == "added" and Token(words[0]).is_verbatim:
+        raise UsageError(f"added option may not be a bootloader token: {option!r}")
+    if not (what == "removed" and _VERBATIM_RE.fullmatch(option)) and option != "--":
+        reason = check_option(option)
+        if reason is not None:
+            raise UsageError(f"{what} option {reason}")
     token = Token(words[0])
     if token.is_separator:
         raise UsageError(f"{what} option may not be '--'")
@@ -232,11 +281,12 @@ def merge(
 
 
 def _dedupe_additions(additions: list[Token], kind: Kind) -> list[Token]:
-    """Drop exact repeats; for Xen keep only the last value given for each key."""
+    """Drop repeats, keeping the last place each was given (a Linux ``console=`` listed twice
+    must stay where it was given last: that one becomes /dev/console); for Xen keep only
+    the last value given for each key."""
     seen: list[Token] = []
     for token in additions:
-        if token in seen:
-            continue
+        seen = [t for t in seen if t != token]
         if kind == "xen":
             seen = [t for t in seen if t.key(kind) != token.key(kind)]
         seen.append(token)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from solcap.bootline import Cmdline, Kind, merge, split_words
+from solcap.bootline import Cmdline, Kind, check_option, merge, split_words
 from solcap.errors import ConfigError, UsageError
 
 #: The profiles shipped with solcap, at the repository root.
@@ -40,7 +40,6 @@ PARITIES = ("n", "e", "o")
 #: Xen debug keys that change state (reboot, crash, NMI, …); never harvested.
 DANGEROUS_KEYS = frozenset("RCNS%ATGPLO+-")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHELL_UNSAFE = re.compile(r"""['"\\`$]""")
 _COM_RE = re.compile(r"^(com[12])=([^,]*)(?:,([^,]*))?")
 _DEFAULTS = {"parity": "n", "data_bits": 8, "stop_bits": 1}
 
@@ -182,10 +181,9 @@ class _Reader:
                 raise self.error(table, key, f"{option!r} must be one word without spaces")
             if option == "--" or option == "placeholder" or option.startswith("$"):
                 raise self.error(table, key, f"{option!r} is a bootloader token, not an option")
-            if _SHELL_UNSAFE.search(option):
-                raise self.error(
-                    table, key, f"{option!r}: quotes, backslashes, '$' and '`' are not allowed"
-                )
+            reason = check_option(option)
+            if reason is not None:
+                raise self.error(table, key, reason)
         return tuple(value)
 
     def table(self, data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -186,7 +186,14 @@ def scan_assignments(text: str) -> list[Assignment]:
 
 
 def _quoted(value: str, quote: str) -> str:
-    if quote == "" and (not value or re.search(r"\s", value)):
+    """The value written back: an unquoted one becomes double-quoted.
+
+    ``update-grub`` sources the file as shell; unquoted, a word such as
+    ``xen-pciback.hide=(0000:03:00.0)`` is a syntax error and a metacharacter would be a
+    command. Double quotes keep ``$VAR`` references expanding; single quotes stay single
+    (the option grammar has no ``'``).
+    """
+    if quote == "":
         quote = '"'
     return f"{quote}{value}{quote}"
 
@@ -491,6 +498,38 @@ _LOADER = re.compile(r"^(\s*)(multiboot2|multiboot|xen_hypervisor)(\s+)(\S+)(.*)
 _MODULE = re.compile(r"^(\s*)(module2|module|xen_module)(\s+)(\S+)(.*)$", re.DOTALL)
 
 
+def _metachar(char: str, previous: str) -> bool:
+    return char in ";|&<>{}" or (char == "#" and previous.isspace())
+
+
+def _script_syntax(rest: str) -> str | None:
+    """The first GRUB-script metacharacter outside double quotes (``;`` ``#`` ``&`` …).
+
+    GRUB's lexer (grub-core/script/yylex.l) ends a word at ``{ } | & ; < >`` and blanks and
+    starts a comment at ``#`` opening a word; ``\\`` escapes. A line with any of these is
+    more than ``command path args``, so appending to it is not a safe edit.
+    """
+    in_quote = False
+    previous = " "
+    i = 0
+    while i < len(rest):
+        char = rest[i]
+        if char == "$" and rest.startswith("{", i + 1):
+            close = rest.find("}", i)
+            if close < 0:
+                return "${"
+            i = close + 1  # ${xen_rm_opts}: a variable reference, not a block
+            previous = "}"
+            continue
+        if char == '"':
+            in_quote = not in_quote
+        elif char == "\\" or (not in_quote and _metachar(char, previous)):
+            return char
+        previous = char
+        i += 1
+    return None
+
+
 def _edit_line(
     item: _Logical,
     pattern: re.Pattern[str],
@@ -507,6 +546,15 @@ def _edit_line(
         raise ConfigError(
             path,
             "single-quoted arguments are not supported; edit by hand",
+            line=item.first + 1,
+            field=command,
+        )
+    syntax = _script_syntax(rest)
+    if syntax is not None:
+        raise ConfigError(
+            path,
+            f"the line carries GRUB-script syntax ({syntax!r}) beyond plain arguments; "
+            "options added here could land in a comment or another command: edit by hand",
             line=item.first + 1,
             field=command,
         )

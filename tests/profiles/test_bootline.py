@@ -153,7 +153,9 @@ def word(draw: st.DrawFn) -> str:
     return f"{key}={draw(st.sampled_from(VALUES))}"
 
 
-option_word = word().filter(lambda w: w != "--")
+# Lines may carry quoted words (an operator's own); what a profile adds or removes follows
+# the option grammar (no quotes), see test_option_grammar.py.
+option_word = word().filter(lambda w: w != "--" and '"' not in w)
 add_word = option_word.filter(lambda w: w != "placeholder" and not w.startswith("$"))
 lines = st.lists(word(), max_size=12).map(" ".join)
 kinds = st.sampled_from(["xen", "linux"])
