@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from solcap.bootline import Kind, merge
 from solcap.errors import ConfigError, UsageError
+from solcap.grub.chain import Chain, ChainError, find_chain, split_command
 
 XEN_DEFAULT = "GRUB_CMDLINE_XEN_DEFAULT"
 XEN_ALL = "GRUB_CMDLINE_XEN"
@@ -494,8 +495,7 @@ def select_entry(text: str, entry_pattern: str, path: str = "grub.cfg") -> MenuE
     )
 
 
-_LOADER = re.compile(r"^(\s*)(multiboot2|multiboot|xen_hypervisor)(\s+)(\S+)(.*)$", re.DOTALL)
-_MODULE = re.compile(r"^(\s*)(module2|module|xen_module)(\s+)(\S+)(.*)$", re.DOTALL)
+_CHAIN_LINE = re.compile(r"^(\s*)(\S+)((?:\s+--\S+)*)(\s+)(\S+)(.*)$", re.DOTALL)
 
 
 def _metachar(char: str, previous: str) -> bool:
@@ -532,16 +532,15 @@ def _script_syntax(rest: str) -> str | None:
 
 def _edit_line(
     item: _Logical,
-    pattern: re.Pattern[str],
     add: Sequence[str],
     remove: Sequence[str],
     kind: Kind,
     physical: list[str],
     path: str,
 ) -> None:
-    match = pattern.match(item.text)
+    match = _CHAIN_LINE.match(item.text)
     assert match is not None
-    indent, command, gap, target, rest = match.groups()
+    indent, command, options, gap, target, rest = match.groups()
     if "'" in rest:
         raise ConfigError(
             path,
@@ -566,10 +565,29 @@ def _edit_line(
     if new_args == args:
         return
     ending = physical[item.last][len(physical[item.last].rstrip("\r\n")) :] or ""
-    line = f"{indent}{command}{gap}{target}" + (f" {new_args}" if new_args else "")
+    line = f"{indent}{command}{options}{gap}{target}" + (f" {new_args}" if new_args else "")
     physical[item.first] = line + ending
     for index in range(item.first + 1, item.last + 1):
         physical[index] = ""
+
+
+def _body_chain(text: str, entry: MenuEntry, path: str) -> tuple[Chain, list[_Logical]]:
+    """The entry's boot chain (see :mod:`solcap.grub.chain`) and its logical body lines."""
+    body = _logical_lines(text.splitlines(keepends=True))[entry.body[0] : entry.body[1]]
+    lines = [
+        line
+        for index, item in enumerate(body)
+        if (line := split_command(index, _words(item.text))) is not None
+    ]
+    try:
+        return find_chain(lines, entry.title), body
+    except ChainError as exc:
+        raise ConfigError(path, str(exc), line=entry.line, field="menuentry") from exc
+
+
+def entry_chain(text: str, entry_pattern: str, path: str = "grub.cfg") -> Chain:
+    """The boot chain of the one entry matching ``entry_pattern`` (or a refusal)."""
+    return _body_chain(text, select_entry(text, entry_pattern, path), path)[0]
 
 
 def edit_grub_cfg(
@@ -581,69 +599,43 @@ def edit_grub_cfg(
     dom0_remove: Sequence[str] = (),
     path: str = "grub.cfg",
 ) -> str:
-    """Edit the Xen (``multiboot2``) and Dom0 kernel (first ``module2``) lines of one entry.
+    """Edit the Xen and Dom0 kernel lines of one entry, wherever its chain puts them.
 
-    The entry is chosen with :func:`select_entry`; zero or several matches is a refusal.
+    The entry is chosen with :func:`select_entry`; zero or several matches is a refusal. Which
+    line is Xen's and which is Dom0's comes from :func:`solcap.grub.chain.find_chain`
+    (multiboot2/module2, multiboot/module, tboot first, arm64 xen_hypervisor/xen_module,
+    TrenchBoot slaunch); a chain it cannot edit safely is refused with the reason.
     ``placeholder`` and ``${xen_rm_opts}`` stay where they are; a line split with ``\\``
     continuations is rewritten as one line when (and only when) it changes.
     """
     entry = select_entry(text, entry_pattern, path)
+    chain, body = _body_chain(text, entry, path)
     physical = text.splitlines(keepends=True)
-    logical = _logical_lines(physical)
-    body = logical[entry.body[0] : entry.body[1]]
-    loader = next((item for item in body if _LOADER.match(item.text)), None)
-    if loader is None:
+    if chain.kernel is None and (dom0_add or dom0_remove):
         raise ConfigError(
             path,
-            f"entry {entry.title!r} has no multiboot2 line: not a Xen entry?",
-            line=entry.line,
-            field="menuentry",
+            f"entry {entry.title!r} has no Dom0 kernel line after "
+            f"{chain.hypervisor.command} {chain.hypervisor.image}",
+            line=body[chain.hypervisor.index].first + 1,
+            field=chain.hypervisor.command,
         )
-    after = body[body.index(loader) + 1 :]
-    kernel = next(
-        (
-            item
-            for item in after
-            if (m := _MODULE.match(item.text)) and not m.group(4).startswith("--")
-        ),
-        None,
-    )
-    if kernel is None and (dom0_add or dom0_remove):
-        raise ConfigError(
-            path,
-            f"entry {entry.title!r} has no Dom0 kernel module2 line",
-            line=loader.first + 1,
-            field="module2",
-        )
-    _edit_line(loader, _LOADER, xen_add, xen_remove, "xen", physical, path)
-    if kernel is not None:
-        _edit_line(kernel, _MODULE, dom0_add, dom0_remove, "linux", physical, path)
+    _edit_line(body[chain.hypervisor.index], xen_add, xen_remove, "xen", physical, path)
+    if chain.kernel is not None:
+        _edit_line(body[chain.kernel.index], dom0_add, dom0_remove, "linux", physical, path)
     return "".join(physical)
 
 
 def entry_cmdlines(text: str, entry_pattern: str, path: str = "grub.cfg") -> tuple[str, str | None]:
     """The Xen and Dom0 arguments of one entry, as written (for verification after edits)."""
     entry = select_entry(text, entry_pattern, path)
-    body = _logical_lines(text.splitlines(keepends=True))[entry.body[0] : entry.body[1]]
-    xen: str | None = None
-    dom0: str | None = None
-    for item in body:
-        if xen is None and (m := _LOADER.match(item.text)):
-            xen = m.group(5).strip()
-        elif (
-            xen is not None
-            and dom0 is None
-            and (m := _MODULE.match(item.text))
-            and not m.group(4).startswith("--")
-        ):
-            dom0 = m.group(5).strip()
-    if xen is None:
-        raise ConfigError(
-            path,
-            f"entry {entry.title!r} has no multiboot2 line",
-            line=entry.line,
-            field="menuentry",
-        )
+    chain, body = _body_chain(text, entry, path)
+
+    def args(index: int) -> str:
+        match = _CHAIN_LINE.match(body[index].text)
+        return match.group(6).strip() if match else ""
+
+    xen = args(chain.hypervisor.index)
+    dom0 = args(chain.kernel.index) if chain.kernel is not None else None
     return xen, dom0
 
 

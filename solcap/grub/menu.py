@@ -39,6 +39,7 @@ import pyte
 from solcap.bootline import Kind, merge
 from solcap.console import TIMEOUT, Console, ExpectResult, Patterns
 from solcap.errors import TargetError, UsageError
+from solcap.grub.chain import ChainError, ChainLine, find_chain, split_command
 from solcap.profiles import Options, Profile
 
 __all__ = ["OneshotResult", "apply_oneshot"]
@@ -97,6 +98,8 @@ class OneshotResult:
     dom0_after: str | None
     booted_cmdline: str | None
     verified: bool
+    #: The entry's boot chain as :meth:`solcap.grub.chain.Chain.describe` puts it.
+    chain: str | None = None
 
 
 def apply_oneshot(
@@ -135,11 +138,31 @@ def apply_oneshot(
     driver.catch_menu(power_cycle, time.monotonic() + menu_timeout)
     title = driver.select_entry(pattern)
     driver.open_editor(username, password)
-    xen_before, xen_after = driver.edit_loader("multiboot2", profile.xen, "xen", retries)
+    lines = driver.read_lines()
+    try:
+        chain = find_chain(lines, title)
+    except ChainError as exc:
+        driver.key(ESC, "Esc (leave the editor unchanged)")
+        raise TargetError(console.host, f"{exc}; nothing typed, GRUB is at its menu") from exc
+    dom0_wanted = bool(profile.dom0.options or profile.dom0.remove)
+    if dom0_wanted and chain.kernel is None:
+        driver.key(ESC, "Esc (leave the editor unchanged)")
+        raise TargetError(
+            console.host,
+            f"entry {title!r} has no Dom0 kernel line after {chain.hypervisor.command} "
+            f"{chain.hypervisor.image}; nothing typed, GRUB is at its menu",
+        )
+    driver.goto_index(chain.hypervisor)
+    xen_before, xen_after = driver.edit_loader(
+        chain.hypervisor.command, profile.xen, "xen", retries
+    )
     dom0_before: str | None = None
     dom0_after: str | None = None
-    if profile.dom0.options or profile.dom0.remove:
-        dom0_before, dom0_after = driver.edit_loader("module2", profile.dom0, "linux", retries)
+    if dom0_wanted and chain.kernel is not None:
+        driver.goto_index(chain.kernel)
+        dom0_before, dom0_after = driver.edit_loader(
+            chain.kernel.command, profile.dom0, "linux", retries
+        )
     driver.boot()
     booted: str | None = None
     if verify:
@@ -158,6 +181,7 @@ def apply_oneshot(
         dom0_after=dom0_after,
         booted_cmdline=booted,
         verified=verify,
+        chain=chain.describe(),
     )
 
 
@@ -201,6 +225,8 @@ class _Driver:
         self.screen = pyte.Screen(COLS, ROWS)
         self.stream = pyte.ByteStream(self.screen)
         self._esc_at = 0.0
+        #: Index of the editor line the cursor is on (kept by read_lines / goto_index).
+        self.line = 0
         self.feed(console.read_available())
 
     # ------------------------------------------------------------------ bytes in
@@ -471,28 +497,59 @@ class _Driver:
         if not self.on_editor():
             raise TargetError(self.host, f"GRUB's entry editor did not open:\n{self.text()}")
 
-    def goto_line(self, command: str) -> str:
-        """Move down (from the current line) to the next line whose first word is ``command``.
+    def read_lines(self) -> list[ChainLine]:
+        """Walk the editor from the top and note each line's command, options and image.
 
-        Each step starts at column 0 (Ctrl-A first, so Down keeps column 0), so the cursor's
-        row is the line's first row and its first word is readable even when wrapped.
+        Each step is Ctrl-E, Down, Ctrl-A: from a line's end Down reaches the next *line*
+        (from column 0 of a wrapped line GRUB would move to its second row), and Ctrl-A puts
+        the cursor on the new line's first row, where its command is readable. The walk ends
+        when Down changes nothing; ``self.line`` is then the last line's index.
         """
         self.key(CTRL_A, "Ctrl-A")
+        found: list[ChainLine] = []
+        index = 0
         while True:
-            first = self.row(self.screen.cursor.y, TEXT_COL, MARKER_COL).split()
-            if first and first[0] == command:
-                return first[0]
+            words = self.row(self.screen.cursor.y, TEXT_COL, MARKER_COL).split()
+            line = split_command(index, words)
+            if line is not None:
+                found.append(line)
+            self.key(CTRL_E, "Ctrl-E")
             before = self.snapshot()
             self.key(KEY_DOWN, "Down in the editor")
-            after = self.snapshot()
-            if after == before or self.screen.cursor.x != TEXT_COL:
-                raise TargetError(self.host, f"the entry has no `{command}' line to edit")
+            if self.snapshot() == before:
+                break
+            self.key(CTRL_A, "Ctrl-A")
+            index += 1
+            if index > 500:
+                raise TargetError(self.host, "GRUB's entry editor seems endless")
+        self.line = index
+        return found
+
+    def goto_index(self, target: ChainLine) -> None:
+        """Move to the editor line ``target`` came from and check it is still that line."""
+        while self.line != target.index:
+            if self.line > target.index:
+                self.key(CTRL_A, "Ctrl-A")
+                self.key(KEY_UP, "Up in the editor")
+                self.line -= 1
+            else:
+                self.key(CTRL_E, "Ctrl-E")
+                self.key(KEY_DOWN, "Down in the editor")
+                self.line += 1
+        self.key(CTRL_A, "Ctrl-A")
+        words = self.row(self.screen.cursor.y, TEXT_COL, MARKER_COL).split()
+        seen = split_command(target.index, words)
+        if seen is None or (seen.command, seen.image) != (target.command, target.image):
+            raise TargetError(
+                self.host,
+                f"expected the `{target.command} {target.image}' line in GRUB's editor but "
+                f"the cursor is on {' '.join(words)!r}",
+            )
 
     def edit_loader(
         self, command: str, options: Options, kind: Kind, retries: int
     ) -> tuple[str, str]:
-        """Edit the next ``command`` line's arguments; return (before, after)."""
-        self.goto_line(command)
+        """Edit the ``command`` line under the cursor; return its arguments (before, after)."""
         self.key(CTRL_E, "Ctrl-E")
         current = self.line_at_cursor()
         m = _LOADER.match(current)

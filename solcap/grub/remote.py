@@ -387,7 +387,7 @@ def xen_entries(text: str, pattern: str | None, path: str) -> list[tuple[str, st
         try:
             xen, dom0 = entry_cmdlines(text, selector, path)
         except ConfigError as exc:
-            if "no multiboot" in str(exc):
+            if "not a Xen entry" in str(exc):
                 continue  # a plain Linux entry
             raise
         found.append((entry.path, xen, dom0))

@@ -180,25 +180,49 @@ class BootPlan:
     linux_cmdline: str = ""
 
 
+_SIM_LOADERS = {"multiboot2": "module2", "multiboot": "module", "xen_hypervisor": "xen_module"}
+
+
+def _module_args(line: str) -> tuple[str, str]:
+    """``"module2 --nounzip /x a b"`` -> ``("/x", "a b")``."""
+    rest = line.split()[1:]
+    while rest and rest[0].startswith("--"):  # e.g. --nounzip
+        rest = rest[1:]
+    return (rest[0] if rest else ""), " ".join(rest[1:])
+
+
 def plan_boot(request: BootRequest) -> BootPlan:
-    """Find the loader lines in a booted entry: ``multiboot2``/``module2`` or ``linux``."""
-    xen: str | None = None
-    dom0: str | None = None
+    """Find the loader lines in a booted entry, the way GRUB and the loaders hand them on.
+
+    ``multiboot2``/``module2``, ``multiboot``/``module`` and arm64's ``xen_hypervisor``/
+    ``xen_module``: the loader's arguments are Xen's, the first module's Dom0's. When the
+    loader is tboot (``multiboot /tboot.gz``), tboot launches its first module as the kernel:
+    Xen is that module and Dom0 the next one. ``linux`` boots Linux alone.
+    """
+    loader: str | None = None
+    image = ""
+    args = ""
+    modules: list[tuple[str, str]] = []
     linux: str | None = None
     for raw in request.lines:
         line = raw.strip()
         word = line.split(None, 1)[0] if line else ""
-        if word == "multiboot2" and xen is None:
-            xen = _args_after_path(line)
-        elif word == "module2" and dom0 is None:
-            rest = line.split()[1:]
-            while rest and rest[0].startswith("--"):  # e.g. --nounzip
-                rest = rest[1:]
-            dom0 = " ".join(rest[1:])
+        if word in _SIM_LOADERS and loader is None:
+            loader = word
+            image, args = _module_args(line)
+        elif loader is not None and word == _SIM_LOADERS[loader]:
+            modules.append(_module_args(line))
         elif word == "linux" and linux is None:
             linux = _args_after_path(line)
-    if xen is not None:
-        return BootPlan("xen", xen_cmdline=xen, dom0_cmdline=dom0 or "")
+    if loader is not None:
+        if image.rsplit("/", 1)[-1].startswith("tboot"):
+            if not modules:
+                return BootPlan("none")
+            xen = modules[0][1]
+            dom0 = modules[1][1] if len(modules) > 1 else ""
+            return BootPlan("xen", xen_cmdline=xen, dom0_cmdline=dom0)
+        dom0 = modules[0][1] if modules else ""
+        return BootPlan("xen", xen_cmdline=args, dom0_cmdline=dom0)
     if linux is not None:
         return BootPlan("linux", linux_cmdline=linux)
     return BootPlan("none")

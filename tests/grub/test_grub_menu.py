@@ -409,3 +409,80 @@ def test_reads_menu_and_wrapped_editor_lines_from_real_grub_bytes() -> None:
             "        multiboot2 /boot/xen.gz com1=38400,8n1 console=com1 loglvl=all "
             "guest_loglvl=all dom0_mem=512M,max:512M dom0_max_vcpus=1 solcap_edit=1"
         )
+
+
+# --------------------------------------------------------------------------- boot chains
+
+
+def test_tboot_chain_gets_xen_options_on_the_xen_module_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tboot first (Qubes AEM's shape): Xen's options go on `module /xen…`, Dom0's on the next
+    module, tboot's own line is untouched — judged by what the simulated Xen booted."""
+    tboot = "multiboot /tboot.gz placeholder logging=memory,serial,vga vga_delay=10"
+    entry = GrubEntry(
+        title="AEM Qubes, with Xen hypervisor",
+        lines=(
+            "echo 'Loading tboot ...'",
+            tboot,
+            "echo 'Loading Xen 4.8.4 ...'",
+            "module /xen-4.8.4.gz placeholder console=vga dom0_mem=min:1024M",
+            "module /vmlinuz-4.14.74-1.pvops.qubes.x86_64 placeholder ro rhgb quiet",
+            "module /initramfs-4.14.74-1.pvops.qubes.x86_64.img",
+            "module /4th_gen_i5_i7_SINIT_75.BIN",
+        ),
+    )
+    use_entries(monkeypatch, (entry,))
+    with simulated(grub_timeout=30) as (host, con, spy):
+        result = oneshot(con, power_cycle=host.power_cycle, menu_timeout=30, entry="AEM")
+        assert result.chain is not None and result.chain.startswith("tboot: multiboot /tboot.gz")
+        assert result.xen_before == "placeholder console=vga dom0_mem=min:1024M"
+        assert result.xen_after == (
+            "placeholder console=com1 dom0_mem=min:1024M loglvl=all guest_loglvl=all com1=38400,8n1"
+        )
+        assert result.dom0_after == "placeholder ro rhgb quiet console=hvc0 earlyprintk=xen"
+        assert result.verified
+        assert b"vga_delay" not in spy.written  # tboot's line was never retyped
+        assert host.xen is not None
+        assert host.xen.xen_cmdline.split() == result.xen_after.split()
+        assert host.xen.dom0_cmdline.split() == result.dom0_after.split()
+        no_enter_in_editor(spy)
+
+
+def test_arm64_xen_hypervisor_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = GrubEntry(
+        title="Debian GNU/Linux, with Xen 4.17 and Linux 5.10.0-23-arm64",
+        lines=(
+            "echo\t'Loading Xen 4.17 ...'",
+            "xen_hypervisor\t/boot/xen-4.17 placeholder   ${xen_rm_opts}",
+            "echo\t'Loading Linux 5.10.0-23-arm64 ...'",
+            "xen_module\t/boot/vmlinuz-5.10.0-23-arm64 placeholder ro  quiet",
+            "xen_module\t--nounzip   /boot/initrd.img-5.10.0-23-arm64",
+        ),
+    )
+    use_entries(monkeypatch, (entry,))
+    with simulated(grub_timeout=30) as (host, con, _spy):
+        result = oneshot(con, power_cycle=host.power_cycle, menu_timeout=30, entry="arm64")
+        assert result.chain is not None and result.chain.startswith("arm64: xen_hypervisor")
+        assert host.xen is not None
+        assert host.xen.dom0_cmdline.split() == [
+            "placeholder",
+            "ro",
+            "quiet",
+            "console=hvc0",
+            "earlyprintk=xen",
+        ]
+        assert "console=com1" in host.xen.xen_cmdline.split()
+
+
+def test_unsafe_chain_is_refused_before_typing(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = GrubEntry(
+        title="Xen via tboot, no Xen",
+        lines=("multiboot /tboot.gz logging=serial", "module /vmlinuz root=/dev/sda1 ro"),
+    )
+    use_entries(monkeypatch, (entry,))
+    with simulated(grub_timeout=30) as (host, con, spy):
+        with pytest.raises(TargetError, match=r"not Xen: a tboot chain.*nothing typed"):
+            oneshot(con, power_cycle=host.power_cycle, menu_timeout=30, entry="tboot")
+        assert b"console=" not in spy.written
+        assert not host.wait_state("booting", 3) and host.xen is None
