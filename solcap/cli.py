@@ -8,6 +8,7 @@ Kept thin on purpose: everything here is also reachable from Python (``solcap.ca
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import re
 import signal
@@ -23,7 +24,11 @@ from solcap.capture import Recording, RecordingSummary, safe_name
 from solcap.console import Console
 from solcap.errors import ConsoleClosed, ExitStatus, ExpectTimeout, SolcapError, UsageError
 from solcap.harvest import HarvestResult, harvest_keys
-from solcap.transports.registry import open_transport
+from solcap.transports.registry import (
+    check_debug_target,
+    debug_transports_allowed,
+    open_transport,
+)
 from solcap.transports.serialport import LineSettings
 from solcap.xen import parse_keys, quiet_period, refuse_dangerous
 
@@ -212,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reach a server's serial console, drive Xen and GRUB, capture every byte.",
     )
     parser.add_argument("--version", action="version", version=f"solcap {__version__}")
+    parser.add_argument(
+        "--debug-transport",
+        action="store_true",
+        help="allow debug transports such as spy:// (they log every byte sent, secrets "
+        "included; the log file is created 0600)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     capture = sub.add_parser("capture", help="record a console without sending anything")
@@ -271,7 +282,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except ValueError:  # not the main thread (e.g. called from a test's worker thread)
         previous = None
     try:
-        status: int = args.func(args, stream)
+        with contextlib.ExitStack() as stack:
+            if args.debug_transport:
+                stack.enter_context(debug_transports_allowed())
+            target = getattr(args, "target", None)
+            if isinstance(target, str):
+                check_debug_target(target)  # before any recording directory exists
+            status: int = args.func(args, stream)
         return status
     except SolcapError as exc:
         print(f"solcap: error: {exc.one_line()}", file=sys.stderr)

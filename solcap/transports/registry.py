@@ -9,23 +9,33 @@ target actually uses it.
 Known from the start:
 
     /path, serial:///path      SerialTransport on a device or pty
-    rfc2217:// socket:// loop:// spy://   SerialTransport through pyserial's URL handlers
+    rfc2217:// socket:// loop://   SerialTransport through pyserial's URL handlers
+    spy://                     pyserial's logging wrapper: a *debug* transport, see below
+
+Debug transports log every byte sent (passwords typed at a login prompt included), so they
+are refused unless the caller allows them (:func:`debug_transports_allowed`; the CLI's
+``--debug-transport``), and a ``spy://…?file=PATH`` log is created 0600 by solcap itself,
+never through a symlink (:func:`solcap.transports.serialport.open_spy`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final, TypeAlias
 
 from solcap.errors import UsageError
 from solcap.transports.base import Transport
-from solcap.transports.serialport import LineSettings, SerialTransport
+from solcap.transports.serialport import LineSettings, SerialTransport, open_spy
 
 __all__ = [
+    "DEBUG_SCHEMES",
     "TransportFactory",
+    "check_debug_target",
+    "debug_transports_allowed",
     "known_schemes",
     "open_transport",
     "register_scheme",
@@ -38,6 +48,35 @@ TransportFactory: TypeAlias = Callable[[str, LineSettings | None], Transport]
 _SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _lock = threading.Lock()
 _factories: dict[str, TransportFactory | str] = {}
+#: Schemes that write what is sent (secrets included) somewhere: allowed only on request.
+DEBUG_SCHEMES: Final = frozenset({"spy"})
+_debug_allowed = 0  # nesting depth of debug_transports_allowed()
+
+
+@contextlib.contextmanager
+def debug_transports_allowed() -> Iterator[None]:
+    """Allow ``spy://`` and other debug schemes inside the block (process-wide: fleet
+    workers open their consoles in threads)."""
+    global _debug_allowed
+    with _lock:
+        _debug_allowed += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _debug_allowed -= 1
+
+
+def check_debug_target(target: str) -> None:
+    """Refuse a debug-scheme target unless allowed; cheap, so callers check before acting."""
+    scheme, _rest = split_scheme(target)
+    with _lock:
+        allowed = _debug_allowed > 0
+    if scheme in DEBUG_SCHEMES and not allowed:
+        raise UsageError(
+            f"{scheme}:// is a debug transport that logs every byte sent, passwords included; "
+            "give --debug-transport to use it"
+        )
 
 
 def split_scheme(target: str) -> tuple[str, str]:
@@ -93,6 +132,7 @@ def open_transport(target: str, *, line: LineSettings | None = None) -> Transpor
     scheme, _rest = split_scheme(target)
     if not scheme:
         return SerialTransport(target, line=line)
+    check_debug_target(target)
     factory = _resolve(scheme)
     if factory is None:
         known = ", ".join(f"{s}://" for s in known_schemes())
@@ -114,7 +154,8 @@ def _open_pyserial_url(target: str, line: LineSettings | None) -> Transport:
 
 
 register_scheme("serial", _open_serial_path)
-for _scheme in ("rfc2217", "socket", "loop", "spy"):
+for _scheme in ("rfc2217", "socket", "loop"):
     register_scheme(_scheme, _open_pyserial_url)
+register_scheme("spy", open_spy)
 # IPMI SOL: imported on first use, so serial-only users never load pyghmi.
 register_scheme("ipmi", "solcap.transports.ipmi:transport_factory")

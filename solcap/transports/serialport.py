@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import re
 import select
-from typing import Final
+import stat
+import urllib.parse
+from typing import Final, TextIO
 
 import serial
 
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
 from solcap.transports.base import Transport
 
-__all__ = ["LineSettings", "SerialTransport"]
+__all__ = ["LineSettings", "SerialTransport", "open_spy"]
 
 _PARITIES: Final = {
     "n": serial.PARITY_NONE,
@@ -131,12 +134,18 @@ class SerialTransport(Transport):
     """
 
     def __init__(
-        self, url: str, *, line: LineSettings | None = None, name: str | None = None
+        self,
+        url: str,
+        *,
+        line: LineSettings | None = None,
+        name: str | None = None,
+        spy_output: TextIO | None = None,
     ) -> None:
         self.url = url
         self.line = line if line is not None else LineSettings()
         self.name = name if name is not None else url
         self._closed = False
+        self._spy_output = spy_output
         try:
             port = serial.serial_for_url(
                 url,
@@ -151,6 +160,9 @@ class SerialTransport(Transport):
             raise UsageError(f"{url}: {_cause(exc)}") from exc
         except (serial.SerialException, OSError) as exc:
             raise ConnectError(self.name, f"cannot open serial port: {_cause(exc)}") from exc
+        formatter = getattr(port, "formatter", None)
+        if spy_output is not None and formatter is not None:
+            formatter.output = spy_output  # spy://: our 0600 file, not one pyserial opens
         try:
             port.open()
         except (serial.SerialException, OSError) as exc:
@@ -234,3 +246,50 @@ class SerialTransport(Transport):
         # Closing a port that already failed has nothing left to report.
         with contextlib.suppress(serial.SerialException, OSError):
             self._port.close()
+        if self._spy_output is not None:
+            with contextlib.suppress(OSError):
+                self._spy_output.close()
+
+
+def _private_log(path: str) -> TextIO:
+    """Create or truncate ``path`` as a 0600 file of ours; never follow a symlink."""
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"spy:// file {path!r} is a symlink; refusing to follow it") from exc
+        raise UsageError(f"spy:// file {path!r}: {_cause(exc)}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise UsageError(f"spy:// file {path!r} is not a regular file of ours")
+    os.fchmod(fd, 0o600)
+    return open(fd, "w", encoding="utf-8", errors="replace")
+
+
+def open_spy(url: str, line: LineSettings | None) -> SerialTransport:
+    """``spy://DEVICE?file=PATH``: pyserial's logging wrapper, its log made private.
+
+    pyserial would ``open(PATH, "w")`` itself (mode 0644 under the usual umask, following
+    symlinks) and write every byte sent into it; so the ``file`` option is taken out of the
+    URL and the log is a 0600 file solcap created (see :func:`_private_log`).
+    """
+    base, _, query = url.partition("?")
+    kept: list[str] = []
+    log: str | None = None
+    for item in query.split("&") if query else []:
+        name, _, value = item.partition("=")
+        if urllib.parse.unquote_plus(name) == "file":
+            log = urllib.parse.unquote_plus(value)
+        else:
+            kept.append(item)
+    stripped = base + ("?" + "&".join(kept) if kept else "")
+    output = _private_log(log) if log else None
+    try:
+        return SerialTransport(stripped, line=line, name=url, spy_output=output)
+    except BaseException:
+        if output is not None:
+            output.close()
+        raise
