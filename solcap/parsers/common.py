@@ -24,6 +24,13 @@ def rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern.replace(r"\d+", r"\d{1,40}"))
 
 
+# console.c switch_serial_input: "*** Serial input -> Xen (type 'CTRL-a' three times to switch
+# input to DOM0)" (4.8 and before; also seen wrapped after "to" in mail) and, later,
+# "*** Serial input to Xen (type 'CTRL-a' three times to switch input)".
+SWITCH = re.compile(
+    r"\*\*\* Serial input (->|to) (Xen|DOM\d+|d\d+)"
+    r"(?: \(type 'CTRL-(.)' three times to switch input(?: to(?: (\w+))?)?\)?\.?)?"
+)
 _KV = re.compile(r"([A-Za-z_][\w-]*)=(\{[^}]*\}|\S*)")
 
 
@@ -39,6 +46,7 @@ def start(key: str, data: bytes) -> tuple[Result, Lines]:
     :mod:`.text`). Parsers call :func:`finish` last.
     """
     lines = split_lines(data)
+    switches = _switches(lines)
     result: Result = {
         "key": key,
         "parser_version": PARSER_VERSION,
@@ -47,8 +55,30 @@ def start(key: str, data: bytes) -> tuple[Result, Lines]:
         "truncated": lines.partial_last,
         "timestamps": lines.timestamps > 0,
         "shape": {"xen": None, "arch": None, "formats": [], "console": []},
+        "console_switches": switches,
     }
+    for sw in switches:
+        note_shape(result, "switch-arrow" if sw["form"] == "->" else "switch-to")
     return result, lines
+
+
+def _switches(lines: Lines) -> list[dict[str, Any]]:
+    """Take Xen's input-switch banners out of the Xen lines (they can land inside any dump:
+    harvests switch input first) as ``{target, char, form, back_to}``; they count as parsed."""
+    found: list[dict[str, Any]] = []
+    kept: list[str] = []
+    for line in lines.xen:
+        m = SWITCH.fullmatch(line)
+        if m is None:
+            kept.append(line)
+            continue
+        found.append(
+            {"target": m.group(2), "char": m.group(3), "form": m.group(1), "back_to": m.group(4)}
+        )
+    if found:
+        lines.xen[:] = kept
+        lines.switch_lines = len(found)
+    return found
 
 
 def finish(result: Result, lines: Lines) -> Result:
@@ -61,7 +91,7 @@ def finish(result: Result, lines: Lines) -> Result:
     unparsed = len(result["unparsed"])
     result["lines"] = {
         "total": lines.physical,
-        "parsed": len(lines.xen) - unparsed,
+        "parsed": len(lines.xen) + lines.switch_lines - unparsed,
         "unparsed": unparsed,
         "foreign": lines.foreign_lines,
         "blank": lines.blank,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, finish, rx, start, to_int, vcpu_ref
+from .common import Result, finish, note_shape, rx, start, to_int, vcpu_ref
 from .text import bitmap, cpulist
 
 _R = rx
@@ -232,8 +232,13 @@ def parse_r(data: bytes) -> Result:
         "online_cpus": None,
         "free_cpus": None,
     }
-    for line in lines.xen:
+    for original in lines.xen:
         m: re.Match[str] | None
+        line = original
+        if line.startswith("  "):
+            # Xen indents these dumps with a tab; mail clients and terminals expand it.
+            line = "\t" + line.lstrip(" ")
+            note_shape(result, "tabs-as-spaces")
         pool = st.pool
         if m := SMT.fullmatch(line):
             glob["smt_power_savings"] = m.group(1) == "enabled"
@@ -250,10 +255,11 @@ def parse_r(data: bytes) -> Result:
             st.pool = _pool(int(m.group(1)), None)
             pools.append(st.pool)
         elif pool is None:
-            unparsed.append(line)
+            unparsed.append(original)
         elif (m := POOL_CPUS.fullmatch(line)) and pool["cpus"] is None:
             pool["cpus"] = cpulist(m.group(1))
         elif m := GRAN.fullmatch(line):
+            note_shape(result, "granularity", xen=">=4.13")
             pool["granularity"] = {"mode": m.group(1), "cpus_per_resource": int(m.group(2))}
         elif m := SCHED.fullmatch(line):
             pool["scheduler"] = {"name": m.group(1), "opt_name": m.group(2)}
@@ -262,9 +268,9 @@ def parse_r(data: bytes) -> Result:
             st.phase = "cpus"
         elif st.phase == "cpus":
             if not _cpus_line(st, pool, line):
-                unparsed.append(line)
+                unparsed.append(original)
         elif not _scheduler_line(st, pool, line):
-            unparsed.append(line)
+            unparsed.append(original)
     result.update(glob)
     result["free_cpus_info"] = free["cpus_info"] if free else None
     result["cpupools"] = pools

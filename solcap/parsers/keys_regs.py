@@ -31,7 +31,7 @@ D_HEADER = _R(r"'.' pressed -> dumping registers")
 Z_HEADER = _R(r"'.' pressed -> dumping Dom0's registers")
 HOST = _R(r"\*\*\* Dumping CPU(\d+) host state: \*\*\*")
 GUEST = _R(r"\*\*\* Dumping CPU(\d+) guest state \((\S+)\): \*\*\*")
-DOM0_VCPU = _R(r"\*\*\* Dumping Dom0 vcpu#(\d+) state: \*\*\*")
+DOM0_VCPU = _R(r"\*\*\* Dumping Dom(\d+) vcpu#(\d+) state: \*\*\*")
 BANNER = _R(r"----\[ Xen-(\S+) +(\S+) +debug=([yn]) +(.*?) *\]----")
 IP = _R(r"(RIP|EIP|PC|LR): +(?:([0-9a-f]{4}):)?(?:\[<([0-9a-f]+)>\]|([0-9a-f]+))(?: (.*))?")
 RFLAGS = _R(r"(RFLAGS|EFLAGS): ([0-9a-f]+) +(?:EM: (\d+) +)?CONTEXT: (.*)")
@@ -43,7 +43,7 @@ CODE = re.compile(r"(?: <?[0-9a-f]{2}>?)+")
 STACK_HDR = _R(r"(Xen|Guest) stack trace from (\w+)=([0-9a-f]+):")
 WORDS = re.compile(r" +(?:[0-9a-f]{8,16} ?)+")
 TRACE_HDR = "Xen call trace:"
-FRAME = _R(r" +\[<([0-9a-f]+)>\](?: ([RS]))? ?(.*?)(?: \((PC|LR)\))?")
+FRAME = _R(r" +\[<([0-9a-f]+)>\](?: ([A-Z]))? ?(.*?)(?: \((PC|LR)\))?")
 SYMBOL = _R(r"(.+?)\+(0x[0-9a-f]+|0)/(0x[0-9a-f]+)")
 STACK_NOTES = (
     "Fault while accessing guest memory.",
@@ -79,6 +79,7 @@ def frame(m: re.Match[str]) -> dict[str, Any]:
 def _section(kind: str, cpu: int | None, vcpu: int | None, who: Any) -> dict[str, Any]:
     return {
         "kind": kind,
+        "domain": 0 if kind == "dom0-vcpu" else None,
         "cpu": cpu,
         "vcpu": vcpu,
         "guest": who,
@@ -104,7 +105,10 @@ def _new_section(line: str) -> dict[str, Any] | None:
     if m := GUEST.fullmatch(line):
         return _section("guest", int(m.group(1)), None, vcpu_ref(m.group(2)))
     if m := DOM0_VCPU.fullmatch(line):
-        return _section("dom0-vcpu", None, int(m.group(1)), None)
+        kind = "dom0-vcpu" if m.group(1) == "0" else "domain-vcpu"
+        sec = _section(kind, None, int(m.group(2)), None)
+        sec["domain"] = int(m.group(1))
+        return sec
     return None
 
 
@@ -122,6 +126,12 @@ def _parse(key: str, data: bytes) -> Result:
             sec = new
             sections.append(sec)
             sub = ""
+        elif BANNER.fullmatch(line) and (sec is None or sec["xen"] is not None):
+            # A crash, BUG or WARN prints show_execution_state without a "Dumping" line.
+            sec = _section("state", None, None, None)
+            sections.append(sec)
+            sub = ""
+            _line(result, sec, line, sub)
         elif not line.strip():
             sub = ""
         elif sec is None or (nsub := _line(result, sec, line, sub)) is None:
@@ -130,14 +140,19 @@ def _parse(key: str, data: bytes) -> Result:
             sub = nsub
     first = sections[0]["cpu"] if sections else None
     for s in sections:
-        s["remote"] = s["kind"] != "dom0-vcpu" and s["cpu"] != first
+        s["remote"] = s["kind"] in ("host", "guest") and s["cpu"] != first
     result["header"] = header
     result["sections"] = sections
     last = sections[-1] if sections else None
     if header and last is None:
         result["truncated"] = True
-    elif last and last["kind"] == "host" and last["call_trace"] is None:
-        # Xen always ends a host dump with its call trace.
+    elif (
+        last
+        and last["kind"] in ("host", "state")
+        and last["call_trace"] is None
+        and (last["context"] or "hypervisor").startswith("hypervisor")
+    ):
+        # Xen always ends a dump of its own context with the call trace.
         result["truncated"] = True
     return finish(result, lines)
 
@@ -209,12 +224,16 @@ def _line(result: Result, sec: dict[str, Any], line: str, sub: str) -> str | Non
 
 
 def parse_d(data: bytes) -> Result:
-    """``sections``: one per CPU dump, in order: ``{kind: host|guest, cpu, guest ({domain,
+    """``sections``: one per CPU dump, in order: ``{kind, domain, cpu, guest ({domain,
     vcpu, idle} for a guest section), remote (not the CPU that took the key), xen, arch,
     debug, taint, context, registers {name: hex}, ip/lr ({register, cs, address, symbol,
     file, function, offset, size}), mode (arm CPSR), code {address, symbol, bytes}, stack
     {owner, register, from, words, note}, call_trace [{address, marker, symbol, file,
-    function, offset, size, origin}]}``. ``header``: the ``'d' pressed`` line was seen."""
+    function, offset, size, origin}]}``. ``header``: the ``'d' pressed`` line was seen.
+
+    ``kind``: ``host``/``guest`` (``d``), ``dom0-vcpu``/``domain-vcpu`` (``0``, and a crashed
+    domain's ``*** Dumping Dom<n> vcpu#<v> state``), ``state`` (a banner with no ``***``
+    line: a crash, ``BUG`` or ``WARN`` printed by the same ``show_execution_state``)."""
     return _parse("d", data)
 
 

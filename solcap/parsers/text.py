@@ -69,6 +69,8 @@ class Lines:
     """Physical lines with no Xen part at all."""
     spliced: int = 0
     """Physical lines that were the rest of a Xen line Dom0 output had interrupted."""
+    switch_lines: int = 0
+    """Xen lines that were input-switch banners, taken out of ``xen`` (see common.start)."""
     variants: dict[str, int] = field(default_factory=dict)
     """Console shapes seen (``stamp:boot``, ``collector-stamp``, ``tab-after-prefix``,
     ``indented``, ``quoted``, ``dom0-spliced``, …) → how many lines showed each."""
