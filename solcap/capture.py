@@ -92,8 +92,30 @@ def _mkdir_private(path: Path, owned: int = 2) -> None:
     for index, part in enumerate(parts):
         if index >= len(parts) - owned and part.is_symlink():
             raise UsageError(f"{part}: refusing to record through a symbolic link")
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(part, 0o700)
+        except FileExistsError:
+            if not part.is_dir():
+                raise UsageError(f"{part}: not a directory; cannot record under it") from None
+        except OSError as exc:
+            raise UsageError(f"{part}: cannot create recording directory: {exc.strerror}") from None
+
+
+def check_root(root: Path | str | None) -> None:
+    """Refuse, before any console is opened, a recordings root that could never be created.
+
+    Catches ``--root`` naming a regular file, or a path under one, while nothing exists yet
+    that a failed capture would have to clean up; permission problems still surface at mkdir.
+    """
+    path = Path(root) if root is not None else DEFAULT_ROOT
+    for part in (path, *path.parents):
+        if str(part) in ("", "."):
+            return
+        if part.is_dir():
+            return
+        if part.exists() or part.is_symlink():
+            what = "a dangling symbolic link" if not part.exists() else "not a directory"
+            raise UsageError(f"--root {path}: {part} is {what}")
 
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_APPEND

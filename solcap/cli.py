@@ -20,10 +20,12 @@ from types import FrameType
 from typing import TextIO
 
 from solcap import __version__
-from solcap.capture import Recording, RecordingSummary, safe_name
+from solcap.capture import Recording, RecordingSummary, check_root, safe_name
+from solcap.commands.argtypes import OneLineParser, count, seconds
 from solcap.console import Console
 from solcap.errors import ConsoleClosed, ExitStatus, ExpectTimeout, SolcapError, UsageError
 from solcap.harvest import HarvestResult, harvest_keys
+from solcap.transports.base import Transport
 from solcap.transports.registry import (
     check_debug_target,
     debug_transports_allowed,
@@ -57,16 +59,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
-    return value
-
-
 def _host_name(target: str, given: str | None) -> str:
     if given:
         return given
@@ -96,15 +88,23 @@ def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False)
         parser.add_argument("--label", help="label in the recording directory name")
 
 
-def _open(args: argparse.Namespace, line: LineSettings, recording: Recording) -> Console:
+def _open(args: argparse.Namespace, line: LineSettings) -> tuple[Transport, Recording]:
+    """Open the console, then its recording: a target that cannot be opened (or a password
+    that is missing) leaves no empty recording directory behind."""
     transport = open_transport(args.target, line=line)
+    try:
+        recording = Recording(
+            _host_name(args.target, args.host), label=args.label_name, root=args.root
+        )
+    except BaseException:
+        transport.close()
+        raise
     # A reconnecting transport (ipmi://) reports disconnects and gaps into the recording.
     set_event_sink = getattr(transport, "set_event_sink", None)
     if callable(set_event_sink):
         set_event_sink(recording.event)
-    console = Console(transport, host=recording.host, sink=recording.feed)
     recording.event("connect", target=args.target, line=args.line)
-    return console
+    return transport, recording
 
 
 def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
@@ -116,12 +116,12 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
         except re.error as exc:
             raise UsageError(f"--until: not a valid regular expression: {exc}") from exc
     line = LineSettings.parse(args.line)
-    recording = Recording(
-        _host_name(args.target, args.host), label=args.label or "capture", root=args.root
-    )
+    check_root(args.root)
+    args.label_name = args.label or "capture"
+    transport, recording = _open(args, line)
     reason = "closed"
     try:
-        with _open(args, line, recording) as console:
+        with Console(transport, host=recording.host, sink=recording.feed) as console:
             limit = args.for_seconds if args.for_seconds is not None else FOREVER
             if until is not None:
                 console.expect([until], timeout=limit)
@@ -172,11 +172,12 @@ def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
     refuse_dangerous(keys, allowed=args.allow_dangerous)
     line = LineSettings.parse(args.line)
     quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
-    label = args.label[-1] if args.label else "harvest"
-    recording = Recording(_host_name(args.target, args.host), label=label, root=args.root)
+    check_root(args.root)
+    args.label_name = args.label[-1] if args.label else "harvest"
+    transport, recording = _open(args, line)
     result = HarvestResult()
     try:
-        with _open(args, line, recording) as console:
+        with Console(transport, host=recording.host, sink=recording.feed) as console:
             result = harvest_keys(
                 console, recording, keys, allow_dangerous=args.allow_dangerous, quiet=quiet
             )
@@ -190,6 +191,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """Boot the built-in virtual Xen host and harvest its debug keys; no hardware needed."""
     from solcap.demo import run_demo  # the simulator is only loaded for the demo
 
+    check_root(args.root)
     return run_demo(
         keys=parse_keys(args.keys),
         domus=args.domus,
@@ -212,7 +214,7 @@ def _print_recording(summary: RecordingSummary, out: TextIO) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="solcap",
         description="Reach a server's serial console, drive Xen and GRUB, capture every byte.",
     )
@@ -228,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     capture = sub.add_parser("capture", help="record a console without sending anything")
     _add_target_options(capture)
     stop = capture.add_argument_group("stop conditions (default: until Ctrl-C or EOF)")
-    stop.add_argument("--for", dest="for_seconds", type=_positive_float, metavar="SECONDS")
+    stop.add_argument("--for", dest="for_seconds", type=seconds(), metavar="SECONDS")
     stop.add_argument("--until", metavar="REGEX", help="stop once this regex has been seen")
-    stop.add_argument("--idle", type=_positive_float, metavar="SECONDS", help="stop when quiet")
+    stop.add_argument("--idle", type=seconds(), metavar="SECONDS", help="stop when quiet")
     capture.set_defaults(func=cmd_capture)
 
     harvest = sub.add_parser(
@@ -240,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     harvest.add_argument("--keys", default=DEFAULT_KEYS, help=f"default {DEFAULT_KEYS}")
     harvest.add_argument(
         "--quiet",
-        type=_positive_float,
+        type=seconds(),
         metavar="SECONDS",
         help="silence that ends a dump (default: from the line rate, ≥ 1 s)",
     )
@@ -256,7 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="harvest debug keys from the built-in virtual Xen host")
     demo.add_argument("--keys", default=DEFAULT_KEYS, help=f"default {DEFAULT_KEYS}")
-    demo.add_argument("--domus", type=int, default=8, help="guest domains on the virtual host")
+    demo.add_argument(
+        "--domus",
+        type=count(minimum=0, maximum=64),
+        default=8,
+        help="guest domains on the virtual host",
+    )
     demo.add_argument(
         "--real-rate",
         action="store_true",

@@ -32,6 +32,7 @@ from pathlib import Path
 from solcap.capture import Recording, Segment, safe_name
 from solcap.console import Console
 from solcap.errors import ExpectTimeout, TargetError, UsageError
+from solcap.limits import key_problem
 from solcap.parsers import parse_dump
 from solcap.parsers.text import XEN_PREFIX, clean, split_lines
 from solcap.ssh import SshConnection
@@ -262,8 +263,8 @@ def trigger_key_via_ssh(
     command and ends at the first ``quiet`` period after the dump's first line; then
     ``xl dmesg`` is fetched and compared with it (``compare/<name>.json``).
     """
-    if len(key) != 1:
-        raise UsageError(f"debug key {key!r}: must be a single character")
+    if (problem := key_problem(key)) is not None:
+        raise UsageError(f"debug key: {problem}")
     refuse_dangerous([key], allowed=allow_dangerous)
     label = name or segment_name(key)
     console.settle(quiet, timeout=dump_timeout)

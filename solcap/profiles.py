@@ -23,6 +23,7 @@ from typing import Any
 
 from solcap.bootline import Cmdline, Kind, check_option, merge, split_words
 from solcap.errors import ConfigError, UsageError
+from solcap.limits import key_problem
 
 #: The profiles shipped with solcap, at the repository root.
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -224,6 +225,8 @@ class _Reader:
         for key in keys:
             if len(key) != 1:
                 raise self.error("harvest", "keys", f"{key!r}: each debug key is one character")
+            if (problem := key_problem(key)) is not None:
+                raise self.error("harvest", "keys", problem)
             if key in DANGEROUS_KEYS:
                 raise self.error(
                     "harvest", "keys", f"{key!r} changes the host's state (reboot/crash/NMI…)"

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from solcap.docload import Doc, Key, LocatedConfigError, dotted, kind_of, load_file
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory import Host, Scalar, SecretRef, _Where, check_profile, parse_secret
+from solcap.limits import key_problem
 from solcap.xen import DANGEROUS_KEYS
 
 #: The runbooks shipped with solcap, at the repository root.
@@ -521,6 +522,8 @@ class _Reader:
             ikey = (*kkey, i) if located else kkey
             if not isinstance(item, str) or len(item) != 1:
                 raise self.error(ikey, f"{item!r}: each debug key is one character")
+            if (problem := key_problem(item)) is not None:
+                raise self.error(ikey, problem)
             if item in DANGEROUS_KEYS and not allow:
                 raise self.error(
                     ikey,

@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import paramiko
 
 from solcap.credentials import read_secret_file
 from solcap.errors import ConnectError, SolcapError, TargetError, UsageError
+from solcap.limits import split_url
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class SshTarget:
     @classmethod
     def parse(cls, url: str, **options: object) -> SshTarget:
         """Parse ``ssh://user@host[:port]`` (IPv6 in brackets); options are the other fields."""
-        parts = urlsplit(url)
+        parts, port = split_url(url, default_port=22)
         if parts.scheme != "ssh" or not parts.hostname:
             raise UsageError(f"expected ssh://user@host[:port], got {url!r}")
         if parts.password is not None:
@@ -106,10 +107,6 @@ class SshTarget:
             )
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise UsageError(f"unexpected path or query in {url!r}")
-        try:
-            port = parts.port or 22
-        except ValueError as exc:
-            raise UsageError(f"bad port in {url!r}") from exc
         user = unquote(parts.username) if parts.username else os.environ.get("USER", "root")
         return cls(host=parts.hostname, user=user, port=port, **options)  # type: ignore[arg-type]
 

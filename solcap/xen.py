@@ -23,6 +23,7 @@ from typing import Literal
 
 from solcap.console import TIMEOUT, Console
 from solcap.errors import ExpectTimeout, UsageError
+from solcap.limits import key_problem
 
 Target = Literal["xen", "dom0"]
 
@@ -77,11 +78,14 @@ def dump_start_pattern(key: str) -> re.Pattern[bytes]:
 
 
 def parse_keys(text: str) -> list[str]:
-    """``"h,q,u"`` → ``["h", "q", "u"]``; each key is one character."""
+    """``"h,q,u"`` → ``["h", "q", "u"]``; each one a key Xen has a handler for, at least one."""
     keys = [part.strip() for part in text.split(",") if part.strip()]
+    if not keys:
+        raise UsageError(f"--keys {text!r}: no debug keys given (e.g. --keys h,q,m)")
     for key in keys:
-        if len(key) != 1:
-            raise UsageError(f"--keys: {key!r} is not a single debug-key character")
+        problem = key_problem(key)
+        if problem is not None:
+            raise UsageError(f"--keys: {problem}")
     return keys
 
 
@@ -168,8 +172,8 @@ class XenConsole:
         then sent once, its first byte awaited, and the end is the first quiet period after it.
         A dump whose start never shows is reported incomplete rather than guessed at.
         """
-        if len(key) != 1:
-            raise UsageError(f"debug key {key!r}: must be a single character")
+        if (problem := key_problem(key)) is not None:
+            raise UsageError(f"debug key: {problem}")
         refuse_dangerous([key], allowed=allow_dangerous)
         con = self.console
         con.settle(self.quiet, timeout=self.dump_timeout)
@@ -227,8 +231,8 @@ class XenConsole:
         the recording between segments. ``end_marker=None`` ends the last dump on silence.
         """
         for key in keys:
-            if len(key) != 1:
-                raise UsageError(f"debug key {key!r}: must be a single character")
+            if (problem := key_problem(key)) is not None:
+                raise UsageError(f"debug key: {problem}")
         refuse_dangerous(list(keys), allowed=allow_dangerous)
         con = self.console
         con.settle(self.quiet, timeout=self.dump_timeout)

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from solcap import recordings
 from solcap.capture import Recording, safe_name
+from solcap.commands.argtypes import seconds
 from solcap.commands.sshopts import ALIASES, add_ssh_options, ssh_target
 from solcap.console import Console
 from solcap.dom0 import (
@@ -50,11 +51,13 @@ def register(sub: Any) -> None:
         help=f"any of {', '.join(DOM0_COMMANDS)}",
     )
     add_ssh_options(dom0, sudo="run the commands under sudo", old_spellings=tuple(ALIASES.values()))
-    dom0.add_argument("--timeout", type=float, default=120.0, help="per command (s)")
+    dom0.add_argument(
+        "--timeout", type=seconds(maximum=86400), default=120.0, help="per command (s)"
+    )
     dom0.add_argument("--key", help="also press this key via `xl debug-keys` (needs --serial)")
     dom0.add_argument("--serial", metavar="TARGET", help="serial console to record for --key")
     dom0.add_argument("--line", default="38400,8n1", help="serial line settings for --serial")
-    dom0.add_argument("--quiet", type=float, help="silence that ends the dump (s)")
+    dom0.add_argument("--quiet", type=seconds(), help="silence that ends the dump (s)")
     dom0.add_argument("--host", help="name for the recording directory (default: SSH host)")
     dom0.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
     dom0.add_argument("--label", help="label in the recording directory name")

@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from solcap.commands.argtypes import count, seconds
 from solcap.errors import UsageError
 from solcap.fleet import (
     FleetInterrupted,
@@ -29,26 +30,6 @@ from solcap.xen import parse_keys
 DEFAULT_PARALLEL = 8
 #: argparse destinations that only mean something with --inventory.
 FLEET_ONLY = ("limit", "shard", "parallel", "host_timeout", "summary", "retry_failed")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than zero")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def add_fleet_options(
@@ -68,13 +49,13 @@ def add_fleet_options(
         )
     group.add_argument(
         "--parallel",
-        type=_count,
+        type=count(maximum=1024),
         metavar="N",
         help=f"hosts at once (default {DEFAULT_PARALLEL})",
     )
     group.add_argument(
         "--host-timeout",
-        type=_seconds,
+        type=seconds(),
         metavar="S",
         help="give up on a host after S seconds (its console is closed; outcome timeout)",
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
+from solcap.commands.argtypes import count
 from solcap.errors import ExitStatus
 from solcap.lab import Lab
 
@@ -16,8 +17,10 @@ def register(sub: Any) -> None:
     lab = sub.add_parser("lab", help="start/stop virtual Xen hosts behind virtual BMCs")
     actions = lab.add_subparsers(dest="lab_action", required=True, metavar="ACTION")
     up = actions.add_parser("up", help="start N hosts and write an inventory")
-    up.add_argument("--hosts", type=int, required=True)
-    up.add_argument("--domains", type=int, default=2, help="guest domains per host")
+    up.add_argument("--hosts", type=count(maximum=256), required=True)
+    up.add_argument(
+        "--domains", type=count(minimum=0, maximum=64), default=2, help="guest domains per host"
+    )
     up.add_argument("--real-rate", action="store_true", help="38400 baud instead of fast")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     up.set_defaults(func=cmd_up)

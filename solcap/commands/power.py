@@ -10,6 +10,7 @@ import argparse
 from typing import Any, TextIO
 
 from solcap.bmc import POWER_ACTIONS, power
+from solcap.commands.argtypes import seconds
 from solcap.credentials import password_source
 from solcap.errors import ExitStatus
 
@@ -22,7 +23,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--kg-file", metavar="PATH", help="BMC key (Kg) from a 0600 file")
     parser.add_argument(
         "--wait",
-        type=float,
+        type=seconds(zero=True, maximum=3600),
         default=30.0,
         metavar="SECONDS",
         help="how long on/off may take to show (default 30)",

@@ -30,10 +30,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Collection, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from solcap import inventory, ssh
 from solcap.errors import UsageError
+from solcap.limits import split_url
 
 #: documented spelling → the older spelling still accepted (hidden from ``--help``).
 ALIASES = {
@@ -169,15 +170,11 @@ def inventory_target(args: argparse.Namespace, url: str, flag: str) -> inventory
     The user stays None when the URL names none, as an inventory entry without ``ssh_user``
     (the runner fills in ``$USER`` when it logs in).
     """
-    parts = urlsplit(url)
+    parts, port = split_url(url, default_port=22)
     if parts.scheme != "ssh" or not parts.hostname:
         raise UsageError(f"{flag}: expected ssh://user@host[:port], got {url!r}")
     if parts.password is not None:
         raise UsageError(f"{flag}: a password in the URL would show up in argv")
-    try:
-        port = parts.port or 22
-    except ValueError as exc:
-        raise UsageError(f"{flag}: bad port in {url!r}") from exc
     return inventory.SshTarget(
         host=parts.hostname,
         user=unquote(parts.username) if parts.username else None,

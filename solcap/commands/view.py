@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from solcap import recordings
+from solcap.commands.argtypes import number, seconds
 from solcap.errors import ExitStatus
 
 
@@ -19,8 +20,15 @@ def register(sub: Any) -> None:
 
     replay = sub.add_parser("replay", help="play a recording back with its original timing")
     replay.add_argument("recording", type=Path)
-    replay.add_argument("--speed", type=float, default=1.0, help="2 = twice as fast; 0 = at once")
-    replay.add_argument("--max-delay", type=float, default=2.0, help="cap on any one pause (s)")
+    replay.add_argument(
+        "--speed",
+        type=number(minimum=0, maximum=1e6),
+        default=1.0,
+        help="2 = twice as fast; 0 = at once",
+    )
+    replay.add_argument(
+        "--max-delay", type=seconds(zero=True), default=2.0, help="cap on any one pause (s)"
+    )
     replay.set_defaults(func=cmd_replay)
 
     export = sub.add_parser("export", help="export a recording (asciicast v2; lossy for non-UTF-8)")

@@ -57,6 +57,7 @@ import pyghmi.ipmi.private.session as pyghmi_session
 
 from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
+from solcap.limits import split_url
 from solcap.transports.base import Transport
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class IpmiTarget:
     @classmethod
     def parse(cls, url: str) -> IpmiTarget:
         """Parse ``ipmi://user@host[:port][?cipher=17|3]``; UsageError names what is wrong."""
-        parts = urllib.parse.urlsplit(url)
+        parts, port = split_url(url, default_port=DEFAULT_PORT)
         if parts.scheme != "ipmi":
             raise UsageError(f"{url}: not an ipmi:// address")
         if parts.password is not None:
@@ -127,10 +128,6 @@ class IpmiTarget:
             )
         if not parts.username or not parts.hostname:
             raise UsageError(f"{url}: expected ipmi://user@host[:port]")
-        try:
-            port = parts.port or DEFAULT_PORT
-        except ValueError as exc:
-            raise UsageError(f"{url}: bad port") from exc
         query = urllib.parse.parse_qs(parts.query)
         cipher = 17
         for key, values in query.items():
@@ -1200,7 +1197,7 @@ def transport_factory(target: str, line: object = None) -> Transport:
 
 def split_reconnect_option(url: str) -> tuple[str, bool]:
     """Remove ``reconnect=0|1|no|yes`` from an ``ipmi://`` address; return (url, reconnect)."""
-    parts = urllib.parse.urlsplit(url)
+    parts, _port = split_url(url, default_port=DEFAULT_PORT)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     reconnect = True
     rest = []

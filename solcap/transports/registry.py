@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Final, TypeAlias
 
 from solcap.errors import UsageError
+from solcap.limits import split_url
 from solcap.transports.base import Transport
 from solcap.transports.serialport import LineSettings, SerialTransport, open_spy
 
@@ -149,7 +150,13 @@ def _open_serial_path(target: str, line: LineSettings | None) -> Transport:
 
 
 def _open_pyserial_url(target: str, line: LineSettings | None) -> Transport:
-    """pyserial understands these URLs itself."""
+    """pyserial understands these URLs itself; a network one must name a host and a real port
+    (pyserial would take ``socket://h:0`` or an unclosed ``[`` further than it should)."""
+    scheme, _rest = split_scheme(target)
+    if scheme in ("socket", "rfc2217"):
+        parts, _port = split_url(target)
+        if not parts.hostname:
+            raise UsageError(f"{target}: expected {scheme}://host:port")
     return SerialTransport(target, line=line)
 
 

@@ -48,6 +48,14 @@ _STOPBITS: Final = {
 }
 _LINE_RE: Final = re.compile(r"(\d+)(?:,([5-8])([neoms])(1|1\.5|2))?", re.IGNORECASE)
 _MAX_BAUD: Final = 4_000_000
+#: The rates a UART driver is asked for by name (termios ``B50`` … ``B4000000``): Xen's
+#: ``com1=``, GRUB's ``serial --speed`` and every console server use these; ``12345`` is a
+#: typing mistake that would otherwise show up only as garbage on the line.
+STANDARD_BAUDS: Final = frozenset(
+    {50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400}
+    | {57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000}
+    | {2000000, 2500000, 3000000, 3500000, 4000000}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,11 @@ class LineSettings:
     def __post_init__(self) -> None:
         if not 0 < self.baud <= _MAX_BAUD:
             raise UsageError(f"bad baud rate {self.baud}: expected 1..{_MAX_BAUD}")
+        if self.baud not in STANDARD_BAUDS:
+            raise UsageError(
+                f"bad baud rate {self.baud}: not a standard serial rate "
+                "(e.g. 9600, 38400, 57600, 115200)"
+            )
         if self.bits not in (5, 6, 7, 8):
             raise UsageError(f"bad data bits {self.bits}: expected 5, 6, 7 or 8")
         if self.parity not in _PARITIES:
