@@ -10,7 +10,6 @@ boot; HOST is then a console target (device path or URL, as for ``solcap capture
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -101,19 +100,9 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     return ExitStatus.OK
 
 
-# --- one-shot hook ------------------------------------------------------------------------
+# --- one-shot ---------------------------------------------------------------------------
 # ``--oneshot`` is solcap.grub.menu's job (GRUB's editor over the console). This command only
-# opens the console and hands over; if that module or its apply_oneshot is missing, it says
-# so instead of failing with an ImportError.
-
-
-def _find_oneshot() -> Callable[..., Any] | None:
-    try:
-        module = importlib.import_module("solcap.grub.menu")
-    except ImportError:
-        return None
-    found = getattr(module, "apply_oneshot", None)
-    return found if callable(found) else None
+# opens the console and hands over.
 
 
 def _power_cycler(args: argparse.Namespace) -> Callable[[], None] | None:
@@ -133,9 +122,8 @@ def _power_cycler(args: argparse.Namespace) -> Callable[[], None] | None:
 
 
 def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
-    apply_oneshot = _find_oneshot()
-    if apply_oneshot is None:
-        raise UsageError("grub apply --oneshot is not available yet (solcap.grub.menu)")
+    from solcap.grub.menu import apply_oneshot  # the console stack, only when it is needed
+
     entry = args.entry or "Xen"
     if not args.write:
         print(

@@ -22,8 +22,9 @@ class BlockingTransport(Transport):
 
     name = "blocking"
 
-    def __init__(self, interruptible: bool) -> None:
+    def __init__(self, interruptible: bool, *, honour_timeout: bool = False) -> None:
         self.interruptible = interruptible
+        self.honour_timeout = honour_timeout  # else a read waits 60 s unless interrupted
         self._cond = threading.Condition()
         self._interrupted = False
         self.timeouts: list[float] = []
@@ -34,10 +35,17 @@ class BlockingTransport(Transport):
         with self._cond:
             self.timeouts.append(timeout)
             self.reading.set()
-            woke = self._cond.wait_for(lambda: self._interrupted, timeout=60 if timeout else 0)
+            self._cond.notify_all()
+            wait = timeout if self.honour_timeout else (60 if timeout else 0)
+            woke = self._cond.wait_for(lambda: self._interrupted, timeout=wait)
             self.ended_by.append("interrupt" if woke else "timeout")
             self._interrupted = False
             return b""
+
+    def reads(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` reads have begun."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.timeouts) >= count, timeout=timeout)
 
     def interrupt(self) -> None:
         if not self.interruptible:
@@ -65,14 +73,11 @@ def test_reader_waits_long_on_an_interruptible_transport_and_close_ends_the_read
 
 
 def test_a_transport_that_cannot_be_interrupted_keeps_the_short_poll() -> None:
-    transport = BlockingTransport(interruptible=False)
-    console = Console(transport, poll_interval=0.05)
-    assert console._poll_interval == 0.05
-    console.start()
-    assert transport.reading.wait(10)
-    assert transport.timeouts[0] == 0.05
-    transport.interrupt()  # a no-op here: nothing wakes the read but its own timeout
-    with transport._cond:
-        transport._interrupted = True  # let the stretched read end so close() can join
-        transport._cond.notify_all()
+    transport = BlockingTransport(interruptible=False, honour_timeout=True)
+    console = Console(transport, poll_interval=0.05).start()
+    assert transport.reads(3, 10)  # the reader came back to read again and again
     console.close()
+    # Every read was given the short poll (not the 1 s idle wait), each ended by its own
+    # timeout: interrupt() cannot end a read here, so close() waits at most one poll.
+    assert set(transport.timeouts) == {0.05}, transport.timeouts
+    assert set(transport.ended_by) == {"timeout"}, transport.ended_by

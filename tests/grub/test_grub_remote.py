@@ -453,17 +453,23 @@ def test_regenerate_failure_names_the_rollback(
     assert f"roll back with: cp -p {backup} {debian_root}/etc/default/grub.d/xen.cfg" in message
 
 
-def test_cli_oneshot_hook(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_cli_oneshot_dry_run_then_write_hands_over_to_the_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from solcap.cli import main
-    from solcap.commands import grub as grub_command
 
     argv = ["grub", "apply", "/dev/ttyS9", "--profile", "xen-serial-debug", "--oneshot"]
+    argv += ["--recordings", str(tmp_path / "rec")]
     out = io.StringIO()
-    assert main(argv, out=out) == 0  # dry run: nothing opened
-    assert "would edit the GRUB entry matching 'Xen'" in out.getvalue()
-    assert "+console=com1" in out.getvalue()
-    monkeypatch.setattr(grub_command, "_find_oneshot", lambda: None)
-    assert main([*argv, "--write"], out=io.StringIO()) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert main(argv, out=out) == 0  # dry run: nothing opened (there is no /dev/ttyS9)
+    assert out.getvalue() == (
+        "dry run: at the next boot of /dev/ttyS9, would edit the GRUB entry matching 'Xen' for"
+        " profile xen-serial-debug: xen +loglvl=all +guest_loglvl=all +com1=38400,8n1"
+        " +console=com1, dom0 +console=hvc0 +earlyprintk=xen (use --write to do it)\n"
+    )
+    assert not (tmp_path / "rec").exists()
+    capsys.readouterr()
+    # --write opens the console (and fails on the absent device, the far side's fault: 3).
+    assert main([*argv, "--write"], out=io.StringIO()) == 3
+    err = capsys.readouterr().err
+    assert err == "solcap: error: /dev/ttyS9: cannot open serial port: No such file or directory\n"

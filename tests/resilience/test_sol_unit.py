@@ -88,29 +88,45 @@ def test_bytes_and_events_in_stream_order_across_a_reconnect() -> None:
 
 def test_close_interrupts_the_backoff_promptly() -> None:
     first = Scripted([])
+    connects: list[float] = []
 
     def connect() -> Transport:
-        if first.chunks == [] and not first.closed:
+        connects.append(time.monotonic())
+        if len(connects) == 1:
             return first
         raise ConnectError("fake", "no answer")
 
-    tr = ReconnectingTransport(connect, policy=ReconnectPolicy(initial_delay=20, max_delay=20))
+    policy = ReconnectPolicy(initial_delay=20, max_delay=20, jitter=0.0)
+    tr = ReconnectingTransport(connect, policy=policy)
+    in_backoff = threading.Event()
+    seen: list[str] = []
+
+    def sink(kind: str, **fields: object) -> None:
+        seen.append(kind)
+        if kind == "disconnected":
+            in_backoff.set()  # the next thing the reader does is wait out the 20 s delay
+
+    tr.set_event_sink(sink)
     errors: list[Exception] = []
 
     def reader() -> None:
         try:
-            tr.read(10, 0.1)
+            while True:
+                tr.read(10, 0.1)
         except ConsoleClosed as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=reader)
     thread.start()
-    time.sleep(0.2)
+    assert in_backoff.wait(5), "the reader never lost its session"
     start = time.monotonic()
     tr.close()
     thread.join(5)
-    assert not thread.is_alive() and time.monotonic() - start < 2
-    assert errors and "closed locally" in str(errors[0])
+    took = time.monotonic() - start
+    assert not thread.is_alive() and took < 2, took  # not the 20 s the backoff would take
+    assert seen == ["disconnected"]  # no reconnect attempt ran: close() ended the backoff
+    assert len(connects) == 1 and first.closed
+    assert len(errors) == 1 and "closed locally" in str(errors[0])
 
 
 def test_fault_proxy_is_deterministic_for_a_seed() -> None:
