@@ -5,6 +5,7 @@
     │   └── ConfigError              a file (profile, runbook, inventory) failed validation
     ├── TargetError                  the far side failed: exit 3, names the host and the cause
         ├── ConnectError             could not reach or open the console
+        │   └── ConsoleBusy          the console is held by another client (SOL payload, BMC slot)
         ├── ConsoleClosed            the console went away (EOF) while we needed it
         ├── ExpectTimeout            a wait ran out before any pattern matched
         └── DeathStringSeen          the target printed a line that means it is dead (panic, …)
@@ -75,6 +76,14 @@ class TargetError(SolcapError):
 
 class ConnectError(TargetError):
     """The console could not be reached or opened."""
+
+
+class ConsoleBusy(ConnectError):
+    """Another client holds the console (an active SOL payload, a BMC's single console slot).
+
+    One class for every transport, so an operator's script tells "busy, try later or steal"
+    apart from "unreachable" the same way whatever the console is reached through.
+    """
 
 
 class ConsoleClosed(TargetError):

@@ -226,6 +226,14 @@ class SshConnection:
     def _fail(self, message: str, exc: BaseException | None = None) -> NoReturn:
         raise TargetError(self.target.display, message) from exc
 
+    def live_transport(self) -> paramiko.Transport:
+        """The logged-in paramiko transport, for a caller that opens its own channel (a BMC's
+        console session in :mod:`solcap.transports.bmcssh`); the host key was verified."""
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            self._fail("SSH connection is closed")
+        return transport
+
     # -- commands
 
     def wrap(

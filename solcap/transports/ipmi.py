@@ -56,7 +56,7 @@ import pyghmi.ipmi.private.constants as pyghmi_constants
 import pyghmi.ipmi.private.session as pyghmi_session
 
 from solcap.credentials import PasswordSource, kg_source
-from solcap.errors import ConnectError, ConsoleClosed, UsageError
+from solcap.errors import ConnectError, ConsoleBusy, ConsoleClosed, UsageError
 from solcap.limits import split_url
 from solcap.transports.base import Transport
 
@@ -80,7 +80,7 @@ CONNECT_TIMEOUT = 10.0
 LOGIN_SENDS = 3
 
 
-class SolBusyError(ConnectError):
+class SolBusyError(ConsoleBusy):
     """The SOL payload is active for another client; ``steal=True`` (``--steal``) takes it."""
 
 

@@ -11,6 +11,9 @@ Known from the start:
     /path, serial:///path      SerialTransport on a device or pty
     rfc2217:// socket:// loop://   SerialTransport through pyserial's URL handlers
     spy://                     pyserial's logging wrapper: a *debug* transport, see below
+    ipmi://                    IPMI SOL (solcap.transports.ipmi)
+    ssh+openbmc:// ssh+idrac:// ssh+ilo:// ssh+smc:// ssh+console://
+                               a BMC's SSH console (solcap.transports.bmcssh)
 
 Debug transports log every byte sent (passwords typed at a login prompt included), so they
 are refused unless the caller allows them (:func:`debug_transports_allowed`; the CLI's
@@ -166,3 +169,6 @@ for _scheme in ("rfc2217", "socket", "loop"):
 register_scheme("spy", open_spy)
 # IPMI SOL: imported on first use, so serial-only users never load pyghmi.
 register_scheme("ipmi", "solcap.transports.ipmi:transport_factory")
+# A BMC's own SSH console (solcap.transports.bmcssh; paramiko loaded on first use).
+for _flavour in ("openbmc", "idrac", "ilo", "smc", "console"):
+    register_scheme(f"ssh+{_flavour}", "solcap.transports.bmcssh:transport_factory")
