@@ -36,6 +36,8 @@ def layout(args: argparse.Namespace) -> RemoteLayout:
         path_prefix=tuple(args.path_prefix or ()),
         entry_pattern=args.entry,
         method=args.method,
+        xen_cfg=args.xen_cfg,
+        xen_cfg_section=args.xen_cfg_section,
     )
 
 
@@ -174,10 +176,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--entry", metavar="REGEX", help="Xen menuentry title/id to edit/verify")
     files.add_argument(
         "--method",
-        choices=("auto", "default-grub", "grub-cfg"),
+        choices=("auto", "default-grub", "grub-cfg", "xen-cmdline", "xen-cfg"),
         default="auto",
-        help="edit /etc/default/grub(.d) and regenerate, or grub.cfg directly (default: auto)",
+        help="edit /etc/default/grub(.d) and regenerate, grub.cfg directly, run XCP-ng's "
+        "xen-cmdline, or edit Xen's EFI xen.cfg (default: auto; xen-cmdline when present)",
     )
+    files.add_argument("--xen-cfg", metavar="PATH", help="Xen's EFI xen.cfg (--method xen-cfg)")
+    files.add_argument("--xen-cfg-section", metavar="NAME", help="xen.cfg section to edit")
 
 
 def register(sub: Any) -> None:

@@ -44,10 +44,16 @@ from solcap.grub.cfg import (
     target_file,
     unified_diff,
 )
+from solcap.grub.xencfg import edit_xen_cfg, xen_cfg_cmdlines
 from solcap.profiles import Profile
 from solcap.ssh import SshConnection
 
-Method = Literal["auto", "default-grub", "grub-cfg"]
+Method = Literal["auto", "default-grub", "grub-cfg", "xen-cmdline", "xen-cfg"]
+Planned = Literal["default-grub", "grub-cfg", "xen-cmdline", "xen-cfg"]
+#: XCP-ng / XenServer's supported tool for persistent Xen and Dom0 command-line changes.
+XEN_CMDLINE = "/opt/xensource/libexec/xen-cmdline"
+#: Where XCP-ng / XenServer keep grub.cfg (BIOS, then UEFI), for verification.
+XCPNG_GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/efi/EFI/xenserver/grub.cfg")
 #: Regenerate tools in order of preference, with the grub.cfg each writes by default.
 TOOLS: tuple[tuple[str, str], ...] = (
     ("update-grub", "/boot/grub/grub.cfg"),
@@ -74,6 +80,11 @@ class RemoteLayout:
     #: Title regex (or id, or ``submenu>title`` path) of the Xen entry to edit/verify.
     entry_pattern: str | None = None
     method: Method = "auto"
+    #: XCP-ng's xen-cmdline; when it exists, ``auto`` uses it (the host's supported way).
+    xen_cmdline: str = XEN_CMDLINE
+    #: Xen's EFI ``xen.cfg`` (method ``xen-cfg``, direct EFI boot) and its section.
+    xen_cfg: str | None = None
+    xen_cfg_section: str | None = None
 
     def path(self, logical: str) -> str:
         """The real remote path of an absolute logical path such as ``/etc/default/grub``."""
@@ -107,7 +118,7 @@ class Plan:
     host: str
     profile: Profile
     layout: RemoteLayout
-    method: Literal["default-grub", "grub-cfg"]
+    method: Planned
     edits: tuple[FileEdit, ...]
     #: Command line that regenerates grub.cfg (None for a direct grub.cfg edit).
     regenerate: str | None
@@ -116,10 +127,12 @@ class Plan:
     warnings: tuple[str, ...] = ()
     #: Effective values of the command-line variables before the edit (default-grub only).
     settings: dict[str, Setting] = field(default_factory=dict)
+    #: ``xen-cmdline`` invocations (method xen-cmdline), each a full shell command.
+    commands: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
-        return any(edit.changed for edit in self.edits)
+        return bool(self.commands) or any(edit.changed for edit in self.edits)
 
     @property
     def diff(self) -> str:
@@ -346,12 +359,20 @@ def plan_persistent(ssh: SshConnection, profile: Profile, *, layout: RemoteLayou
     """Read the host's GRUB files and compute the edit; changes nothing on the host.
 
     ``layout.method``: ``default-grub`` edits ``/etc/default/grub(.d)`` and regenerates;
-    ``grub-cfg`` edits the generated file directly (needs ``entry_pattern``); ``auto`` picks
-    ``default-grub`` when a regenerate tool exists, else ``grub-cfg`` when an entry pattern
-    was given, else refuses.
+    ``grub-cfg`` edits the generated file directly (needs ``entry_pattern``); ``xen-cmdline``
+    runs XCP-ng/XenServer's ``/opt/xensource/libexec/xen-cmdline``; ``xen-cfg`` edits Xen's
+    EFI ``xen.cfg`` (``layout.xen_cfg``). ``auto`` picks ``xen-cmdline`` when the host has
+    it, else ``default-grub`` when a regenerate tool exists, else ``grub-cfg`` when an entry
+    pattern was given, else refuses.
     """
-    regen = _detect_regenerate(ssh, layout)
     method = layout.method
+    if method == "xen-cfg":
+        return _plan_xen_cfg(ssh, profile, layout)
+    if method == "xen-cmdline" or (
+        method == "auto" and ssh.exists(layout.path(layout.xen_cmdline))
+    ):
+        return _plan_xen_cmdline(ssh, profile, layout)
+    regen = _detect_regenerate(ssh, layout)
     if method == "auto":
         if regen.command is not None:
             method = "default-grub"
@@ -365,6 +386,107 @@ def plan_persistent(ssh: SshConnection, profile: Profile, *, layout: RemoteLayou
     if method == "default-grub":
         return _plan_default_grub(ssh, profile, layout, regen)
     return _plan_grub_cfg(ssh, profile, layout, regen)
+
+
+# --------------------------------------------------------------------------- XCP-ng, xen.cfg
+
+
+def _xcpng_cfg(ssh: SshConnection, layout: RemoteLayout) -> str | None:
+    if layout.grub_cfg is not None:
+        return layout.grub_cfg
+    present = [cfg for cfg in XCPNG_GRUB_CFGS if ssh.exists(layout.path(cfg))]
+    return present[0] if present else None
+
+
+def _default_entry(text: str, layout: RemoteLayout) -> str:
+    """The entry xen-cmdline's result is checked on: the pattern given, else GRUB's first."""
+    if layout.entry_pattern is not None:
+        return layout.entry_pattern
+    entries = find_entries(text)
+    if not entries:
+        raise UsageError("grub.cfg has no menuentry to verify")
+    first = entries[0]
+    return re.escape(first.entry_id) if first.entry_id else f"^{re.escape(first.title)}$"
+
+
+def _plan_xen_cmdline(ssh: SshConnection, profile: Profile, layout: RemoteLayout) -> Plan:
+    """xen-cmdline --set-xen/--delete-xen/--set-dom0/--delete-dom0 for what is missing.
+
+    xen-cmdline sets and deletes by option *name*, so a profile removal of one exact token
+    (``console=tty0`` while other ``console=`` stay) cannot be expressed and is refused.
+    What the entry already carries (read from grub.cfg) is not set again.
+    """
+    host = ssh.target.display
+    tool = layout.path(layout.xen_cmdline)
+    if not ssh.exists(tool):
+        raise UsageError(f"{host}: {tool} not found (method xen-cmdline is for XCP-ng/XenServer)")
+    cfg = _xcpng_cfg(ssh, layout)
+    xen_now: str | None = None
+    dom0_now: str | None = None
+    if cfg is not None:
+        text = _read(ssh, layout, cfg)
+        if text is not None:
+            xen_now, dom0_now = entry_cmdlines(text, _default_entry(text, layout), cfg)
+    commands: list[str] = []
+    for flag, options, current in (
+        ("xen", profile.xen, xen_now),
+        ("dom0", profile.dom0, dom0_now),
+    ):
+        present = split_words(current) if current is not None else []
+        for removal in options.remove:
+            if "=" in removal:
+                raise UsageError(
+                    f"{host}: profile {profile.name} removes the single token {removal!r}; "
+                    "xen-cmdline deletes options by name only, so that cannot be done safely"
+                )
+            names = {word.split("=", 1)[0] for word in present}
+            if current is None or removal in names:
+                commands.append(f"{shlex.quote(tool)} --delete-{flag} {shlex.quote(removal)}")
+        for option in options.options:
+            if option not in present:
+                commands.append(f"{shlex.quote(tool)} --set-{flag} {shlex.quote(option)}")
+    warnings: tuple[str, ...] = ()
+    if cfg is None:
+        warnings = ("no grub.cfg found to verify xen-cmdline's result; give its path",)
+    return Plan(
+        host=host,
+        profile=profile,
+        layout=layout,
+        method="xen-cmdline",
+        edits=(),
+        regenerate=None,
+        grub_cfg=cfg,
+        warnings=warnings,
+        commands=tuple(commands),
+    )
+
+
+def _plan_xen_cfg(ssh: SshConnection, profile: Profile, layout: RemoteLayout) -> Plan:
+    host = ssh.target.display
+    if layout.xen_cfg is None:
+        raise UsageError(f"{host}: method xen-cfg needs the path of Xen's EFI xen.cfg")
+    text = _read(ssh, layout, layout.xen_cfg)
+    if text is None:
+        raise UsageError(f"{host}: {layout.path(layout.xen_cfg)} not found")
+    new = edit_xen_cfg(
+        text,
+        profile.xen.options,
+        profile.xen.remove,
+        profile.dom0.options,
+        profile.dom0.remove,
+        path=layout.xen_cfg,
+        section=layout.xen_cfg_section,
+    )
+    edits = (FileEdit(layout.xen_cfg, layout.path(layout.xen_cfg), text, new),)
+    return Plan(
+        host=host,
+        profile=profile,
+        layout=layout,
+        method="xen-cfg",
+        edits=tuple(e for e in edits if e.changed),
+        regenerate=None,
+        grub_cfg=None,
+    )
 
 
 # --------------------------------------------------------------------------- verify
@@ -449,12 +571,16 @@ def apply_persistent(
             f"{plan.host}: GRUB configuration already carries profile {plan.profile.name}",
             file=stream,
         )
+    for command in plan.commands:
+        print(f"run: {command}", file=stream)
     if dry_run:
         if plan.changed:
             print("dry run: nothing changed (use --write to apply)", file=stream)
         return ApplyResult(dry_run=True)
     layout = plan.layout
     sudo = ssh.target.sudo
+    if plan.method == "xen-cmdline":
+        return _apply_xen_cmdline(ssh, plan, stream)
     for edit in plan.edits:
         now = ssh.read_file(edit.real_path, sudo=sudo)
         if now != edit.old:
@@ -496,6 +622,25 @@ def apply_persistent(
     )
 
 
+def _apply_xen_cmdline(ssh: SshConnection, plan: Plan, stream: TextIO) -> ApplyResult:
+    """Run the planned xen-cmdline calls in order, stop at the first failure, then verify."""
+    for done, command in enumerate(plan.commands):
+        result = ssh.run(command, sudo=ssh.target.sudo, timeout=120)
+        if not result.ok:
+            ran = "; ".join(plan.commands[:done]) or "none"
+            raise TargetError(
+                plan.host,
+                f"`{command}` exited {result.exit_status}: {_tail(result.stderr)} "
+                f"(already run: {ran})",
+            )
+        print(f"ran: {command}", file=stream)
+    verified: list[str] = []
+    if plan.grub_cfg is not None:
+        verified = _verify(ssh, plan, [])
+        print(f"verified: {', '.join(verified)}", file=stream)
+    return ApplyResult(written=tuple(plan.commands), verified=tuple(verified), dry_run=False)
+
+
 def _verifies(ssh: SshConnection, plan: Plan) -> bool:
     try:
         _verify(ssh, plan, [])
@@ -508,18 +653,41 @@ def _verify(ssh: SshConnection, plan: Plan, backups: Sequence[tuple[str, str]]) 
     hint = ""
     if backups:
         hint = f"; roll back with: {rollback_hint(backups, plan.regenerate)}"
+    if plan.method == "xen-cfg" and plan.layout.xen_cfg is not None:
+        return _verify_xen_cfg(ssh, plan, hint)
     if plan.grub_cfg is None:
         raise TargetError(plan.host, f"no grub.cfg known to verify{hint}")
     real = plan.layout.path(plan.grub_cfg)
     text = ssh.read_file(real, sudo=ssh.target.sudo)
     if text is None:
         raise TargetError(plan.host, f"{real} is missing after regenerating{hint}")
+    pattern = plan.layout.entry_pattern
+    if plan.method == "xen-cmdline":
+        pattern = _default_entry(text, plan.layout)
     try:
-        return verify_grub_cfg(
-            text, plan.profile, entry_pattern=plan.layout.entry_pattern, path=real
-        )
+        return verify_grub_cfg(text, plan.profile, entry_pattern=pattern, path=real)
     except (ConfigError, UsageError) as exc:
         raise TargetError(plan.host, f"verification failed: {exc}{hint}") from exc
+
+
+def _verify_xen_cfg(ssh: SshConnection, plan: Plan, hint: str) -> list[str]:
+    assert plan.layout.xen_cfg is not None
+    real = plan.layout.path(plan.layout.xen_cfg)
+    text = ssh.read_file(real, sudo=ssh.target.sudo)
+    if text is None:
+        raise TargetError(plan.host, f"{real} is missing after writing{hint}")
+    xen, dom0 = xen_cfg_cmdlines(text, real, plan.layout.xen_cfg_section)
+    problems = [
+        f"{what} line lacks {' '.join(missing)}"
+        for what, line, options in (
+            ("Xen (options=)", xen, plan.profile.xen.options),
+            ("Dom0 (kernel=)", dom0, plan.profile.dom0.options),
+        )
+        if (missing := _carries(line, options))
+    ]
+    if problems:
+        raise TargetError(plan.host, f"verification failed: {'; '.join(problems)}{hint}")
+    return [plan.layout.xen_cfg]
 
 
 def _tail(text: str) -> str:
