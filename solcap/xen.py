@@ -28,9 +28,11 @@ from solcap.limits import key_problem
 Target = Literal["xen", "dom0"]
 
 #: Xen's announcement of where serial input now goes (``Xen``, ``DOM0``, or another domain).
+#: Xen 4.8 and before print ``*** Serial input -> Xen (type 'CTRL-a' three times to switch
+#: input to DOM0)`` (console.c switch_serial_input; seen on a 4.8.5 host in the field corpus).
 SWITCH_BANNER = re.compile(
-    rb"\(XEN\) \*\*\* Serial input to (?P<target>Xen|DOM\d+|d\d+)"
-    rb" \(type 'CTRL-(?P<char>.)' three times to switch input\)"
+    rb"\(XEN\) \*\*\* Serial input (?:to|->) (?P<target>Xen|DOM\d+|d\d+)"
+    rb" \(type 'CTRL-(?P<char>.)' three times to switch input(?: to \w+)?\)"
 )
 
 #: Keys that change the host's state (reboot, crash, NMI, …): refused unless explicitly allowed.

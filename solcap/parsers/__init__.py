@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .boot import parse_boot
 from .common import PARSER_VERSION, Result
 from .keys_h import parse_h
 from .keys_misc import parse_e, parse_i, parse_m, parse_t
@@ -66,4 +67,4 @@ def parse_dump(key: str, data: bytes) -> Result | None:
     return parser(data)
 
 
-__all__ = ["PARSERS", "PARSER_VERSION", "Result", "parse_dump"]
+__all__ = ["PARSERS", "PARSER_VERSION", "Result", "parse_boot", "parse_dump"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from solcap.parsers import parse_dump
+from solcap.parsers import parse_boot, parse_dump
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
@@ -39,7 +39,9 @@ def golden_path(path: Path) -> Path:
 
 
 def parse_file(path: Path) -> dict[str, Any]:
-    result = parse_dump(key_of(path), path.read_bytes())
+    """A ``-boot`` file is a boot log (parse_boot); anything else one key's dump."""
+    key = key_of(path)
+    result = parse_boot(path.read_bytes()) if key == "boot" else parse_dump(key, path.read_bytes())
     assert result is not None, path
     return result
 
@@ -224,3 +226,33 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+def test_boot_logs_memory_map_shapes() -> None:
+    old = by_name("4.12.1-x86_64-centos7-boot")
+    assert old["xen"]["version"] == "4.12.1-1.el7" and old["xen"]["debug"] is True
+    assert old["shape"]["xen"] == "4.12.1-1.el7" and "memory-map-dash" in old["shape"]["formats"]
+    (emap,) = old["memory_maps"]
+    assert (emap["source"], emap["format"], len(emap["entries"])) == ("Xen-e820", "dash", 15)
+    # "A - B" has an exclusive end; it is reported inclusive, like the later form.
+    assert emap["entries"][0] == {
+        "start": "0000000000000000",
+        "end": "000000000009abff",
+        "type": "usable",
+    }
+    assert emap["entries"][6]["type"] == "ACPI NVS"
+    assert old["foreign"] == ["Xen 4.12.1-1.el7"] and old["changeset"] is None
+
+    new = by_name("4.14.5-x86_64-devuan-boot")
+    (emap,) = new["memory_maps"]
+    assert emap["format"] == "bracket" and len(emap["entries"]) == 10
+    assert emap["entries"][-1] == {
+        "start": "0000000100000000",
+        "end": "000000042fffffff",
+        "type": "usable",
+    }
+    assert new["bootloader"] == "GRUB 2.06-3~deb11u5"
+    assert new["command_line"].endswith("loglvl=all guest_loglvl=all")
+
+    efi = by_name("4.17.5-x86_64-qubes-efi-boot")
+    assert efi["memory_maps"][0]["source"] == "EFI" and efi["xen"]["version"] == "4.17.5"

@@ -785,3 +785,19 @@ def test_every_line_is_accounted_for(
     for body in injected:
         stripped = " ".join(body.split()) if "\t" not in body else body
         assert any(stripped.split()[0] in u for u in everything), body
+
+
+def test_switch_banner_both_forms() -> None:
+    """The console driver confirms a switch by this banner; 4.8 printed the arrow form
+    (console.c: "*** Serial input -> %s (type 'CTRL-%c' three times to switch input to %s)")."""
+    from solcap.xen import SWITCH_BANNER
+
+    old = b"(XEN) *** Serial input -> Xen (type 'CTRL-a' three times to switch input to DOM0)"
+    new = b"(XEN) *** Serial input to DOM0 (type 'CTRL-a' three times to switch input)"
+    assert [SWITCH_BANNER.search(b)["target"] for b in (old, new)] == [b"Xen", b"DOM0"]
+    r = check_common(parse_dump("h", old + b"\r\n" + new + b"\r\n"), "h")
+    assert [(s["form"], s["target"], s["back_to"]) for s in r["console_switches"]] == [
+        ("->", "Xen", "DOM0"),
+        ("to", "DOM0", None),
+    ]
+    assert r["unparsed"] == [] and r["lines"]["parsed"] == 2
