@@ -201,4 +201,7 @@ def test_ipmi_sim_sol_deactivated_by_ipmitool_is_detected_and_reconnected(ipmi_s
         else:
             raise AssertionError("no bytes after the reconnect")
     assert lost["offset"] == gap["offset"] == len(b"first line\r\n")
-    assert lost["cause"] in ("deactivated", "lost")
+    # ipmi_sim does not tell the session it took SOL from (no "deactivated" reply, it just
+    # stops acknowledging), so liveness finds the loss: cause "lost", never anything else.
+    # The virtual BMC, which does answer, is checked for "deactivated" above.
+    assert lost["cause"] == "lost", lost
