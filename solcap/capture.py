@@ -39,12 +39,14 @@ import atexit
 import contextlib
 import datetime as dt
 import hashlib
+import heapq
+import itertools
 import json
+import logging
 import os
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +55,8 @@ from typing import Any
 from solcap import __version__
 from solcap.errors import RecordingError, UsageError
 from solcap.humanlog import HumanLog
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("recordings")
 FSYNC_INTERVAL = 1.0
@@ -522,8 +526,8 @@ class _Flusher:
 
     A recording that stops receiving would otherwise keep its last derived bytes in memory and
     its last raw bytes unsynced until the next chunk. Each recording schedules itself once per
-    interval (when it first has something to write after a sync), so the queue is ordered by
-    due time and the thread sleeps until the first one; active recordings sync themselves in
+    interval (when it first has something to write after a sync) on a heap ordered by due
+    time, and the thread sleeps until the first one; active recordings sync themselves in
     ``feed`` and the thread finds nothing to do. Strong references keep a recording that was
     dropped without ``close()`` alive until its last batch is out.
     """
@@ -536,18 +540,22 @@ class _Flusher:
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
-        self._queue: deque[tuple[float, Recording]] = deque()
+        # A heap, not a FIFO: due times from different intervals (or a clock that was not
+        # the real one) need not arrive in order, and one entry due far ahead must never hold
+        # back the ones due now. The counter keeps equal due times in arrival order.
+        self._queue: list[tuple[float, int, Recording]] = []
+        self._counter = itertools.count()
         self._thread: threading.Thread | None = None
 
     def schedule(self, recording: Recording, due: float) -> None:
         with self._cond:
-            self._queue.append((due, recording))
+            heapq.heappush(self._queue, (due, next(self._counter), recording))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="solcap-recording-flusher", daemon=True
                 )
                 self._thread.start()
-            if len(self._queue) == 1:
+            if self._queue[0][2] is recording:
                 self._cond.notify()
 
     def _run(self) -> None:
@@ -564,14 +572,20 @@ class _Flusher:
                 horizon = time.monotonic() + self.SLACK
                 batch: list[Recording] = []
                 while self._queue and self._queue[0][0] <= horizon:
-                    batch.append(self._queue.popleft()[1])
+                    batch.append(heapq.heappop(self._queue)[2])
             for recording in batch:
-                recording._flush_due()
+                try:
+                    recording._flush_due()
+                except Exception:
+                    # The thread serves every recording in the process: it must outlive any one
+                    # of them. What failed is written again by that recording's next feed/close,
+                    # which raises the error to its owner.
+                    _log.exception("flushing %s failed", recording.path)
 
     def flush_all(self) -> None:
         """At interpreter exit: write out every recording still waiting for its interval."""
         with self._cond:
-            pending = [recording for _, recording in self._queue]
+            pending = [recording for _, _, recording in sorted(self._queue)]
             self._queue.clear()
         for recording in pending:
             recording._flush_due(force=True)
