@@ -900,12 +900,13 @@ def runbook_job(plans: Sequence[HostPlan], *, runbook_name: str) -> Job:
             recordings_root=ctx.root,
             runbook_name=runbook_name,
         )
-        return HostResult(
-            name=host.name,
-            outcome=outcome.outcome,
+        # Timed by the fleet from the job's start, like every other job: the runner's own
+        # clock starts later (after planning), so a host cancelled at its timeout would
+        # otherwise report less than the timeout it ran into.
+        return ctx.result(
+            outcome.outcome,
             error=outcome.error,
             bytes=outcome.bytes,
-            duration=outcome.duration,
             recording=outcome.recording,
         )
 
