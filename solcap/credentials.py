@@ -77,7 +77,10 @@ def read_secret_file(path: str) -> str:
             data = handle.read(4096)
     finally:
         os.close(fd)
-    line = data.decode("utf-8").splitlines()[0] if data else ""
+    try:
+        line = data.decode("utf-8").splitlines()[0] if data else ""
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: password file is not UTF-8 text") from None
     if not line:
         raise UsageError(f"{path}: password file is empty")
     return line

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from solcap.errors import ConfigError
+from solcap.limits import MAX_DEPTH, check_depth, read_text
 
 Key = tuple[str | int, ...]
 
@@ -211,7 +212,7 @@ def load_yaml_text(text: str, path: str) -> Doc:
     except yaml.YAMLError as exc:
         raise ConfigError(path, f"YAML: {' '.join(str(exc).split())}") from exc
     except RecursionError as exc:
-        raise ConfigError(path, "YAML nesting too deep") from exc
+        raise ConfigError(path, f"nested more than {MAX_DEPTH} levels deep") from exc
     builder = _YamlBuilder(path)
     if node is None:
         builder.doc.data = None
@@ -219,7 +220,8 @@ def load_yaml_text(text: str, path: str) -> Doc:
     try:
         builder.doc.data = builder.build(node, ())
     except RecursionError as exc:
-        raise ConfigError(path, "YAML nesting too deep") from exc
+        raise ConfigError(path, f"nested more than {MAX_DEPTH} levels deep") from exc
+    check_depth(builder.doc.data, path)
     return builder.doc
 
 
@@ -291,8 +293,20 @@ def _toml_positions(source: str, doc: Doc) -> None:
 
 def load_toml_text(text: str, path: str) -> Doc:
     """Parse TOML and attach positions found by scanning the text."""
+    data = parse_toml(text, path)
+    doc = Doc(path, data)
+    _toml_positions(text, doc)
+    return doc
+
+
+def parse_toml(text: str, path: str) -> dict[str, Any]:
+    """``tomllib.loads`` with its errors (syntax, nesting beyond :data:`MAX_DEPTH`) as one
+    located ConfigError; tomllib recurses once per nesting level, so a file nested thousands
+    deep ends in RecursionError, which is that same error."""
     try:
         data = tomllib.loads(text)
+    except RecursionError as exc:
+        raise ConfigError(path, f"nested more than {MAX_DEPTH} levels deep") from exc
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -304,9 +318,8 @@ def load_toml_text(text: str, path: str) -> Doc:
                 column=int(found.group(2)),
             ) from exc
         raise ConfigError(path, f"TOML syntax: {message}") from exc
-    doc = Doc(path, data)
-    _toml_positions(text, doc)
-    return doc
+    check_depth(data, path)
+    return data
 
 
 # --------------------------------------------------------------------------- files
@@ -320,16 +333,10 @@ def load_text(text: str, path: str, *, fmt: str | None = None) -> Doc:
     return load_yaml_text(text, path)
 
 
-def load_file(path: str | Path, *, fmt: str | None = None) -> Doc:
-    """Read a UTF-8 file and load it; unreadable files are ConfigErrors too."""
-    shown = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(shown, "no such file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(shown, f"cannot read: {exc}") from exc
-    return load_text(text, shown, fmt=fmt)
+def load_file(path: str | Path, *, fmt: str | None = None, kind: str = "runbook") -> Doc:
+    """Read a UTF-8 file (at most ``FILE_CAPS[kind]`` bytes) and load it; unreadable, oversized
+    or non-UTF-8 files are ConfigErrors too."""
+    return load_text(read_text(path, kind), str(path), fmt=fmt)
 
 
 def kind_of(value: object) -> str:

@@ -53,6 +53,7 @@ from solcap.console import Console
 from solcap.errors import ExitStatus, SolcapError, TargetError, UsageError
 from solcap.harvest import harvest_keys
 from solcap.inventory import Host, SecretRef
+from solcap.limits import decode_utf8, read_bytes
 from solcap.transports.base import Transport
 from solcap.xen import quiet_period, refuse_dangerous
 
@@ -297,12 +298,12 @@ class FleetSummary:
 def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a summary written by :meth:`FleetSummary.write`; UsageError if it is not one."""
     shown = os.fspath(path)
+    if not Path(shown).exists():
+        raise UsageError(f"{shown}: no such summary file")
     try:
-        data: Any = json.loads(Path(shown).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UsageError(f"{shown}: no such summary file") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{shown}: not a fleet summary: {exc}") from exc
+        data: Any = json.loads(decode_utf8(read_bytes(shown, "summary"), shown))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"{shown}: not a fleet summary: {exc}") from None
     hosts = data.get("hosts") if isinstance(data, dict) else None
     if not isinstance(hosts, list) or not all(
         isinstance(h, dict) and isinstance(h.get("host"), str) for h in hosts

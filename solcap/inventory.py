@@ -29,6 +29,7 @@ from typing import Any, Literal
 from solcap.credentials import read_secret_file
 from solcap.docload import Doc, Key, LocatedConfigError, Pos, kind_of, load_file
 from solcap.errors import ConfigError, UsageError
+from solcap.limits import MAX_HOSTS, read_text
 from solcap.transports.serialport import LineSettings
 
 Scalar = str | int | float | bool
@@ -535,22 +536,39 @@ class _AGroup:
 _RANGE = re.compile(r"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
 
 
-def _expand_range(pattern: str) -> list[str]:
-    """Ansible's ``node[01:03]`` host ranges (numeric keeps the width; single letters too)."""
-    m = _RANGE.search(pattern)
-    if m is None:
-        return [pattern]
-    first, last, step_text = m.group(1), m.group(2), m.group(3)
-    step = int(step_text or 1)
-    head, tail = pattern[: m.start()], pattern[m.end() :]
-    if first.isdigit() and last.isdigit():
-        width = len(first) if first.startswith("0") else 0
-        items = [str(i).zfill(width) for i in range(int(first), int(last) + 1, step)]
-    elif first.isalpha() and last.isalpha():
-        items = [chr(c) for c in range(ord(first), ord(last) + 1, step)]
-    else:
-        return [pattern]
-    return [name for item in items for name in _expand_range(head + item + tail)]
+def _expand_range(pattern: str, where: _Where) -> list[str]:
+    """Ansible's ``node[01:03]`` host ranges (numeric keeps the width; single letters too).
+
+    A step of 0, a range running backwards or one expanding (with every bracket in the
+    pattern) to more than :data:`~solcap.limits.MAX_HOSTS` names is refused, naming the line.
+    """
+    names = [pattern]
+    expanded: list[str] = []
+    while names:
+        name = names.pop()
+        m = _RANGE.search(name)
+        if m is None:
+            expanded.append(name)
+            continue
+        first, last, step_text = m.group(1), m.group(2), m.group(3)
+        step = int(step_text or 1)
+        head, tail = name[: m.start()], name[m.end() :]
+        if first.isdigit() != last.isdigit():
+            expanded.append(name)
+            continue
+        low, high = (int(first), int(last)) if first.isdigit() else (ord(first), ord(last))
+        if step < 1:
+            raise where.error(f"host range {m.group(0)!r}: the step must be at least 1")
+        if high < low:
+            raise where.error(f"host range {m.group(0)!r}: the end comes before the start")
+        if (high - low) // step + 1 + len(names) + len(expanded) > MAX_HOSTS:
+            raise where.error(f"host range {pattern!r} expands to more than {MAX_HOSTS} hosts")
+        width = len(first) if first.isdigit() and first.startswith("0") else 0
+        items = [
+            str(i).zfill(width) if first.isdigit() else chr(i) for i in range(low, high + 1, step)
+        ]
+        names.extend(head + item + tail for item in reversed(items))
+    return expanded
 
 
 def _ansible_yaml(doc: Doc) -> dict[str, _AGroup]:
@@ -586,7 +604,9 @@ def _ansible_yaml(doc: Doc) -> dict[str, _AGroup]:
         if not isinstance(hosts, dict):
             raise doc.error((*key, "hosts"), f"expected a mapping of hosts, got {kind_of(hosts)}")
         for pattern, hvars in hosts.items():
-            for hname in _expand_range(pattern):
+            for hname in _expand_range(
+                pattern, _Where(doc.path, doc.pos((*key, "hosts", pattern), of_key=True), name)
+            ):
                 entry = group.hosts.setdefault(hname, {})
                 entry.update(read_vars((*key, "hosts", pattern), hvars, hname))
                 group.host_pos[hname] = doc.pos((*key, "hosts", pattern), of_key=True)
@@ -650,7 +670,7 @@ def _ansible_ini(path: str, source: str) -> dict[str, _AGroup]:
             raise where.error(f"cannot split host line: {exc}") from exc
         if not tokens:
             continue
-        for hname in _expand_range(tokens[0]):
+        for hname in _expand_range(tokens[0], where):
             entry = group.hosts.setdefault(hname, {})
             group.host_pos[hname] = where.pos
             for token in tokens[1:]:
@@ -850,17 +870,12 @@ def load_inventory(
     shown = os.fspath(path)
     suffix = Path(shown).suffix.lower()
     if suffix in ("", ".ini", ".cfg", ".hosts") and kind != "solcap":
-        try:
-            source = Path(shown).read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise ConfigError(shown, "no such file") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(shown, f"cannot read: {exc}") from exc
+        source = read_text(shown, "inventory")
         inventory = _hosts_from_ansible(
             shown, _ansible_ini(shown, source), profile_dirs, check_profiles
         )
     else:
-        doc = load_file(shown)
+        doc = load_file(shown, kind="inventory")
         if kind == "ansible" or (kind == "auto" and _looks_ansible_yaml(doc.data)):
             inventory = _hosts_from_ansible(shown, _ansible_yaml(doc), profile_dirs, check_profiles)
         else:

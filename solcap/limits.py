@@ -40,6 +40,8 @@ FILE_CAPS: Final = {
 }
 #: How deeply lists and mappings may nest in a loaded file (real files use fewer than ten).
 MAX_DEPTH: Final = 64
+#: The most hosts one inventory may name (host ranges included).
+MAX_HOSTS: Final = 100_000
 #: The largest port number there is; 0 is never a port anyone listens on.
 MAX_PORT: Final = 65535
 
@@ -126,7 +128,7 @@ def read_bytes(path: str | Path, kind: str) -> bytes:
         raise ConfigError(shown, f"cannot read: {exc.strerror or exc}") from None
     try:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
-            raise ConfigError(shown, f"is a directory, not a {kind} file")
+            raise ConfigError(shown, f"is a directory; expected a {kind} file")
         chunks: list[bytes] = []
         size = 0
         while size <= cap:

@@ -23,7 +23,7 @@ from typing import Any
 
 from solcap.bootline import Cmdline, Kind, check_option, merge, split_words
 from solcap.errors import ConfigError, UsageError
-from solcap.limits import key_problem
+from solcap.limits import MAX_DEPTH, check_depth, key_problem, read_text
 
 #: The profiles shipped with solcap, at the repository root.
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -277,16 +277,16 @@ def _toml_error(path: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
 
 def _read_raw(path: Path) -> _Raw:
     shown = str(path)
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(shown, "no such profile file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(shown, f"cannot read: {exc}") from exc
+    if not path.exists():
+        raise ConfigError(shown, "no such profile file")
+    source = read_text(path, "profile")
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(shown, exc) from exc
+    except RecursionError as exc:
+        raise ConfigError(shown, f"nested more than {MAX_DEPTH} levels deep") from exc
+    check_depth(data, shown)
     reader = _Reader(shown, source)
     unknown = sorted(set(data) - _TOP_FIELDS)
     if unknown:

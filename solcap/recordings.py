@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from solcap import limits
 from solcap.errors import ConfigError, UsageError
 
 
@@ -50,10 +51,7 @@ def load(path: Path | str) -> RecordingInfo:
     meta_path = root / "meta.json"
     if not raw.is_file():
         raise UsageError(f"{root}: not a solcap recording (no console.raw)")
-    try:
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"finished": False}
-    except json.JSONDecodeError as exc:
-        raise ConfigError(str(meta_path), f"not valid JSON: {exc.msg}", line=exc.lineno) from exc
+    meta = _load_meta(meta_path) if meta_path.exists() else {"finished": False}
     digest = hashlib.sha256()
     size = 0
     with open(raw, "rb") as handle:
@@ -61,6 +59,44 @@ def load(path: Path | str) -> RecordingInfo:
             digest.update(block)
             size += len(block)
     return RecordingInfo(root, meta, size, digest.hexdigest())
+
+
+#: What ``show`` and ``export`` read from each segment entry of meta.json, and its type.
+_SEGMENT_FIELDS: dict[str, tuple[type, str]] = {
+    "name": (str, "a string"),
+    "start": (int, "an integer"),
+    "end": (int, "an integer"),
+    "sha256": (str, "a string"),
+    "file": (str, "a string"),
+}
+
+
+def _load_meta(path: Path) -> dict[str, Any]:
+    """meta.json, size-capped and checked for the shape solcap writes: a mapping whose
+    ``segments`` is a list of mappings with a name, offsets, a digest and a file name."""
+    shown = str(path)
+    data = limits.read_bytes(path, "meta")
+    try:
+        meta = json.loads(limits.decode_utf8(data, shown))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(shown, f"not valid JSON: {exc.msg}", line=exc.lineno) from exc
+    except RecursionError:
+        raise ConfigError(shown, f"nested more than {limits.MAX_DEPTH} levels deep") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(shown, f"expected a JSON object, got {type(meta).__name__}")
+    limits.check_depth(meta, shown)
+    segments = meta.get("segments", [])
+    if not isinstance(segments, list):
+        raise ConfigError(shown, "expected a list", field="segments")
+    for index, segment in enumerate(segments):
+        where = f"segments[{index}]"
+        if not isinstance(segment, dict):
+            raise ConfigError(shown, "expected an object", field=where)
+        for name, (kind, shown_kind) in _SEGMENT_FIELDS.items():
+            value = segment.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ConfigError(shown, f"missing or not {shown_kind}", field=f"{where}.{name}")
+    return meta
 
 
 def timing_steps(path: Path) -> Iterator[tuple[float, int]]:
@@ -117,7 +153,12 @@ def export_asciicast(
     }
     events = 0
     clock = 0.0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    if target.is_dir():
+        raise UsageError(f"--asciicast {target}: is a directory; name a file to write")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise UsageError(f"--asciicast {target}: cannot write: {exc.strerror}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as out, open(info.path / "console.raw", "rb") as raw:
         out.write(json.dumps(header) + "\n")
         pending = b""

@@ -33,6 +33,7 @@ from solcap.dom0 import (
     trigger_key_via_ssh,
 )
 from solcap.errors import ExitStatus, UsageError
+from solcap.limits import read_bytes
 from solcap.ssh import SshConnection, connect
 from solcap.transports.registry import open_transport
 from solcap.transports.serialport import LineSettings
@@ -138,7 +139,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
                 "(record one with `solcap dom0 … --key`, or pass --dmesg FILE)"
             )
         dmesg_path = found[0]
-    dmesg = dmesg_path.read_bytes()
+    dmesg = read_bytes(dmesg_path, "dmesg")
     result = compare_ring(serial, dmesg)
     print(f"serial: {segment['file']} ({len(serial)} bytes)", file=out)
     print(f"ring:   {_shown(dmesg_path, info.path)} ({len(dmesg)} bytes)", file=out)
