@@ -62,7 +62,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _host_name(target: str, given: str | None) -> str:
     if given:
         return given
-    return safe_name(target.split("://", 1)[-1].removeprefix("/dev/"))
+    return safe_name(target.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/"))
 
 
 def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False) -> None:

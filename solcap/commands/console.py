@@ -75,7 +75,9 @@ def _fileno(out: TextIO) -> int:
 def cmd_console(args: argparse.Namespace, out: TextIO) -> int:
     """Open, attach until ``~.``/EOF/close/signal, close the recording, map the reason."""
     escape = parse_escape(args.escape)
-    name = args.host or safe_name(args.target.split("://", 1)[-1].removeprefix("/dev/"))
+    name = args.host or safe_name(
+        args.target.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/")
+    )
     transport = _open(args)
     try:
         recording = Recording(name, label=args.label, root=args.root)

@@ -140,7 +140,7 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     from solcap.console import open_console
     from solcap.transports.serialport import LineSettings
 
-    host = safe_name(args.host.split("://", 1)[-1].removeprefix("/dev/"))
+    host = safe_name(args.host.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/"))
     power_cycle = _power_cycler(args)
     recording = Recording(host, label="grub-oneshot", root=args.recordings)
     try:

@@ -87,7 +87,7 @@ def parse_var(text: str) -> tuple[str, Scalar]:
 
 def _single_host(args: argparse.Namespace) -> Host:
     target: str = args.host
-    name = args.name or safe_name(target.split("://", 1)[-1].removeprefix("/dev/"))
+    name = args.name or safe_name(target.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/"))
     ssh = inventory_target(args, args.ssh, "--ssh") if args.ssh else None
     return Host(
         name=name,

@@ -123,22 +123,22 @@ class Slot:
 
 def bridge(leave: bytes) -> bool:
     """Copy bytes between the SSH terminal and the host's pty until ``leave`` is typed
-    (True) or the SSH session goes away (False). The terminal is raw meanwhile."""
+    (True) or the SSH session goes away (False). The terminal is raw meanwhile.
+
+    Typed bytes go on at once, so their timing stays as typed (GRUB tells a bare Esc from an
+    escape sequence by the pause after it); only the last byte of a complete leave sequence
+    is kept back, as a console server that watches the stream for its escape does.
+    """
     with open(os.path.join(STATE, "pty")) as handle:
         path = handle.read().strip()
     host = os.open(path, os.O_RDWR | os.O_NOCTTY)
     tty.setraw(host, termios.TCSANOW)
     saved = termios.tcgetattr(0)
     tty.setraw(0, termios.TCSANOW)  # TCSANOW: keep what was typed already
-    held = b""  # a typed prefix of the leave sequence, not yet passed on
-    held_at = 0.0
+    recent = b""  # the last len(leave) bytes typed
     try:
         while True:
-            wait = 0.1 if held else None
-            readable, _, _ = select.select([0, host], [], [], wait)
-            if held and not readable and time.monotonic() - held_at >= 0.1:
-                os.write(host, held)  # a lone Esc (GRUB's "discard") is passed on after 100 ms
-                held = b""
+            readable, _, _ = select.select([0, host], [], [])
             if host in readable:
                 try:
                     data = os.read(host, 65536)
@@ -153,20 +153,13 @@ def bridge(leave: bytes) -> bool:
                     data = b""
                 if not data:
                     return False
-                out = bytearray()
-                for byte in data:
-                    candidate = held + bytes([byte])
-                    while candidate and not leave.startswith(candidate):
-                        out += candidate[:1]
-                        candidate = candidate[1:]
-                    held = candidate
-                    held_at = time.monotonic()
-                    if held == leave:
-                        if out:
-                            os.write(host, bytes(out))
+                for i in range(len(data)):
+                    recent = (recent + data[i : i + 1])[-len(leave) :]
+                    if recent == leave:
+                        if i:
+                            os.write(host, data[:i])
                         return True
-                if out:
-                    os.write(host, bytes(out))
+                os.write(host, data)
     finally:
         termios.tcsetattr(0, termios.TCSANOW, saved)
         os.close(host)

@@ -8,7 +8,9 @@ and the clean leave against what the fake CLI logged (``left`` then ``logout``, 
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -19,11 +21,11 @@ import pytest
 from solcap.cli import main
 from solcap.console import Console
 from solcap.errors import ConnectError, ConsoleBusy, UsageError
-from solcap.sim.host import VirtualHost
+from solcap.sim.host import SimConfig, VirtualHost
 from solcap.transports.bmcssh import BmcSshSpec, open_bmc_ssh
 from solcap.transports.registry import open_transport
 
-from .conftest import BmcSshd
+from .conftest import BmcSshd, boot
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -179,3 +181,110 @@ def test_busy_from_the_cli_is_exit_3_one_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "in use by another session" in lines[0], lines
     assert "SOL session is already active" in lines[0]
+
+
+def test_solcap_console_over_idrac_under_a_real_pty_returns_to_the_shell_cleanly(
+    bmc_sshd: BmcSshd, xen_host: VirtualHost, tmp_path: Path
+) -> None:
+    """The operator's view: a shell on a real pty runs ``solcap console ssh+idrac://…``, types
+    in Dom0, leaves with ``~.``; the shell gets its terminal back as it was, and the BMC saw
+    the leave sequence and the logout (its console slot is free: a second session gets it)."""
+    import pexpect
+
+    shell = pexpect.spawn(
+        "bash",
+        ["--norc", "--noprofile", "-i"],
+        env={**os.environ, "PS1": "SHELL$ ", "TERM": "vt100"},
+        encoding=None,
+        timeout=30,
+    )
+    try:
+        shell.expect(rb"SHELL\$ ")
+        shell.sendline(b"stty -g > " + str(tmp_path / "before").encode())
+        shell.expect(rb"SHELL\$ ")
+        command = (
+            f"{sys.executable} -m solcap.cli console '{bmc_sshd.url('idrac')}' "
+            f"--root {tmp_path / 'rec'}; echo EXIT=$?"
+        )
+        shell.sendline(command.encode())
+        shell.expect(rb"solcap: connected to ssh\+idrac://")
+        shell.send(b"\r")
+        shell.expect(rb"root@xenhost:~# ")
+        shell.send(b"echo over-idrac\r")
+        shell.expect(rb"\nover-idrac\r")
+        shell.send(b"\r")
+        shell.expect(rb"~# ")
+        shell.send(b"~.")
+        shell.expect(rb"EXIT=(\d+)")
+        assert shell.match.group(1) == b"0"
+        shell.expect(rb"SHELL\$ ")
+        shell.sendline(b"stty -g > " + str(tmp_path / "after").encode())
+        shell.expect(rb"SHELL\$ ")
+    finally:
+        shell.sendline(b"exit")
+        shell.close(force=True)
+    assert (tmp_path / "after").read_text() == (tmp_path / "before").read_text()
+    bmc_sshd.wait_event("idrac", "left")
+    bmc_sshd.wait_event("idrac", "logout")
+    raw = next((tmp_path / "rec").rglob("console.raw")).read_bytes()
+    assert b"\nover-idrac\r" in raw
+    with Console(open_bmc_ssh(bmc_sshd.url("idrac")), host="again") as con:  # slot was freed
+        con.send(b"\r")
+        con.expect([PROMPT], timeout=10)
+
+
+def test_oneshot_grub_edit_over_ilo(bmc_sshd: BmcSshd, tmp_path: Path) -> None:
+    """``solcap grub apply --oneshot --write ssh+ilo://…`` on a host waiting in GRUB's menu:
+    judged by the command line the virtual Xen booted with."""
+    config = SimConfig(fast=True, auto_power_on=False, grub_timeout=60)
+    with VirtualHost(config) as host:
+        boot(host, re.compile(rb"will be executed automatically in"))
+        bmc_sshd.use_host(host)
+        status, text = cli(
+            [
+                "grub",
+                "apply",
+                bmc_sshd.url("ilo"),
+                "--profile",
+                "xen-serial-debug",
+                "--oneshot",
+                "--write",
+                "--recordings",
+                str(tmp_path),
+            ]
+        )
+        assert status == 0, text
+        assert host.xen is not None
+        booted = host.xen.xen_cmdline.split()
+    for option in ("loglvl=all", "guest_loglvl=all", "console=com1"):
+        assert option in booted, booted
+    assert "console=com1" in text
+    bmc_sshd.wait_event("ilo", "left")
+
+
+def test_runbook_over_smc(bmc_sshd: BmcSshd, xen_host: VirtualHost, tmp_path: Path) -> None:
+    """The shipped harvest runbook over Supermicro's ``cd /system1/sol1`` + ``start``."""
+    before = len(xen_host.dumps)
+    status, text = cli(
+        [
+            "run",
+            "harvest-debug-keys",
+            "--host",
+            bmc_sshd.url("smc"),
+            "--var",
+            "keys=h,q",
+            "--var",
+            "quiet=0.3",
+            "--root",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0, text
+    assert [d.key for d in xen_host.dumps[before:]][:2] == ["h", "q"]
+    recorded = {p.stem: p.read_bytes() for p in tmp_path.rglob("keys/*.txt")}
+    dumps = {d.key: d.data for d in xen_host.dumps[before:]}
+    for key in ("h", "q"):  # each key's segment is byte-identical to the dump Xen sent
+        assert hashlib.sha256(recorded[key]).hexdigest() == hashlib.sha256(dumps[key]).hexdigest()
+    assert xen_host.input_target == "dom0"
+    bmc_sshd.wait_event("smc", "left")
+    bmc_sshd.wait_event("smc", "logout")
