@@ -26,11 +26,17 @@ in memory and appended in batches: when ``FLUSH_BYTES`` are pending, at an event
 at close, and never later than ``FSYNC_INTERVAL`` after their bytes arrived (a process-wide
 flusher thread sees to idle recordings). Their content is exactly what writing them chunk by
 chunk would give; a killed process loses at most the last interval of them, never a byte of
-``console.raw``. They are opened only for each batch, so an open recording holds two
-descriptors (``console.raw`` and ``events.jsonl``), not six.
+``console.raw``. They are opened only for each batch, so an open recording holds three
+descriptors (its directory, ``console.raw`` and ``events.jsonl``), not seven.
 
 Directories are created 0700 and files 0600 without following symlinks: console output can
-carry secrets, and a recording root shared with other users must not be redirected.
+carry secrets, and a recording root shared with other users must not be redirected. The
+recorder holds a descriptor of its recording directory and opens every file relative to it
+(``dir_fd``, ``O_NOFOLLOW``), so a directory renamed and replaced by a symlink mid-recording
+redirects nothing: writing goes on into the directory solcap created. A root or host
+directory that another user can write to (group/other-writable, or owned by someone else) is
+refused, unless it is sticky and owned by us or by root (``/tmp``-style: others cannot
+rename what we created there).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import heapq
 import itertools
@@ -45,6 +52,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -86,25 +94,6 @@ def safe_name(text: str) -> str:
     return cleaned[:80]
 
 
-def _mkdir_private(path: Path, owned: int = 2) -> None:
-    """Create ``path`` (and parents) 0700; refuse symlinks in the last ``owned`` components.
-
-    The last components (host directory, recording directory) are solcap's own: a symlink
-    planted there could redirect a capture, so it is an error rather than something to follow.
-    """
-    parts = [p for p in reversed([path, *path.parents]) if str(p) not in ("", ".")]
-    for index, part in enumerate(parts):
-        if index >= len(parts) - owned and part.is_symlink():
-            raise UsageError(f"{part}: refusing to record through a symbolic link")
-        try:
-            os.mkdir(part, 0o700)
-        except FileExistsError:
-            if not part.is_dir():
-                raise UsageError(f"{part}: not a directory; cannot record under it") from None
-        except OSError as exc:
-            raise UsageError(f"{part}: cannot create recording directory: {exc.strerror}") from None
-
-
 def check_root(root: Path | str | None) -> None:
     """Refuse, before any console is opened, a recordings root that could never be created.
 
@@ -122,16 +111,91 @@ def check_root(root: Path | str | None) -> None:
             raise UsageError(f"--root {path}: {part} is {what}")
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_APPEND
+_RELATIVE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
-def _open_private(path: Path, append: bool = True) -> int:
+def _check_not_shared(fd: int, path: Path) -> None:
+    """Refuse a directory another user could rename our entries in.
+
+    Group/other-writable, or owned by someone else (its owner can write to it), unless the
+    sticky bit is set and it is ours or root's: then only we (and root) may rename or remove
+    what we create in it.
+    """
+    info = os.fstat(fd)
+    mine = info.st_uid in (os.geteuid(), 0)
+    shared = bool(info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)) or not mine
+    if shared and not (info.st_mode & stat.S_ISVTX and mine):
+        owner = "" if mine else f", owned by uid {info.st_uid}"
+        raise UsageError(
+            f"{path}: directory is writable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}{owner}); they could redirect the recording. "
+            "Use a private root (chmod 0700) or a sticky one of your own"
+        )
+
+
+def _is_link_at(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _open_subdir(parent_fd: int, name: str, path: Path, *, create: bool) -> int:
+    """``mkdirat`` + ``openat(O_NOFOLLOW)``: a directory entry of ours, never a symlink."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+    try:
+        return os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or _is_link_at(parent_fd, name):
+            raise UsageError(f"{path}: refusing to record through a symbolic link") from exc
+        raise UsageError(f"{path}: cannot create recording directory: {exc.strerror}") from exc
+
+
+def _make_recording_dir(base: Path, host: str, name: str) -> int:
+    """Create ``base/host/name`` and return a descriptor of the last one.
+
+    ``base`` (the user's choice) may be reached through symlinks; ``host`` and ``name`` are
+    solcap's own and are never followed. ``base`` and ``host`` are checked for other
+    writers (see :func:`_check_not_shared`).
+    """
+    try:
+        os.makedirs(base, 0o700, exist_ok=True)
+        root_fd = os.open(base, _DIR_FLAGS)
+    except OSError as exc:
+        raise UsageError(f"{base}: cannot create recordings root: {exc.strerror}") from exc
+    try:
+        _check_not_shared(root_fd, base)
+        host_fd = _open_subdir(root_fd, host, base / host, create=True)
+    finally:
+        os.close(root_fd)
+    try:
+        _check_not_shared(host_fd, base / host)
+        return _open_subdir(host_fd, name, base / host / name, create=True)
+    finally:
+        os.close(host_fd)
+
+
+def _split_relative(relative: str) -> list[str]:
+    """``keys/q.txt`` → ``["keys", "q.txt"]``; anything that could leave the directory
+    (``..``, absolute, hidden, empty parts) is refused."""
+    parts = relative.split("/")
+    if not relative or not all(_RELATIVE_PART.fullmatch(part) for part in parts):
+        raise UsageError(f"{relative!r}: not a plain file name inside the recording")
+    return parts
+
+
+def _open_private_at(dir_fd: int, name: str, where: Path, append: bool = True) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     flags |= os.O_APPEND if append else os.O_TRUNC
     try:
-        return os.open(path, flags, 0o600)
+        return os.open(name, flags, 0o600, dir_fd=dir_fd)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot create recording file: {exc.strerror}") from exc
+        raise UsageError(f"{where / name}: cannot create recording file: {exc.strerror}") from exc
 
 
 class _DerivedFile:
@@ -143,18 +207,20 @@ class _DerivedFile:
     ``MAX_BACKLOG``; bytes already written are never written twice.
     """
 
-    __slots__ = ("buffer", "path")
+    __slots__ = ("buffer", "dir_fd", "name", "path")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, dir_fd: int, name: str, path: Path) -> None:
+        self.dir_fd = dir_fd
+        self.name = name
         self.path = path
         self.buffer = bytearray()
-        os.close(_open_private(path))
+        os.close(_open_private_at(dir_fd, name, path.parent))
 
     def flush(self, *, fsync: bool = False) -> None:
         if not self.buffer and not fsync:
             return
         try:
-            fd = os.open(self.path, _APPEND_FLAGS, 0o600)
+            fd = os.open(self.name, _APPEND_FLAGS, 0o600, dir_fd=self.dir_fd)
             try:
                 while self.buffer:
                     del self.buffer[: os.write(fd, self.buffer)]
@@ -218,10 +284,17 @@ class Recording:
         stamp = self.started.strftime("%Y%m%dT%H%M%S.") + f"{self.started.microsecond:06d}Z"
         base = Path(root) if root is not None else DEFAULT_ROOT
         self.path = base / safe_name(host) / f"{stamp}_{safe_name(label)}"
-        _mkdir_private(self.path)
-        self._raw = _open_private(self.path / "console.raw")
-        self._derived = [_DerivedFile(self.path / name) for name in DERIVED_FILES]
-        self._events = _open_private(self.path / "events.jsonl")
+        #: Every file is opened relative to this (see the module docstring).
+        self._dir = _make_recording_dir(base, safe_name(host), self.path.name)
+        try:
+            self._raw = _open_private_at(self._dir, "console.raw", self.path)
+            self._derived = [
+                _DerivedFile(self._dir, name, self.path / name) for name in DERIVED_FILES
+            ]
+            self._events = _open_private_at(self._dir, "events.jsonl", self.path)
+        except BaseException:
+            os.close(self._dir)
+            raise
         self._timing_buf, log_buf, xen_buf, dom0_buf = (d.buffer for d in self._derived)
         self._log_buf = log_buf
         self._human = HumanLog(log_buf.extend, xen_buf.extend, dom0_buf.extend)
@@ -344,10 +417,8 @@ class Recording:
                 raise ValueError(f"segment {name} [{start}, {end}) outside 0..{self._bytes}")
             self._sync_locked(time.monotonic())
         data = self.read_range(start, end)
-        keys = self.path / "keys"
-        _mkdir_private(keys, owned=1)
         file_name = f"{safe_name(name)}.txt"
-        fd = _open_private(keys / file_name, append=False)
+        fd = self.open_file(f"keys/{file_name}")
         try:
             _write_all(fd, data)
             os.fsync(fd)
@@ -369,14 +440,30 @@ class Recording:
 
     def add_json(self, relative: str, value: Any) -> Path:
         """Write a derived JSON file (e.g. ``keys/q.json``) privately inside the recording."""
-        target = self.path / relative
-        _mkdir_private(target.parent, owned=1)
-        fd = _open_private(target, append=False)
+        fd = self.open_file(relative)
         try:
             _write_all(fd, (json.dumps(value, indent=2, default=str) + "\n").encode())
         finally:
             os.close(fd)
-        return target
+        return self.path / relative
+
+    def open_file(self, relative: str, *, append: bool = False) -> int:
+        """A new 0600 file inside the recording, e.g. ``dom0/xl-info.txt``; the caller closes
+        the descriptor. Parent directories are created 0700; no component is followed if it
+        is a symlink, and the path is resolved from the recording's own descriptor, so it
+        lands in this recording whatever was done to its path since it was opened."""
+        parts = _split_relative(relative)
+        parent = os.dup(self._dir)
+        where = self.path
+        try:
+            for part in parts[:-1]:
+                where = where / part
+                child = _open_subdir(parent, part, where, create=True)
+                os.close(parent)
+                parent = child
+            return _open_private_at(parent, parts[-1], where, append=append)
+        finally:
+            os.close(parent)
 
     @property
     def segments(self) -> list[Segment]:
@@ -385,7 +472,8 @@ class Recording:
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of what was recorded, read back from ``console.raw``."""
-        with open(self.path / "console.raw", "rb") as handle:
+        fd = os.open("console.raw", _READ_FLAGS, dir_fd=self._dir)
+        with open(fd, "rb") as handle:
             handle.seek(start)
             return handle.read(end - start)
 
@@ -436,6 +524,7 @@ class Recording:
             self._meta_extra.update(meta)
             with contextlib.suppress(OSError):
                 self._write_meta(finished=True)
+            os.close(self._dir)
         return RecordingSummary(
             path=self.path,
             host=self.host,
@@ -448,8 +537,8 @@ class Recording:
     def _write_meta(self, *, finished: bool) -> None:
         files = {}
         if finished:
-            for item in sorted(self._walk()):
-                files[item] = sha256_file(self.path / item)
+            for item, digest in sorted(self._walk()):
+                files[item] = digest
         meta = {
             "format": 1,
             "host": self.host,
@@ -467,21 +556,32 @@ class Recording:
             "segments": [asdict(s) for s in self._segments],
             **self._meta_extra,
         }
-        tmp = self.path / ".meta.json.tmp"
-        fd = _open_private(tmp, append=False)
+        fd = _open_private_at(self._dir, ".meta.json.tmp", self.path, append=False)
         try:
             _write_all(fd, (json.dumps(meta, indent=2, default=str) + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, self.path / "meta.json")
+        os.replace(".meta.json.tmp", "meta.json", src_dir_fd=self._dir, dst_dir_fd=self._dir)
 
-    def _walk(self) -> Iterator[str]:
-        for path in self.path.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
-                rel = str(path.relative_to(self.path))
-                if rel != "meta.json":
-                    yield rel
+    def _walk(self) -> Iterator[tuple[str, str]]:
+        """(relative path, SHA-256) of every regular file, walked from the descriptor."""
+        for top, _dirs, names, top_fd in os.fwalk(".", dir_fd=self._dir):
+            for name in names:
+                rel = os.path.normpath(os.path.join(top, name))
+                if name.startswith(".") or rel == "meta.json":
+                    continue
+                try:
+                    fd = os.open(name, _READ_FLAGS | os.O_NONBLOCK, dir_fd=top_fd)
+                except OSError:
+                    continue  # a symlink (ELOOP) or a file gone meanwhile: not ours to hash
+                with open(fd, "rb") as handle:
+                    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                        continue
+                    digest = hashlib.sha256()
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+                yield rel, digest.hexdigest()
 
     def __enter__(self) -> Recording:
         return self

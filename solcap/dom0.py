@@ -22,12 +22,10 @@ SSH copy, is the byte-exact record.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from solcap.capture import Recording, Segment, safe_name
 from solcap.console import Console
@@ -62,26 +60,6 @@ def resolve_command(name_or_cmd: str) -> tuple[str, str]:
     return safe_name(text), text
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create/replace ``path`` 0600 inside a 0700 directory, never through a symlink."""
-    if path.parent.is_symlink():
-        raise UsageError(f"{path.parent}: refusing to write through a symbolic link")
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path.parent, 0o700)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror}") from exc
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def run_dom0(
     ssh: SshConnection,
     recording: Recording,
@@ -100,7 +78,14 @@ def run_dom0(
     recording.event("dom0-command", command=command, host=ssh.target.display)
     result = ssh.run(command, sudo=ssh.target.sudo, timeout=timeout)
     data = result.stdout.encode("utf-8")
-    _write_private(recording.path / rel, data)
+    fd = recording.open_file(rel)  # inside the recording, never through a symlink
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     recording.event(
         "dom0-output",
         command=command,

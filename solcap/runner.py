@@ -676,17 +676,8 @@ class _Run:
 
     @contextlib.contextmanager
     def private_file(self, rel: str) -> Iterator[int]:
-        path = self.rec.path / rel
-        parent = path.parent
-        if parent.is_symlink():
-            raise UsageError(f"{parent}: refusing to write through a symbolic link")
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(parent, 0o700)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags, 0o600)
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot write: {exc.strerror}") from exc
+        # Relative to the recording's own descriptor: never outside it, never via a symlink.
+        fd = self.rec.open_file(rel)
         try:
             yield fd
             os.fsync(fd)

@@ -230,7 +230,7 @@ def _fds() -> dict[str, str]:
     return found
 
 
-def test_an_open_recording_holds_two_descriptors(tmp_path: Path) -> None:
+def test_an_open_recording_holds_three_descriptors(tmp_path: Path) -> None:
     before = _fds()
 
     def opened() -> set[str]:
@@ -245,7 +245,8 @@ def test_an_open_recording_holds_two_descriptors(tmp_path: Path) -> None:
     rec.add_segment("s", 0, rec.offset, complete=True)
     held.append(opened())
     rec.close()
-    expected = {str(rec.path / "console.raw"), str(rec.path / "events.jsonl")}
+    # The directory itself (every file is opened relative to it), console.raw, events.jsonl.
+    expected = {str(rec.path), str(rec.path / "console.raw"), str(rec.path / "events.jsonl")}
     assert all(targets == expected for targets in held), held
     assert opened() == set()
 
