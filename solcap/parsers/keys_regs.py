@@ -45,6 +45,11 @@ WORDS = re.compile(r" +(?:[0-9a-f]{8,16} ?)+")
 TRACE_HDR = "Xen call trace:"
 FRAME = _R(r" +\[<([0-9a-f]+)>\](?: ([A-Z]))? ?(.*?)(?: \((PC|LR)\))?")
 SYMBOL = _R(r"(.+?)\+(0x[0-9a-f]+|0)/(0x[0-9a-f]+)")
+# What a crash prints around show_execution_state (common/bug.c, drivers/char/console.c panic).
+CRASH = _R(r"(Xen (?:BUG|WARN) at .*|Assertion '.*' failed at .*|FATAL (?:PAGE FAULT|TRAP).*)")
+PANIC = _R(r"Panic on CPU (\d+):")
+STARS = re.compile(r"\*{20,}")
+AFTER = _R(r"(Manual reset required .*|Reboot in five seconds\.\.\.|Rebooting now.*)")
 STACK_NOTES = (
     "Fault while accessing guest memory.",
     "Failed to convert stack to physical address",
@@ -119,9 +124,19 @@ def _parse(key: str, data: bytes) -> Result:
     sec: dict[str, Any] | None = None
     sub = ""  # "", code, stack, trace
     header = False
+    crash: dict[str, Any] = {"reasons": [], "panic_cpu": None, "after": None}
     for line in lines.xen:
+        m: re.Match[str] | None
         if D_HEADER.fullmatch(line) or Z_HEADER.fullmatch(line):
             header = True
+        elif m := CRASH.fullmatch(line):
+            crash["reasons"].append(m.group(1))
+        elif m := PANIC.fullmatch(line):
+            crash["panic_cpu"] = int(m.group(1))
+        elif STARS.fullmatch(line) and (crash["reasons"] or crash["panic_cpu"] is not None):
+            pass
+        elif (m := AFTER.fullmatch(line)) and crash["panic_cpu"] is not None:
+            crash["after"] = m.group(1)
         elif new := _new_section(line):
             sec = new
             sections.append(sec)
@@ -143,6 +158,7 @@ def _parse(key: str, data: bytes) -> Result:
         s["remote"] = s["kind"] in ("host", "guest") and s["cpu"] != first
     result["header"] = header
     result["sections"] = sections
+    result["crash"] = crash if crash["reasons"] or crash["panic_cpu"] is not None else None
     last = sections[-1] if sections else None
     if header and last is None:
         result["truncated"] = True
@@ -230,6 +246,9 @@ def parse_d(data: bytes) -> Result:
     file, function, offset, size}), mode (arm CPSR), code {address, symbol, bytes}, stack
     {owner, register, from, words, note}, call_trace [{address, marker, symbol, file,
     function, offset, size, origin}]}``. ``header``: the ``'d' pressed`` line was seen.
+
+    ``crash``: None, or for a crash dump ``{reasons: ["Xen BUG at …", …], panic_cpu,
+    after}`` (the lines Xen prints around the state dump).
 
     ``kind``: ``host``/``guest`` (``d``), ``dom0-vcpu``/``domain-vcpu`` (``0``, and a crashed
     domain's ``*** Dumping Dom<n> vcpu#<v> state``), ``state`` (a banner with no ``***``

@@ -10,8 +10,9 @@ Dumps posted in the field add their own shapes, each recognised here and reporte
 ``Lines.variants`` (never silently dropped): a stamp inside the prefix in any of Xen's formats
 (``[  150.26]`` boot seconds, ``[2019-05-28 14:24:11]`` date, ``.mmm`` milliseconds, 16 hex
 digits of raw TSC); a collector's own stamp *before* the prefix (conserver, ``ts``, syslog);
-a tab instead of the space after ``(XEN)``; a whole dump indented or mail-quoted (``> ``);
-Dom0 text spliced into the middle of a Xen line on a shared UART.
+a tab instead of the space after ``(XEN)``; a whole dump indented or mail-quoted (``> ``),
+with quoted lines a mail client wrapped (the equally quoted rest is joined back); Dom0 text
+spliced into the middle of a Xen line on a shared UART.
 
 This module never raises on any input: anything it cannot place is kept, not dropped, and
 every physical line is counted as Xen, foreign, blank or a spliced continuation.
@@ -40,9 +41,11 @@ _STAMP_KINDS = (
 # seconds count, an ISO stamp, or a syslog "Mon DD HH:MM:SS host tag:" head.
 _COLLECTOR = re.compile(
     r"\s*(?:\[[0-9 T:.,+Z/-]{4,40}\]|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}[.,]?\d*Z?"
-    r"|\d{1,12}(?:\.\d{1,9})?|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?: \S+ \S+:)?)\s*[:|-]?\s*"
+    r"|\d{1,12}(?:\.\d{1,9})?"
+    r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?: \S+ \S+:)?)\s*[:|-]?\s*"
 )
 _QUOTE = re.compile(r"[\s>|]*")
+_MARK = re.compile(r"\s*(?:>\s?)+")
 # A Linux printk stamp inside a Xen line: Dom0's own line started there.
 _DOM0_STAMP = re.compile(r"\[ *\d{1,12}\.\d{6}\] ")
 # CSI / OSC / two-byte escapes, then any C0 control byte except TAB, and DEL.
@@ -73,7 +76,8 @@ class Lines:
     """Xen lines that were input-switch banners, taken out of ``xen`` (see common.start)."""
     variants: dict[str, int] = field(default_factory=dict)
     """Console shapes seen (``stamp:boot``, ``collector-stamp``, ``tab-after-prefix``,
-    ``indented``, ``quoted``, ``dom0-spliced``, …) → how many lines showed each."""
+    ``indented``, ``quoted``, ``dom0-spliced``, ``mail-wrapped``, …) → how many lines showed
+    each."""
 
     def note(self, variant: str) -> None:
         self.variants[variant] = self.variants.get(variant, 0) + 1
@@ -84,22 +88,30 @@ def clean(text: str) -> str:
     return _CONTROL.sub("", _ANSI.sub("", text))
 
 
-def _head(out: Lines, head: str) -> None:
-    """Text before the prefix: a collector's stamp, indentation/quoting, or Dom0's."""
+def _head(out: Lines, head: str) -> str:
+    """Text before the prefix: a collector's stamp, indentation/quoting, or Dom0's.
+    Returns the mail-quote marker (``">>"``) if the line was quoted, else ``""``."""
     head = clean(head)
     if not head.strip():
         if head:
             out.note("indented")
-        return
+        return ""
     if _QUOTE.fullmatch(head):
         out.note("quoted")
-    elif _COLLECTOR.fullmatch(head):
+        return _marker(head)
+    if _COLLECTOR.fullmatch(head):
         out.note("collector-stamp")
-    elif (q := _QUOTE.match(head)) and q.end() and _COLLECTOR.fullmatch(head[q.end() :]):
+        return ""
+    if (q := _QUOTE.match(head)) and q.end() and _COLLECTOR.fullmatch(head[q.end() :]):
         out.note("quoted")
         out.note("collector-stamp")
-    else:
-        out.foreign.append(clean(head).strip())
+        return _marker(head[: q.end()])
+    out.foreign.append(head.strip())
+    return ""
+
+
+def _marker(text: str) -> str:
+    return "".join(c for c in text if c == ">")
 
 
 def _body(out: Lines, body: str) -> tuple[str, bool]:
@@ -144,12 +156,14 @@ def split_lines(data: bytes) -> Lines:
         out.physical += 1
     crlf = "\r" in text
     pending: str | None = None  # the last Xen line, if Dom0 interrupted it (may continue)
+    quote = ""  # the mail-quote marker of the last Xen line
     for raw in physical:
         out.physical += 1
         line = _ANSI.sub("", raw)
         m = _PREFIX.search(line)
         if m is None:
             rest = clean(line).strip()
+            mark = _MARK.match(line)
             if (
                 pending is not None
                 and rest
@@ -159,14 +173,27 @@ def split_lines(data: bytes) -> Lines:
                 out.xen[-1] = (pending + clean(line)).rstrip()
                 out.spliced += 1
                 out.note("dom0-spliced")
+            elif quote and mark and _marker(mark.group()) == quote and rest != quote:
+                # A mail client wrapped the quoted Xen line: its rest follows, equally quoted.
+                tail = clean(line[mark.end() :]).strip()
+                if _DOM0_STAMP.match(tail):
+                    out.foreign.append(rest)
+                    out.foreign_lines += 1
+                    quote = ""
+                else:
+                    out.xen[-1] = f"{out.xen[-1]} {tail}"
+                    out.spliced += 1
+                    out.note("mail-wrapped")
             elif rest:
                 out.foreign.append(rest)
                 out.foreign_lines += 1
+                quote = ""
             else:
                 out.blank += 1
+                quote = ""
             pending = None
             continue
-        _head(out, line[: m.start()])
+        quote = _head(out, line[: m.start()])
         body, cut = _body(out, line[m.end() :])
         body = clean(body)
         out.xen.append(body.rstrip())

@@ -80,6 +80,8 @@ def test_corpus_covers_the_versions_and_architectures_claimed() -> None:
         ("4.18", "x86_64"),
         ("4.19", "arm64"),
         ("4.19", "x86_64"),
+        ("4.12", "x86_64"),
+        ("4.17", "x86_64"),
     ]:
         assert any(f"xen-{version}" in n and arch in n for n in names), (version, arch)
     assert any(n.startswith("real-key-") for n in names)  # 4.17.7 x86_64
@@ -226,6 +228,27 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+def test_osstest_4_19_bug_quoted_wrapped_with_collector_stamps() -> None:
+    d = by_name("osstest-bug-d")
+    assert set(d["shape"]["console"]) == {"collector-stamp", "mail-wrapped", "quoted"}
+    assert d["lines"]["spliced"] == 45 and d["foreign"] == []
+    (sec,) = d["sections"]
+    assert (sec["kind"], sec["xen"], sec["cpu"]) == ("state", "4.19-unstable", 12)
+    assert sec["context"] == "hypervisor (d0v8)"
+    assert sec["ip"]["function"] == "alloc_heap_pages" and sec["ip"]["offset"] == 0x37F
+    assert len(sec["registers"]) == 31 and sec["registers"]["rsp"] == "ffff83047bec7b98"
+    assert len(sec["stack"]["words"]) == 80
+    assert [f["function"] for f in sec["call_trace"]][-2:] == ["pv_hypercall", "lstar_enter"]
+    assert d["crash"] == {
+        "reasons": ["Xen BUG at common/page_alloc.c:1033", "Xen BUG at common/page_alloc.c:1033"],
+        "panic_cpu": 12,
+        "after": "Manual reset required ('noreboot' specified)",
+    }
+    assert d["unparsed"] == [
+        "pg[0] MFN 2211c5 c=0x2c00000000000000 o=0 v=0xe40000010007ffff t=0x24"
+    ]
 
 
 def test_boot_logs_memory_map_shapes() -> None:
