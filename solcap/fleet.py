@@ -900,6 +900,7 @@ def runbook_job(plans: Sequence[HostPlan], *, runbook_name: str) -> Job:
             ssh_factory=runner.open_host_ssh if host.ssh is not None else None,
             recordings_root=ctx.root,
             runbook_name=runbook_name,
+            sol_rate=runner.bmc_sol_rate,
         )
         # Timed by the fleet from the job's start, like every other job: the runner's own
         # clock starts later (after planning), so a host cancelled at its timeout would

@@ -100,6 +100,7 @@ __all__ = [
     "HostOutcome",
     "OutcomeKind",
     "bmc_power",
+    "bmc_sol_rate",
     "default_grub_oneshot",
     "host_ssh_target",
     "open_host_console",
@@ -220,6 +221,25 @@ def _check_sol_rate(host: Host, recording: Recording) -> None:
         print(f"solcap: warning: {warning}", file=sys.stderr)
 
 
+def bmc_sol_rate(host: Host) -> int | None:
+    """The ``sol_rate`` callable for real hosts: the BMC's SOL bit rate, None if unknown.
+
+    Only a host whose console *is* the BMC's SOL is asked (a serial console's rate is the
+    line's own, not the BMC's); a BMC that does not answer the query gives None.
+    """
+    if host.bmc is None or host.serial is not None or host.password is None:
+        return None
+    from solcap.bmc import sol_config
+
+    try:
+        config = sol_config(
+            _bmc_url(host), password_source=_bmc_password(host), kg_file=_kg_file(host)
+        )
+    except SolcapError:
+        return None
+    return config.bit_rate
+
+
 def _bmc_url(host: Host) -> str:
     if host.bmc is None:
         raise UsageError(f"{host.name}: the inventory gives no bmc: address")
@@ -320,6 +340,7 @@ class _Run:
         profile_dirs: Sequence[str | os.PathLike[str]] | None,
         max_jumps: int,
         grub_layout: RemoteLayout | None = None,
+        sol_rate: Callable[[Host], int | None] | None = None,
     ) -> None:
         self.hp = hp
         self.host = hp.host
@@ -338,6 +359,8 @@ class _Run:
         self.marks: dict[str, int] = {}
         self.saved: set[str] = set()
         self.jumps = 0
+        self.sol_rate = sol_rate
+        self._bmc_rate: tuple[int | None] | None = None  # cached: one SOL query per run
 
     # -- lifecycle
 
@@ -485,6 +508,7 @@ class _Run:
 
     def debug_keys(self, step: DebugKeysStep) -> None:
         refuse_dangerous(list(step.keys), allowed=step.allow_dangerous)
+        self.baud_check("harvest")
         xen = self.xen
         assert xen is not None
         xen.quiet = step.quiet if step.quiet is not None else DEFAULT_KEY_QUIET
@@ -515,6 +539,83 @@ class _Run:
                 self.host.name,
                 f"step {step.index + 1}: incomplete debug-key dumps: {'; '.join(incomplete)}",
             )
+
+    # -- baud sanity (solcap.baud)
+
+    def baud_check(self, before: str, profile: Profile | None = None) -> None:
+        """Compare the BMC's SOL rate, GRUB's serial --speed and Xen's com1=; warn on a mismatch.
+
+        Xen's rate is the booted ``(XEN) Command line:`` in this run's capture; before a
+        one-shot edit it is the profile's ``com1=`` (the line about to boot) when it sets one.
+        GRUB's comes from grub.cfg over an SSH connection this run already has. A warning is
+        an event and a stderr line, never a failure: the capture goes on, now explained.
+        """
+        from solcap.baud import Rates, disagreements, xen_com_speed
+
+        if self._bmc_rate is None:
+            self._bmc_rate = (self.sol_rate(self.host) if self.sol_rate is not None else None,)
+        bmc = self._bmc_rate[0]
+        xen: int | None = None
+        xen_from = "the booted (XEN) Command line"
+        if profile is not None:
+            xen = xen_com_speed(" ".join(profile.xen.options))
+            xen_from = f"profile {profile.name}, about to boot"
+        if xen is None:
+            booted = self._booted_cmdline()
+            xen_from = "the booted (XEN) Command line"
+            if booted is None and before == "harvest":
+                booted = self._xen_cmdline_over_ssh()
+                xen_from = "xen_commandline of `xl info` on Dom0"
+            xen = xen_com_speed(booted) if booted is not None else None
+        grub, grub_from = self._grub_speed()
+        rates = Rates(bmc=bmc, grub=grub, xen=xen, grub_from=grub_from, xen_from=xen_from)
+        self.event("baud-check", before=before, bmc=bmc, grub=grub, xen=xen)
+        for warning in disagreements(rates, self.host.name):
+            self.event("warning", message=warning)
+            print(f"solcap: warning: {warning}", file=sys.stderr)
+
+    def _booted_cmdline(self) -> str | None:
+        from solcap.baud import booted_xen_cmdline
+
+        found: str | None = None
+        for _offset, window, _new in _windows(self.rec):
+            found = booted_xen_cmdline(window) or found
+        return found
+
+    def _xen_cmdline_over_ssh(self) -> str | None:
+        """Xen's booted command line from ``xl info`` when this capture began after boot.
+
+        Only when the host has a Dom0 SSH target and the run can log in; a failure leaves
+        the rate unknown (the check is advice, it never stops the harvest).
+        """
+        if self.ssh_factory is None or self.host.ssh is None:
+            return None
+        try:
+            result = self.connection().run("xl info", timeout=30)
+        except (SolcapError, OSError) as exc:
+            self.event("baud-check-unavailable", what="xl info", error=str(exc))
+            return None
+        for line in result.stdout.splitlines():
+            name, sep, value = line.partition(":")
+            if sep and name.strip() == "xen_commandline":
+                return value.strip()
+        return None
+
+    def _grub_speed(self) -> tuple[int | None, str]:
+        """GRUB's serial --speed from grub.cfg, read over this run's open SSH connection."""
+        from solcap.baud import grub_serial_speed
+
+        if self.ssh is None:
+            return None, "grub.cfg"
+        for cfg in ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"):
+            try:
+                text = self.ssh.read_file(cfg, sudo=self.ssh.target.sudo)
+            except Exception:  # advisory: no SFTP, no file, no permission
+                text = None
+            if text is not None:
+                speed, line = grub_serial_speed(text)
+                return speed, f"{cfg}:{line}" if line else cfg
+        return None, "grub.cfg"
 
     def mark(self, step: MarkStep) -> None:
         offset = self.rec.offset
@@ -556,6 +657,7 @@ class _Run:
         if step.mode == "oneshot":
             if self.grub_oneshot is None:
                 raise UsageError(f"{self.host.name}: one-shot GRUB editing is not available")
+            self.baud_check("oneshot", profile)
             result = self.grub_oneshot(self.con(), profile, step.entry)
             fields = asdict(result) if is_dataclass(result) and not isinstance(result, type) else {}
             self.event("grub-oneshot", **fields)
@@ -734,12 +836,15 @@ def run_host(
     max_jumps: int = MAX_JUMPS,
     meta: Mapping[str, Any] | None = None,
     grub_layout: RemoteLayout | None = None,
+    sol_rate: Callable[[Host], int | None] | None = None,
 ) -> HostOutcome:
     """Run ``host_plan`` and return its :class:`HostOutcome`; errors become the outcome.
 
     The recording ``<recordings_root>/<host>/<stamp>_<runbook_name>/`` is created first and
     closed (``meta.json`` with outcome and error) on every path. KeyboardInterrupt (and any
     other BaseException that is not an Exception) closes everything and propagates.
+    ``sol_rate(host)`` gives the BMC's SOL bit rate for the baud check before a harvest or a
+    one-shot edit (:func:`bmc_sol_rate` for real hosts; None: not known).
     """
     host = host_plan.host
     begin = clock()
@@ -759,6 +864,7 @@ def run_host(
         profile_dirs=profile_dirs,
         max_jumps=max_jumps,
         grub_layout=grub_layout,
+        sol_rate=sol_rate,
     )
     kind: OutcomeKind = "error"
     error: str | None = "interrupted"

@@ -23,7 +23,14 @@ from solcap.commands.sshopts import add_ssh_options, inventory_target
 from solcap.errors import ExitStatus, UsageError
 from solcap.inventory import Host, Scalar
 from solcap.runbook import GrubStep, HostPlan, PowerStep, load_runbook, plan, render_plan
-from solcap.runner import HostOutcome, bmc_power, open_host_console, open_host_ssh, run_host
+from solcap.runner import (
+    HostOutcome,
+    bmc_power,
+    bmc_sol_rate,
+    open_host_console,
+    open_host_ssh,
+    run_host,
+)
 from solcap.transports.serialport import LineSettings
 
 
@@ -173,6 +180,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             ssh_factory=open_host_ssh if hp.host.ssh is not None else None,
             recordings_root=args.root,
             runbook_name=runbook.name,
+            sol_rate=bmc_sol_rate,
         )
         outcomes.append(outcome)
         print(_line(outcome), file=out, flush=True)
