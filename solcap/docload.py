@@ -24,9 +24,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+from solcap.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy_module("yaml")  # only a YAML inventory or runbook loads it
 
 from solcap.errors import ConfigError
 from solcap.limits import MAX_DEPTH, check_depth, read_text

@@ -33,10 +33,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 from urllib.parse import unquote
 
-import paramiko
+from solcap.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import paramiko
+else:
+    paramiko = lazy_module("paramiko")  # ~30 MiB: loaded by the first connection
 
 from solcap.credentials import read_secret_file
 from solcap.errors import ConnectError, SolcapError, TargetError, UsageError
@@ -150,8 +155,13 @@ class _UnknownHostKey(Exception):
         self.key = key
 
 
-class _VerifyPolicy(paramiko.MissingHostKeyPolicy):
-    """Called only for a host with no known key at all: refuse, or accept-and-record."""
+class _VerifyPolicy:
+    """Called only for a host with no known key at all: refuse, or accept-and-record.
+
+    A paramiko ``MissingHostKeyPolicy`` by shape, not by base class: subclassing would load
+    paramiko whenever this module is imported. paramiko's ``SSHClient`` only ever calls
+    ``missing_host_key`` on the policy it is given (``client.py``, ``connect``).
+    """
 
     def __init__(self, target: SshTarget, known_hosts_file: Path) -> None:
         self.target = target
@@ -477,7 +487,8 @@ def connect(target: SshTarget) -> SshConnection:
     """Log in to ``target`` with verified host keys; raises ConnectError naming the host."""
     client = paramiko.SSHClient()
     known = _load_host_keys(client, target)
-    client.set_missing_host_key_policy(_VerifyPolicy(target, known.write_to))
+    policy = _VerifyPolicy(target, known.write_to)
+    client.set_missing_host_key_policy(cast("paramiko.MissingHostKeyPolicy", policy))
     password = resolve_secret(target.password, "SSH password") if target.password else None
     explicit = target.key_file is not None or password is not None
     name = target.display
