@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from solcap.lab import Lab, LabHost
+from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(180)
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -46,10 +47,11 @@ def test_every_example_runs(
     text = out.getvalue()
     assert "True" in text.splitlines()[0] and "bytes of 'q'" in text
     # The harvest example's segments are exactly what the host sent.
-    sent = {d["sha256"] for d in lab.host_state(host.name)["dumps"]}
+    sent = sent_by_key(lab.host_state(host.name)["dumps"])
     result = namespace["result"]
     assert [s.name for s in result.segments] == ["h", "q", "u"]  # type: ignore[attr-defined]
-    assert all(s.sha256 in sent for s in result.segments)  # type: ignore[attr-defined]
+    for segment in result.segments:  # type: ignore[attr-defined]
+        assert_sent_for_key(sent, segment.name, segment.sha256, host.name)
     assert "com1=38400,8n1" in str(namespace["xen"])
     recorded = sorted((tmp_path / "recordings" / "127.0.0.1").iterdir())
     assert [p.name.split("_", 1)[1] for p in recorded] == ["session", "harvest"]

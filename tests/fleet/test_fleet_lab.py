@@ -25,6 +25,7 @@ from solcap import cli, fleet
 from solcap.errors import ExitStatus
 from solcap.inventory import load_inventory
 from solcap.lab import Lab, LabHost
+from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(170)
 
@@ -73,7 +74,7 @@ def write_inventory(
 
 def assert_byte_exact(run: LabRun, entry: dict[str, Any], keys: Sequence[str]) -> None:
     """Every segment in the summary is on disk with that hash, and the host sent exactly it."""
-    sent = {d["sha256"] for d in run.lab.host_state(entry["host"])["dumps"]}
+    sent = sent_by_key(run.lab.host_state(entry["host"])["dumps"])
     segments = entry["segments"]
     assert [s["key"] for s in segments] == list(keys)
     for segment in segments:
@@ -81,7 +82,7 @@ def assert_byte_exact(run: LabRun, entry: dict[str, Any], keys: Sequence[str]) -
         data = (Path(entry["recording"]) / segment["file"]).read_bytes()
         assert len(data) == segment["bytes"] > 1000
         assert hashlib.sha256(data).hexdigest() == segment["sha256"]
-        assert segment["sha256"] in sent, f"{entry['host']} {segment['key']}: not what it sent"
+        assert_sent_for_key(sent, segment["key"], segment["sha256"], entry["host"])
 
 
 @dataclass
@@ -193,7 +194,6 @@ def test_a_host_that_never_answers_times_out_without_holding_up_the_others(
 ) -> None:
     inventory = write_inventory(lab.dir / "hung.yaml", lab, [HUNG, "node001", "node002"])
     hosts = load_inventory(inventory).hosts
-    begin = time.monotonic()
     summary = fleet.harvest(
         hosts,
         ["h"],
@@ -203,17 +203,22 @@ def test_a_host_that_never_answers_times_out_without_holding_up_the_others(
         host_timeout=9,
         root=lab.dir / "recordings-hung",
     )
-    elapsed = time.monotonic() - begin
     hung, first, second = summary.results
     assert hung.outcome == "timeout", summary.to_json()
     assert hung.error == "no result within the host timeout of 9s; console closed"
-    assert 9 <= hung.duration < 11
+    # From the deadline to a closed console: 9 s, less the moment between two clock reads,
+    # plus the unwinding, which a loaded machine (load 4 on 2 cores) can stretch past 1 s.
+    assert 9 - 0.1 <= hung.duration < 9 + 5, hung.duration
     assert hung.recording is not None
     meta = json.loads((hung.recording / "meta.json").read_text())
     assert meta["finished"] is True  # the job unwound and closed its recording
     # node002 ran in the slot node001 freed while the hung host still held the other one
     assert first.ok and second.ok, summary.to_json()
-    assert elapsed < 20  # node002 waited for a free slot, not for the hung host
+    # node002 waited for a free slot, not for the hung host: it began while the hung host's
+    # recording was still open (an order of events, not a wall-clock bound).
+    assert second.recording is not None
+    began = json.loads((second.recording / "meta.json").read_text())["started"]
+    assert began < meta["ended"], (began, meta["ended"])
     assert summary.exit_status == ExitStatus.PARTIAL
     for result in (first, second):
         assert_byte_exact(lab, result.to_json(), ["h"])

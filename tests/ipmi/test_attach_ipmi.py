@@ -57,6 +57,11 @@ def test_console_over_ipmi(running_host: HostBehindBmc, tmp_path: Path) -> None:
         raw = (recording / "console.raw").read_bytes()
         assert b"xen_version" in raw and b"Serial input to DOM0" in raw
         assert session.console_bytes() == raw
+        # The capture is byte-exactly what the host sent (its own record of its line): the
+        # virtual BMC kept the boot's output while no session was active, as a real one's
+        # buffer would, and solcap's session got all of it, then the typing's echoes.
+        sent = running_host.sent_bytes(tmp_path / "sent.bin")
+        assert raw == sent, (len(sent), len(raw))
     finally:
         session.close()
 

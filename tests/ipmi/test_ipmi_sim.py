@@ -8,6 +8,7 @@ output while no SOL session is active, and may drop a new session's first SOL pa
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import subprocess
 import time
@@ -121,9 +122,14 @@ def test_keystrokes_arrive_on_the_serial_side(ipmi_sim: Sim) -> None:
             got += ipmi_sim.serial_read_until(f"key{attempt}-".encode(), 3)
             if f"key{attempt}-".encode() in got:
                 break
-        assert got.endswith(f"key{attempt}-".encode())
         tr.write(b"second-line\r")
-        assert b"second-line\r" in ipmi_sim.serial_read_until(b"second-line\r", 5)
+        assert tr.drain(10)
+        got += ipmi_sim.serial_read_until(b"second-line\r", 5)
+        # Every keystroke arrived exactly once, in order (a dropped first attempt is simply
+        # absent; SOL's order puts any duplicate before the next write's bytes).
+        keys = re.findall(rb"key\d-", got)
+        assert got == b"".join(keys) + b"second-line\r", got
+        assert keys == sorted(set(keys)) and keys[-1] == f"key{attempt}-".encode(), got
 
 
 def test_wrong_password(ipmi_sim: Sim) -> None:
@@ -135,7 +141,9 @@ def test_unknown_user(ipmi_sim: Sim) -> None:
     start = time.monotonic()
     with pytest.raises(ConnectError, match="nobody") as info:
         IpmiSolTransport(ipmi_sim.target("nobody"), PASSWORD)
-    assert time.monotonic() - start <= 10.5
+    took = time.monotonic() - start
+    # docs/ipmi.md: "fails within 10 s"; 2 s more for a loaded machine (load 4 on 2 cores)
+    assert took <= 10 + 2, took
     assert "authentication failed" in str(info.value) or "no answer" in str(info.value)
 
 

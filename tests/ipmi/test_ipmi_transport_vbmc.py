@@ -32,8 +32,12 @@ def test_bridged_pty_bytes_arrive_byte_exact(vbmc_process, suite: int) -> None:
         os.write(pty.master, data)
         got = read_exactly(tr, len(data), 20)
         assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+        # Keystrokes arrive exactly once: SOL keeps order, so a duplicate of the first write
+        # would show up before the second one's bytes.
         tr.write(b"typed-by-solcap")
-        assert b"typed-by-solcap" in read_until(pty.master, b"typed-by-solcap", 10)
+        assert tr.drain(10)
+        tr.write(b"|end")
+        assert read_until(pty.master, b"|end", 10) == b"typed-by-solcap|end"
 
 
 def test_wrong_password_says_authentication_failed(vbmc_process) -> None:
@@ -53,7 +57,9 @@ def test_nothing_listening_fails_within_ten_seconds() -> None:
     start = time.monotonic()
     with pytest.raises(ConnectError, match="no answer"):
         IpmiSolTransport(IpmiTarget("127.0.0.1", USER, port), PASSWORD)
-    assert time.monotonic() - start <= 10.5
+    took = time.monotonic() - start
+    # docs/ipmi.md: "fails within 10 s"; 2 s more for a loaded machine (load 4 on 2 cores)
+    assert took <= 10 + 2, took
 
 
 def test_busy_then_steal(vbmc_process) -> None:
@@ -72,7 +78,7 @@ def test_busy_then_steal(vbmc_process) -> None:
             with pytest.raises(ConsoleClosed):
                 first.write(b"x")
             os.write(pty.master, b"after-steal")
-            assert b"after-steal" in read_exactly(second, 11, 10)
+            assert read_exactly(second, 11, 10) == b"after-steal"
     finally:
         first.close()
 

@@ -51,6 +51,9 @@ def serve(grub_timeout: int) -> int:
                     f"boots={boots} breaks={bmc.breaks}",
                     flush=True,
                 )
+            elif words[0] == "sent" and len(words) == 2:
+                Path(words[1]).write_bytes(host.sent_bytes())  # what the host put on its line
+                print("ok", flush=True)
             elif words[0] == "wait" and len(words) == 3:
                 ok = host.wait_state(words[1], float(words[2]))
                 print("ok" if ok else "timeout", flush=True)
@@ -98,6 +101,11 @@ class HostBehindBmc:
 
     def wait_state(self, state: str, timeout: float) -> bool:
         return self.ask(f"wait {state} {timeout}", timeout + 5) == "ok"
+
+    def sent_bytes(self, scratch: Path) -> bytes:
+        """Every byte the host wrote to its serial line so far (its own record, not a client's)."""
+        assert self.ask(f"sent {scratch}") == "ok"
+        return scratch.read_bytes()
 
     def wait_for(self, key: str, value: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -22,6 +22,7 @@ from solcap import fleet
 from solcap.inventory import load_inventory
 from solcap.lab import Lab
 from solcap.testing.faultproxy import FaultProxy, Faults
+from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(240)
 HOSTS = 8
@@ -58,11 +59,11 @@ def test_fleet_harvest_through_fault_proxies_is_byte_exact(lab: Lab, tmp_path: P
             proxy.stop()
     assert summary.counts["ok"] == HOSTS, [r.error for r in summary.results]
     for result in summary.results:
-        sent = {d["sha256"] for d in lab.host_state(result.name)["dumps"]}
+        sent = sent_by_key(lab.host_state(result.name)["dumps"])
         rec = Path(str(result.recording))
         for key in ("h", "q", "u"):
             data = (rec / "keys" / f"{key}.txt").read_bytes()
-            assert hashlib.sha256(data).hexdigest() in sent, (result.name, key)
+            assert_sent_for_key(sent, key, hashlib.sha256(data).hexdigest(), result.name)
         assert '"event": "gap"' not in (rec / "events.jsonl").read_text()
     for kind in ("dropped", "duplicated", "reordered", "delayed"):
         assert sum(getattr(s, kind) for p in proxies for s in p.stats.values()) > 0, kind

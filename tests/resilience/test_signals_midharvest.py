@@ -24,6 +24,7 @@ from solcap.cli import main
 from solcap.credentials import password_source
 from solcap.lab import Lab, LabHost
 from solcap.transports.ipmi import open_ipmi
+from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(150)
 KEYS = "h,q,e,q,e,q,e,q,e,q"
@@ -72,12 +73,13 @@ def _wait_segments(root: Path, n: int, timeout: float = 90) -> Path:
 
 
 def _check_segments(lab: Lab, host: LabHost, rec: Path) -> int:
-    sent = {d["sha256"] for d in lab.host_state(host.name)["dumps"]}
+    sent = sent_by_key(lab.host_state(host.name)["dumps"])
     raw = (rec / "console.raw").read_bytes()
     events = [json.loads(x) for x in (rec / "events.jsonl").read_text().splitlines()]
     segments = [e for e in events if e["event"] == "segment"]
     for seg in segments:
-        assert seg["complete"] and seg["sha256"] in sent, seg
+        assert seg["complete"], seg
+        assert_sent_for_key(sent, seg["name"], seg["sha256"], host.name)
         assert (rec / seg["file"]).read_bytes() == raw[seg["start"] : seg["end"]]
     return len(segments)
 
