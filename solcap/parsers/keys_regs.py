@@ -46,7 +46,10 @@ TRACE_HDR = "Xen call trace:"
 FRAME = _R(r" +\[<([0-9a-f]+)>\](?: ([A-Z]))? ?(.*?)(?: \((PC|LR)\))?")
 SYMBOL = _R(r"(.+?)\+(0x[0-9a-f]+|0)/(0x[0-9a-f]+)")
 # What a crash prints around show_execution_state (common/bug.c, drivers/char/console.c panic).
-CRASH = _R(r"(Xen (?:BUG|WARN) at .*|Assertion '.*' failed at .*|FATAL (?:PAGE FAULT|TRAP).*)")
+CRASH = _R(
+    r"(Xen (?:BUG|WARN) at .*|Assertion '.*' failed at .*|FATAL (?:PAGE FAULT|TRAP).*"
+    r"|CPU\d+: Unexpected Trap: .*)"
+)
 PANIC = _R(r"Panic on CPU (\d+):")
 STARS = re.compile(r"\*{20,}")
 AFTER = _R(r"(Manual reset required .*|Reboot in five seconds\.\.\.|Rebooting now.*)")

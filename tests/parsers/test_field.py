@@ -81,6 +81,7 @@ def test_corpus_covers_the_versions_and_architectures_claimed() -> None:
         ("4.19", "arm64"),
         ("4.19", "x86_64"),
         ("4.12", "x86_64"),
+        ("4.14", "arm64"),
         ("4.17", "x86_64"),
     ]:
         assert any(f"xen-{version}" in n and arch in n for n in names), (version, arch)
@@ -248,6 +249,28 @@ def test_osstest_4_19_bug_quoted_wrapped_with_collector_stamps() -> None:
     }
     assert d["unparsed"] == [
         "pg[0] MFN 2211c5 c=0x2c00000000000000 o=0 v=0xe40000010007ffff t=0x24"
+    ]
+
+
+def test_zynqmp_4_14_arm64_hypervisor_trap() -> None:
+    d = by_name("4.14.0-arm64-zynqmp-trap-d")
+    assert d["shape"]["xen"] == "4.14.0" and d["shape"]["arch"] == "arm64"
+    (sec,) = d["sections"]
+    assert (sec["kind"], sec["cpu"], sec["debug"]) == ("state", 0, True)
+    assert sec["ip"]["function"] == "find_smmu_master" and sec["ip"]["file"] == "smmu.c"
+    assert sec["lr"]["address"] == "000000000024a8a4" and sec["lr"]["symbol"] is None
+    assert sec["registers"]["sp"] == "00000000002ff1f0"
+    assert sec["mode"] == "64-bit EL2h (Hypervisor, handler)"
+    assert len(sec["stack"]["words"]) == 41 * 4
+    assert len(sec["call_trace"]) == 10 and sec["call_trace"][1]["origin"] == "LR"
+    assert d["crash"]["reasons"] == ["CPU0: Unexpected Trap: Data Abort"]
+    assert d["truncated"] is False
+    assert d["unparsed"] == [
+        "smmu: /amba/smmu@fd800000: d0: p2maddr 0x000000087bfa2000",
+        "Data Abort Trap. Syndrome=0x5",
+        "Walking Hypervisor VA 0x114ebfff8 on CPU0 via TTBR 0x0000000000f38000",
+        "0TH[0x0] = 0x0000000000f3bf7f",
+        "1ST[0x4] = 0x0000000000000000",
     ]
 
 
