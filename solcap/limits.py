@@ -126,6 +126,8 @@ def read_bytes(path: str | Path, kind: str) -> bytes:
         raise ConfigError(shown, "no such file") from None
     except OSError as exc:
         raise ConfigError(shown, f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError(repr(shown), "not a valid file name") from None
     try:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
             raise ConfigError(shown, f"is a directory; expected a {kind} file")

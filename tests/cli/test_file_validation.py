@@ -124,6 +124,7 @@ def test_bad_file_is_one_line_exit_2(
         (["run", RUNBOOK, "--inventory", "/dev/zero", "--dry-run"], "inventory file is larger"),
         (["profile", "validate", "/dev/zero"], "profile file is larger"),
         (["run", RUNBOOK, "--inventory", "/", "--dry-run"], "/: is a directory"),
+        (["run", "/tmp/a\x00b.yaml", "--host", "/dev/null", "--dry-run"], "not a valid file name"),
     ],
 )
 @pytest.mark.timeout(30)
