@@ -27,6 +27,10 @@ PACKAGES = {
     "ssh-keygen": "openssh-client",
     "scriptreplay": "bsdutils",
     "sudo": "sudo",
+    "conserver": "conserver-server",
+    "console": "conserver-client",
+    "conmand": "conman",
+    "conman": "conman",
 }
 
 # Where Debian puts administrator programs that a non-root PATH often lacks.

@@ -14,6 +14,8 @@ Known from the start:
     ipmi://                    IPMI SOL (solcap.transports.ipmi)
     ssh+openbmc:// ssh+idrac:// ssh+ilo:// ssh+smc:// ssh+console://
                                a BMC's SSH console (solcap.transports.bmcssh)
+    exec:CMD                   a local command on a pty: conserver, ConMan, ipmitool
+                               (solcap.transports.execpty)
 
 Debug transports log every byte sent (passwords typed at a login prompt included), so they
 are refused unless the caller allows them (:func:`debug_transports_allowed`; the CLI's
@@ -134,6 +136,8 @@ def open_transport(target: str, *, line: LineSettings | None = None) -> Transpor
     if not target.strip():
         raise UsageError("empty console target: expected a device path or scheme://…")
     scheme, _rest = split_scheme(target)
+    if target.startswith("exec:"):  # exec:CMD, a command line rather than an address
+        scheme = "exec"
     if not scheme:
         return SerialTransport(target, line=line)
     check_debug_target(target)
@@ -172,3 +176,5 @@ register_scheme("ipmi", "solcap.transports.ipmi:transport_factory")
 # A BMC's own SSH console (solcap.transports.bmcssh; paramiko loaded on first use).
 for _flavour in ("openbmc", "idrac", "ilo", "smc", "console"):
     register_scheme(f"ssh+{_flavour}", "solcap.transports.bmcssh:transport_factory")
+# A local command on a pty (conserver's console, conman, ipmitool sol activate).
+register_scheme("exec", "solcap.transports.execpty:transport_factory")

@@ -27,8 +27,8 @@ from solcap.console import Console
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.transports.registry import open_transport
+from tests import peers
 
-SSHD = "/usr/sbin/sshd"
 FLAVOURS = ("openbmc", "idrac", "ilo", "smc", "console")
 CLI = Path(__file__).with_name("fake_bmc_cli.py")
 BOOT_DONE = re.compile(rb"login: root \(automatic login\)")
@@ -112,8 +112,8 @@ def _wait_for_banner(port: int, proc: subprocess.Popen[bytes], deadline: float) 
 
 @pytest.fixture(scope="session")
 def bmc_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BmcSshd]:
-    if not os.path.exists(SSHD):
-        pytest.fail("openssh-server is not installed (scripts/bootstrap installs it)")
+    sshd = peers.need("sshd")
+    peers.need("ssh-keygen")
     tmp = tmp_path_factory.mktemp("bmcsshd")
     state = tmp / "state"
     state.mkdir()
@@ -145,7 +145,7 @@ LogLevel VERBOSE
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     log = open(tmp / "sshd.log", "wb")  # noqa: SIM115 - closed in the teardown below
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
     try:
         for port in ports.values():
             _wait_for_banner(port, proc, time.monotonic() + 15)
