@@ -24,9 +24,10 @@ from typing import Any
 from solcap.bootline import Cmdline, Kind, check_option, merge, split_words
 from solcap.errors import ConfigError, UsageError
 from solcap.limits import MAX_DEPTH, check_depth, key_problem, read_text
+from solcap.shipped import shipped_dir
 
-#: The profiles shipped with solcap, at the repository root.
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
+#: The profiles shipped with solcap (package data when installed; see solcap.shipped).
+BUILTIN_DIR = shipped_dir("profiles")
 ENV_VAR = "SOLCAP_PROFILES"
 
 _TOP_FIELDS = frozenset({"name", "description", "extends", "xen", "dom0", "console", "harvest"})

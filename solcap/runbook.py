@@ -36,10 +36,11 @@ from solcap.docload import Doc, Key, LocatedConfigError, dotted, kind_of, load_f
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory import Host, Scalar, SecretRef, _Where, check_profile, parse_secret
 from solcap.limits import key_problem
+from solcap.shipped import shipped_dir
 from solcap.xen import DANGEROUS_KEYS
 
-#: The runbooks shipped with solcap, at the repository root.
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "runbooks"
+#: The runbooks shipped with solcap (package data when installed; see solcap.shipped).
+BUILTIN_DIR = shipped_dir("runbooks")
 
 ACTIONS = (
     "power", "expect", "send", "sendline", "send_secret", "xen_input", "debug_keys",
@@ -750,7 +751,11 @@ def load_runbook(
     profile_dirs: Sequence[str | os.PathLike[str]] | None = None,
     check_profiles: bool = True,
 ) -> Runbook:
-    """Load and validate a runbook by path, or by name from the shipped ``runbooks/``."""
+    """Load and validate a runbook by path, or by name from the shipped runbooks.
+
+    A bare name (no ``/``) that is not a file in the working directory is looked up in
+    :data:`BUILTIN_DIR` as ``NAME``, ``NAME.yaml``, ``NAME.yml``, then ``NAME.toml``.
+    """
     text = os.fspath(name_or_path)
     path = Path(text)
     if not path.exists() and "/" not in text and os.sep not in text:
@@ -759,6 +764,8 @@ def load_runbook(
             if candidate.is_file():
                 path = candidate
                 break
+        else:
+            raise UsageError(f"no runbook named {text!r} (not a file here; searched {BUILTIN_DIR})")
     return load_runbook_doc(
         load_file(path), profile_dirs=profile_dirs, check_profiles=check_profiles
     )
