@@ -28,6 +28,7 @@ def power(
     *,
     password_source: PasswordSource,
     kg_file: str | None = None,
+    kg: PasswordSource | None = None,
     wait: float = 30.0,
     connect_timeout: float = 10.0,
 ) -> str:
@@ -48,8 +49,10 @@ def power(
 
     target = IpmiTarget.parse(target_url)
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")
-    kg = kg_source(kg_file).get_optional()
-    return power_action(target, password, action, kg=kg, wait=wait, connect_timeout=connect_timeout)
+    key = (kg if kg is not None else kg_source(kg_file)).get_optional()
+    return power_action(
+        target, password, action, kg=key, wait=wait, connect_timeout=connect_timeout
+    )
 
 
 #: IPMI v2.0 SOL bit-rate codes (parameters 5 and 6, low nibble) in bits per second.
@@ -69,6 +72,7 @@ def sol_config(
     *,
     password_source: PasswordSource,
     kg_file: str | None = None,
+    kg: PasswordSource | None = None,
     connect_timeout: float = 10.0,
 ) -> SolConfig:
     """Read the BMC's SOL configuration (Get SOL Configuration Parameters 1, 5 and 6)."""
@@ -79,8 +83,8 @@ def sol_config(
 
     target = IpmiTarget.parse(target_url)
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")
-    kg = kg_source(kg_file).get_optional()
-    values = sol_parameters(target, password, (1, 5, 6), kg=kg, connect_timeout=connect_timeout)
+    key = (kg if kg is not None else kg_source(kg_file)).get_optional()
+    values = sol_parameters(target, password, (1, 5, 6), kg=key, connect_timeout=connect_timeout)
     enable = values.get(1)
     rate = values.get(6) or values.get(5)
     return SolConfig(

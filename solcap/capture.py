@@ -438,6 +438,15 @@ class Recording:
         self.event("segment", **asdict(segment))
         return segment
 
+    def set_meta(self, **fields: Any) -> None:
+        """Add ``fields`` to meta.json (rewritten now, and kept at close): how the console was
+        reached (e.g. the cipher suite a BMC session used) belongs beside the bytes."""
+        with self._lock:
+            if self._closed:
+                return
+            self._meta_extra.update(fields)
+            self._write_meta(finished=False)
+
     def add_json(self, relative: str, value: Any) -> Path:
         """Write a derived JSON file (e.g. ``keys/q.json``) privately inside the recording."""
         fd = self.open_file(relative)

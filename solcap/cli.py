@@ -21,6 +21,7 @@ from typing import TextIO
 
 from solcap import __version__
 from solcap.capture import Recording, RecordingSummary, check_root, safe_name
+from solcap.commands import ipmiopts
 from solcap.commands.argtypes import OneLineParser, count, seconds
 from solcap.console import Console
 from solcap.errors import ConsoleClosed, ExitStatus, ExpectTimeout, SolcapError, UsageError
@@ -28,8 +29,9 @@ from solcap.harvest import HarvestResult, harvest_keys
 from solcap.transports.base import Transport
 from solcap.transports.registry import (
     check_debug_target,
+    connection_meta,
     debug_transports_allowed,
-    open_transport,
+    host_name,
 )
 from solcap.transports.serialport import LineSettings
 from solcap.xen import parse_keys, quiet_period, refuse_dangerous
@@ -60,9 +62,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _host_name(target: str, given: str | None) -> str:
+    """The recording directory's host: ``--host``, else the target's host (never its query)."""
     if given:
-        return given
-    return safe_name(target.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/"))
+        return safe_name(given)
+    return host_name(target)
 
 
 def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False) -> None:
@@ -76,6 +79,7 @@ def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False)
     parser.add_argument("--line", default="38400,8n1", help="line settings (default 38400,8n1)")
     parser.add_argument("--host", help="name for the recording directory (default: from TARGET)")
     parser.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    ipmiopts.add_ipmi_options(parser)
     if fleet:
         parser.add_argument(
             "--label",
@@ -91,7 +95,7 @@ def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False)
 def _open(args: argparse.Namespace, line: LineSettings) -> tuple[Transport, Recording]:
     """Open the console, then its recording: a target that cannot be opened (or a password
     that is missing) leaves no empty recording directory behind."""
-    transport = open_transport(args.target, line=line)
+    transport = ipmiopts.open_console_transport(args, args.target, line)
     try:
         recording = Recording(
             _host_name(args.target, args.host), label=args.label_name, root=args.root
@@ -103,7 +107,9 @@ def _open(args: argparse.Namespace, line: LineSettings) -> tuple[Transport, Reco
     set_event_sink = getattr(transport, "set_event_sink", None)
     if callable(set_event_sink):
         set_event_sink(recording.event)
-    recording.event("connect", target=args.target, line=args.line)
+    meta = connection_meta(transport)
+    recording.set_meta(**meta)
+    recording.event("connect", target=args.target, line=args.line, **meta)
     return transport, recording
 
 

@@ -1,9 +1,10 @@
-"""Where BMC passwords and Kg keys come from: an environment variable, a 0600 file, or a prompt.
+"""Where BMC passwords and Kg keys come from: a 0600 file, an environment variable, or a prompt.
 
 Never from argv: ``-P pw`` shows up in ``/proc/PID/cmdline`` for every local user. The order is
-the one ``ipmitool -E`` taught operators: ``IPMI_PASSWORD`` (and ``IPMI_KG``) first, then a file
-named by the caller that must not be readable by group or others, then an interactive prompt
-when stdin is a terminal.
+the one ipmitool follows: a file named explicitly on the command line (``-f``) first, then the
+environment (``IPMI_PASSWORD`` as ``ipmitool -E``; ``IPMI_KGKEY`` as ``ipmitool -K``, with
+the older ``IPMI_KG`` still read), then an interactive prompt when stdin is a terminal (the
+password only: a Kg key is optional and never asked for).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from collections.abc import Callable, Mapping
 from solcap.errors import UsageError
 
 PASSWORD_ENV = "IPMI_PASSWORD"
-KG_ENV = "IPMI_KG"
+#: What ``ipmitool -K`` reads the Kg key from.
+KG_ENV = "IPMI_KGKEY"
+#: The name solcap used before; read after KG_ENV.
+KG_ENV_OLD = "IPMI_KG"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,18 +33,31 @@ class PasswordSource:
     file: str | None = None
     prompt: bool = True
     env_name: str = PASSWORD_ENV
+    #: further variables tried, in order, when ``env_name`` is unset or empty
+    env_fallbacks: tuple[str, ...] = ()
     #: injectable for tests: whether a terminal is there to prompt on, and the prompt itself
     isatty: Callable[[], bool] = dataclasses.field(default=lambda: sys.stdin.isatty())
     getpass_fn: Callable[[str], str] = dataclasses.field(default=getpass.getpass)
 
-    def get(self, what: str = "password") -> str:
-        """Return the secret, or raise UsageError saying how to provide one."""
+    def _from_env(self) -> str | None:
         env = os.environ if self.env is None else self.env
-        value = env.get(self.env_name)
-        if value:
-            return value
+        for name in (self.env_name, *self.env_fallbacks):
+            value = env.get(name)
+            if value:
+                return value
+        return None
+
+    def get(self, what: str = "password") -> str:
+        """Return the secret, or raise UsageError saying how to provide one.
+
+        An explicit file beats the environment: a file named for this run is the more
+        specific choice (as ``ipmitool -f`` beats ``IPMI_PASSWORD``).
+        """
         if self.file is not None:
             return read_secret_file(self.file)
+        value = self._from_env()
+        if value:
+            return value
         if self.prompt and self.isatty():
             return self.getpass_fn(f"{what}: ")
         raise UsageError(
@@ -48,14 +65,10 @@ class PasswordSource:
         )
 
     def get_optional(self) -> str | None:
-        """For Kg: the environment value or file content, else None (never prompts)."""
-        env = os.environ if self.env is None else self.env
-        value = env.get(self.env_name)
-        if value:
-            return value
+        """For Kg: the file's content, else the environment value, else None (never prompts)."""
         if self.file is not None:
             return read_secret_file(self.file)
-        return None
+        return self._from_env()
 
 
 def read_secret_file(path: str) -> str:
@@ -87,10 +100,11 @@ def read_secret_file(path: str) -> str:
 
 
 def password_source(file: str | None = None, *, prompt: bool = True) -> PasswordSource:
-    """The usual password source: ``IPMI_PASSWORD``, then ``file``, then a prompt."""
+    """The usual password source: ``file``, then ``IPMI_PASSWORD``, then a prompt."""
     return PasswordSource(file=file, prompt=prompt)
 
 
 def kg_source(file: str | None = None) -> PasswordSource:
-    """The Kg (BMC key) source: ``IPMI_KG``, then ``file``; absent means "use the password"."""
-    return PasswordSource(file=file, prompt=False, env_name=KG_ENV)
+    """The Kg (BMC key) source: ``file``, then ``IPMI_KGKEY`` (or ``IPMI_KG``); absent means
+    "use the password" (as IPMI v2.0 says for a BMC without a key)."""
+    return PasswordSource(file=file, prompt=False, env_name=KG_ENV, env_fallbacks=(KG_ENV_OLD,))

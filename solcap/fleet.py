@@ -55,6 +55,7 @@ from solcap.harvest import harvest_keys
 from solcap.inventory import Host, SecretRef
 from solcap.limits import decode_utf8, read_bytes
 from solcap.transports.base import Transport
+from solcap.transports.registry import connection_meta
 from solcap.xen import quiet_period, refuse_dangerous
 
 if TYPE_CHECKING:
@@ -740,7 +741,7 @@ def open_host_transport(host: Host, ctx: HostContext | None = None) -> Transport
 
     password = _secret(host.password, host, "BMC password")
     assert password is not None  # a reference was given; resolve() raises rather than be empty
-    target = IpmiTarget.parse(f"{host.bmc.url}?cipher={host.cipher}")
+    target = IpmiTarget.parse(host.bmc_url or host.bmc.url)
     timeout = ctx.remaining(CONNECT_TIMEOUT) if ctx is not None else CONNECT_TIMEOUT
     return IpmiSolTransport(
         target, password, kg=_secret(host.kg, host, "Kg"), connect_timeout=timeout
@@ -753,7 +754,9 @@ def open_host_console(host: Host, recording: Recording, ctx: HostContext | None 
     With a context, the console is registered to be closed when the host is cancelled.
     """
     transport = open_host_transport(host, ctx)
-    recording.event("connect", target=host.console_url)
+    meta = connection_meta(transport)
+    recording.set_meta(**meta)
+    recording.event("connect", target=host.console_url, **meta)
     console = Console(transport, host=host.name, sink=recording.feed)
     if ctx is not None:
         ctx.on_cancel(console.close)

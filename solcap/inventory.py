@@ -35,7 +35,8 @@ from solcap.transports.serialport import LineSettings
 Scalar = str | int | float | bool
 
 CIPHER_SUITES = (3, 17)
-DEFAULT_CIPHER = 17
+#: None: negotiate as ipmitool does (the strongest of 17 and 3 the BMC offers).
+DEFAULT_CIPHER: int | None = None
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/-]*$")
 _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -124,7 +125,7 @@ class Host:
     bmc: BmcAddress | None = None
     password: SecretRef | None = None
     kg: SecretRef | None = None
-    cipher: int = DEFAULT_CIPHER
+    cipher: int | None = DEFAULT_CIPHER
     serial: str | None = None
     line: LineSettings | None = None
     ssh: SshTarget | None = None
@@ -132,6 +133,13 @@ class Host:
     labels: frozenset[str] = frozenset()
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Scalar] = field(default_factory=dict)
+
+    @property
+    def bmc_url(self) -> str | None:
+        """The BMC address with the pinned cipher suite, if any (``?cipher=3``)."""
+        if self.bmc is None:
+            return None
+        return self.bmc.url + (f"?cipher={self.cipher}" if self.cipher is not None else "")
 
     @property
     def console_url(self) -> str | None:

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from solcap.capture import Recording
 from solcap.console import EOF, TIMEOUT, Console
-from solcap.credentials import PasswordSource
+from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import (
     ConnectError,
     ConsoleClosed,
@@ -87,7 +87,7 @@ from solcap.runbook import (
 )
 from solcap.ssh import SshConnection, SshTarget, connect
 from solcap.transports.base import Transport
-from solcap.transports.registry import open_transport
+from solcap.transports.registry import connection_meta, open_transport
 from solcap.virtmode import classify
 from solcap.xen import XenConsole, refuse_dangerous
 
@@ -183,13 +183,13 @@ def open_host_console(
     if host.serial is None and host.bmc is not None:
         from solcap.transports.ipmi import open_ipmi
 
-        transport = open_ipmi(
-            _bmc_url(host), password_source=_bmc_password(host), kg_file=_kg_file(host)
-        )
+        transport = open_ipmi(_bmc_url(host), password_source=_bmc_password(host), kg=_kg(host))
         _check_sol_rate(host, recording)
     else:
         transport = open_transport(target, line=host.line)
-    recording.event("connect", target=target)
+    meta = connection_meta(transport)
+    recording.set_meta(**meta)
+    recording.event("connect", target=target, **meta)
     console = Console(transport, host=host.name, sink=recording.feed, death_strings=death_strings)
     try:
         return console.start()
@@ -206,9 +206,7 @@ def _check_sol_rate(host: Host, recording: Recording) -> None:
 
     try:
         profile = load_profile(host.profile)
-        config = sol_config(
-            _bmc_url(host), password_source=_bmc_password(host), kg_file=_kg_file(host)
-        )
+        config = sol_config(_bmc_url(host), password_source=_bmc_password(host), kg=_kg(host))
     except SolcapError as exc:
         recording.event("sol-config-unavailable", error=exc.one_line())
         return
@@ -241,9 +239,10 @@ def bmc_sol_rate(host: Host) -> int | None:
 
 
 def _bmc_url(host: Host) -> str:
-    if host.bmc is None:
+    url = host.bmc_url
+    if url is None:
         raise UsageError(f"{host.name}: the inventory gives no bmc: address")
-    return f"{host.bmc.url}?cipher={host.cipher}"
+    return url
 
 
 def _bmc_password(host: Host) -> PasswordSource:
@@ -256,15 +255,21 @@ def _bmc_password(host: Host) -> PasswordSource:
     return PasswordSource(env={}, file=os.path.expanduser(ref.ref), prompt=False)
 
 
-def _kg_file(host: Host) -> str | None:
-    return host.kg.ref if host.kg is not None and host.kg.scheme == "file" else None
+def _kg(host: Host) -> PasswordSource:
+    """The inventory's Kg reference (``env:NAME`` or ``file:PATH``); none: ``$IPMI_KGKEY``."""
+    ref = host.kg
+    if ref is None:
+        return kg_source()
+    if ref.scheme == "env":
+        return PasswordSource(env_name=ref.ref, prompt=False)
+    return PasswordSource(env={}, file=os.path.expanduser(ref.ref), prompt=False)
 
 
 def bmc_power(host: Host, action: str) -> None:
     """The ``power`` callable for real hosts: chassis control through the host's BMC."""
     from solcap.bmc import power
 
-    power(_bmc_url(host), action, password_source=_bmc_password(host), kg_file=_kg_file(host))
+    power(_bmc_url(host), action, password_source=_bmc_password(host), kg=_kg(host))
 
 
 def host_ssh_target(host: Host) -> SshTarget:

@@ -15,10 +15,10 @@ from typing import Any, TextIO
 
 from solcap.attach import DEFAULT_ESCAPE, attach, parse_escape, show_char
 from solcap.capture import Recording, safe_name
-from solcap.credentials import password_source
+from solcap.commands import ipmiopts
 from solcap.errors import ExitStatus, UsageError
 from solcap.transports.base import Transport
-from solcap.transports.registry import open_transport
+from solcap.transports.registry import connection_meta, host_name, open_transport
 from solcap.transports.serialport import LineSettings
 
 
@@ -37,12 +37,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--steal", action="store_true", help="IPMI: deactivate another client's SOL session"
     )
-    parser.add_argument("--password-file", metavar="PATH", help="IPMI password from a 0600 file")
-    parser.add_argument("--kg-file", metavar="PATH", help="IPMI Kg key from a 0600 file")
     parser.add_argument("--line", default="38400,8n1", help="serial line settings")
     parser.add_argument("--host", help="name for the recording directory (default: from HOST)")
     parser.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
     parser.add_argument("--label", default="console", help="label in the recording directory")
+    ipmiopts.add_ipmi_options(parser)
     parser.set_defaults(func=cmd_console)
 
 
@@ -52,15 +51,16 @@ def _open(args: argparse.Namespace) -> Transport:
 
         transport = open_ipmi(
             args.target,
-            password_source=password_source(args.password_file),
-            kg_file=args.kg_file,
+            password_source=ipmiopts.password(args),
+            kg=ipmiopts.kg(args),
             steal=args.steal,
         )
         if transport.stole:
             print("solcap: deactivated another client's SOL session (--steal)", file=sys.stderr)
         return transport
-    if args.steal or args.password_file or args.kg_file:
-        raise UsageError("--steal, --password-file and --kg-file apply to ipmi:// targets only")
+    if args.steal:
+        raise UsageError("--steal applies to ipmi:// targets only")
+    ipmiopts.refuse_unless_ipmi(args, args.target)
     return open_transport(args.target, line=LineSettings.parse(args.line))
 
 
@@ -75,12 +75,11 @@ def _fileno(out: TextIO) -> int:
 def cmd_console(args: argparse.Namespace, out: TextIO) -> int:
     """Open, attach until ``~.``/EOF/close/signal, close the recording, map the reason."""
     escape = parse_escape(args.escape)
-    name = args.host or safe_name(
-        args.target.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/")
-    )
+    name = safe_name(args.host) if args.host else host_name(args.target)
     transport = _open(args)
     try:
         recording = Recording(name, label=args.label, root=args.root)
+        recording.set_meta(**connection_meta(transport))
     except BaseException:
         transport.close()
         raise

@@ -1,7 +1,8 @@
 """``solcap power HOST status|on|off|cycle|reset``: chassis power through the BMC.
 
 Prints one line, ``HOST: power on|off``, with the state read after the action. The password
-comes from ``IPMI_PASSWORD`` (as ``ipmitool -E``), ``--password-file`` (0600) or a prompt.
+comes from ``--password-file`` (0600), ``IPMI_PASSWORD`` (as ``ipmitool -E``) or a prompt;
+the Kg key from ``--kg-file`` or ``IPMI_KGKEY`` (:mod:`solcap.commands.ipmiopts`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 from typing import Any, TextIO
 
 from solcap.bmc import POWER_ACTIONS, power
+from solcap.commands import ipmiopts
 from solcap.commands.argtypes import seconds
-from solcap.credentials import password_source
 from solcap.errors import ExitStatus
 
 
@@ -19,8 +20,6 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("power", help="chassis power status/on/off/cycle/reset via IPMI")
     parser.add_argument("target", metavar="HOST", help="ipmi://user@bmc[:port][?cipher=17|3]")
     parser.add_argument("action", choices=POWER_ACTIONS)
-    parser.add_argument("--password-file", metavar="PATH", help="BMC password from a 0600 file")
-    parser.add_argument("--kg-file", metavar="PATH", help="BMC key (Kg) from a 0600 file")
     parser.add_argument(
         "--wait",
         type=seconds(zero=True, maximum=3600),
@@ -28,6 +27,7 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="how long on/off may take to show (default 30)",
     )
+    ipmiopts.add_ipmi_options(parser, title="IPMI credentials (never on the command line)")
     parser.set_defaults(func=cmd_power)
 
 
@@ -36,8 +36,8 @@ def cmd_power(args: argparse.Namespace, out: TextIO) -> int:
     state = power(
         args.target,
         args.action,
-        password_source=password_source(args.password_file),
-        kg_file=args.kg_file,
+        password_source=ipmiopts.password(args),
+        kg=ipmiopts.kg(args),
         wait=args.wait,
     )
     print(f"{args.target}: power {state}", file=out)

@@ -18,10 +18,12 @@ from typing import Any, TextIO
 
 from solcap import fleet
 from solcap.capture import safe_name
+from solcap.commands import ipmiopts
 from solcap.commands.fleet import add_fleet_options, refuse_fleet_options, run_fleet, select
+from solcap.commands.ipmiopts import refuse_unless_ipmi, secret_refs
 from solcap.commands.sshopts import add_ssh_options, inventory_target
 from solcap.errors import ExitStatus, UsageError
-from solcap.inventory import Host, Scalar
+from solcap.inventory import BmcAddress, Host, Scalar
 from solcap.runbook import GrubStep, HostPlan, PowerStep, load_runbook, plan, render_plan
 from solcap.runner import (
     HostOutcome,
@@ -31,6 +33,7 @@ from solcap.runner import (
     open_host_ssh,
     run_host,
 )
+from solcap.transports.registry import host_name
 from solcap.transports.serialport import LineSettings
 
 
@@ -69,6 +72,9 @@ def register(sub: Any) -> None:
         accept_new_host_key=False,
         title="with --host --ssh (host keys verified; inventory hosts set these per host)",
     )
+    ipmiopts.add_ipmi_options(
+        parser, title="with --host ipmi://… (console and power; inventory hosts set these per host)"
+    )
     add_fleet_options(parser, inventory=False, selection=False)
     parser.set_defaults(func=cmd_run)
 
@@ -93,9 +99,26 @@ def parse_var(text: str) -> tuple[str, Scalar]:
 
 
 def _single_host(args: argparse.Namespace) -> Host:
+    """The host ``--host TARGET`` names. An ``ipmi://`` console is also that BMC: ``power``
+    steps use it, with the same credentials (``--password-file``/``$IPMI_PASSWORD``, …)."""
     target: str = args.host
-    name = args.name or safe_name(target.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/"))
+    name = safe_name(args.name) if args.name else host_name(target)
     ssh = inventory_target(args, args.ssh, "--ssh") if args.ssh else None
+    if target.lower().startswith("ipmi://"):
+        from solcap.transports.ipmi import IpmiTarget  # checks the address; loads pyghmi
+
+        bmc = IpmiTarget.parse(target)
+        password, kg = secret_refs(args)
+        return Host(
+            name=name,
+            origin="--host",
+            bmc=BmcAddress(host=bmc.host, user=bmc.user, port=bmc.port),
+            password=password,
+            kg=kg,
+            cipher=bmc.cipher,
+            ssh=ssh,
+        )
+    refuse_unless_ipmi(args, target)
     return Host(
         name=name,
         origin="--host",
@@ -110,7 +133,7 @@ def _hosts(args: argparse.Namespace) -> list[Host]:
         if args.limit or args.label or args.shard:
             raise UsageError("--limit, --label and --shard select inventory hosts; use --inventory")
         return [_single_host(args)]
-    for option in ("name", "ssh", "ssh_key", "known_hosts"):
+    for option in ("name", "ssh", "ssh_key", "known_hosts", "password_file", "kg_file"):
         if getattr(args, option):
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} applies to --host; set it in the inventory instead")
@@ -124,7 +147,8 @@ def _check_capabilities(plans: tuple[HostPlan, ...]) -> None:
             if isinstance(step, PowerStep) and hp.host.bmc is None:
                 raise UsageError(
                     f"{hp.host.name}: step {step.index + 1} ({step.where}) needs power control, "
-                    "which only an inventory host with a bmc: address has"
+                    "which only a BMC gives: --host ipmi://user@bmc, or an inventory host "
+                    "with a bmc: address"
                 )
             if isinstance(step, GrubStep) and step.mode == "oneshot":
                 try:

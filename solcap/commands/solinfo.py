@@ -6,7 +6,7 @@ import argparse
 from typing import Any, TextIO
 
 from solcap.bmc import line_rate_warning, sol_config
-from solcap.credentials import password_source
+from solcap.commands import ipmiopts
 from solcap.errors import ExitStatus
 
 
@@ -14,12 +14,12 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("sol-info", help="show the BMC's SOL configuration (enabled, rate)")
     parser.add_argument("host", metavar="HOST", help="ipmi://user@bmc[:port][?cipher=17|3]")
     parser.add_argument("--profile", help="warn if the BMC's rate differs from this profile's")
-    parser.add_argument("--password-file", help="0600 file (default: $IPMI_PASSWORD or prompt)")
+    ipmiopts.add_ipmi_options(parser, title="IPMI credentials (never on the command line)")
     parser.set_defaults(func=cmd_sol_info)
 
 
 def cmd_sol_info(args: argparse.Namespace, out: TextIO) -> int:
-    config = sol_config(args.host, password_source=password_source(file=args.password_file))
+    config = sol_config(args.host, password_source=ipmiopts.password(args), kg=ipmiopts.kg(args))
     enabled = {True: "yes", False: "NO", None: "unknown"}[config.enabled]
     print(f"{args.host}: SOL enabled {enabled}, bit rate {config.bit_rate or 'unknown'}", file=out)
     if args.profile:

@@ -9,7 +9,10 @@ pyghmi speaks RMCP+ well, but its SOL client needs owning before a capture tool 
   into the pumping thread: here they become :class:`~solcap.errors.ConnectError`,
   :class:`SolBusyError` or :class:`~solcap.errors.ConsoleClosed`, raised in the caller's thread;
 * it cannot choose a cipher suite and never checks what the BMC accepted: :class:`_Session`
-  proposes exactly suite 17 (default) or 3, never falls back, and verifies the reply;
+  proposes exactly one suite and verifies the reply. Which one is :func:`negotiate`'s choice,
+  as ipmitool makes it: ``?cipher=17|3`` pins one (never a fallback); otherwise the strongest
+  of 17 and 3 that the BMC lists in Get Channel Cipher Suites (asked outside any session,
+  :func:`offered_suites`), or 17 then 3 when the BMC does not answer that;
 * its send path blocks the pumping thread in a retry loop (and recurses once per packet), its
   retransmit path slices ``remdata[4 + lastsize:]`` on an already-stripped payload (4 bytes of
   new data lost), a partial ACK without NACK drops the unaccepted input, and ``send_data`` on a
@@ -31,7 +34,7 @@ pyghmi speaks RMCP+ well, but its SOL client needs owning before a capture tool 
   BMC: a reply read in between left it, and the one pumping thread, asleep until the retry
   deadline; :func:`_bounded_io_wait` lets it process the queued reply at once.
 
-Address form: ``ipmi://user@host[:port][?cipher=17|3]``.
+Address form: ``ipmi://user@host[:port][?cipher=17|3]`` (no ``cipher``: negotiate).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeVar
 
 import pyghmi.exceptions as pyghmi_exc
 import pyghmi.ipmi.console as pyghmi_console
@@ -76,6 +79,9 @@ SOL_RETRIES = 6
 KEEPALIVE_INTERVAL = 5.0
 #: Upper bound for login plus payload activation.
 CONNECT_TIMEOUT = 10.0
+#: Seconds to wait for each Get Channel Cipher Suites reply (asked twice) before trying
+#: 17 then 3: many BMCs (ipmi_sim among them, in the RMCP+ format) never answer it.
+SUITES_QUERY_WAIT = 0.5
 #: Sends of one login request before pyghmi restarts the login (its own default is 2).
 LOGIN_SENDS = 3
 
@@ -114,7 +120,8 @@ class IpmiTarget:
     host: str
     user: str
     port: int = DEFAULT_PORT
-    cipher: int = 17
+    #: 17 or 3 pins that suite; None negotiates (see :func:`negotiate`).
+    cipher: int | None = None
 
     @classmethod
     def parse(cls, url: str) -> IpmiTarget:
@@ -129,7 +136,7 @@ class IpmiTarget:
         if not parts.username or not parts.hostname:
             raise UsageError(f"{url}: expected ipmi://user@host[:port]")
         query = urllib.parse.parse_qs(parts.query)
-        cipher = 17
+        cipher: int | None = None
         for key, values in query.items():
             if key != "cipher":
                 raise UsageError(f"{url}: unknown option {key!r} (known: cipher)")
@@ -137,7 +144,7 @@ class IpmiTarget:
                 cipher = int(values[-1])
             except ValueError as exc:
                 raise UsageError(f"{url}: cipher must be 17 or 3") from exc
-        if cipher not in SUITES:
+        if cipher is not None and cipher not in SUITES:
             raise UsageError(f"{url}: cipher suite {cipher} refused; use 17 or 3")
         return cls(parts.hostname, urllib.parse.unquote(parts.username), port, cipher)
 
@@ -221,20 +228,46 @@ class _Session(pyghmi_session.Session):  # type: ignore[misc]
         if data[1] != 0:
             # pyghmi would silently retry with suite 3; we do what we were told or fail.
             reason = pyghmi_constants.rmcp_codes.get(data[1], f"RMCP+ status {data[1]:#x}")
-            self.onlogon({"error": f"BMC refused cipher suite {self.suite}: {reason}"})
+            self.onlogon({"error": f"{_REFUSED} {self.suite}: {reason}"})
             return -9
         accepted = (data[16], data[24], data[32]) if len(data) >= 36 else None
         if accepted != _SUITE_ALGOS[self.suite]:
             self.onlogon(
-                {"error": f"BMC answered cipher suite {self.suite} with algorithms {accepted}"}
+                {"error": f"{_REFUSED} {self.suite}: it answered with algorithms {accepted}"}
             )
             return -9
         self.negotiated_suite = self.suite
         return super()._got_rmcp_response(data)
 
 
+_REFUSED = "BMC refused cipher suite"
+
+
+class CipherRefused(ConnectError):
+    """The BMC would not open a session with the suite proposed (its RMCP+ status says why)."""
+
+    def __init__(self, host: str, suite: int, reason: str, fix: str = "") -> None:
+        self.suite = suite
+        self.reason = reason
+        super().__init__(host, f"{_REFUSED} {suite}: {reason}" + (f"; {fix}" if fix else ""))
+
+
+def _fix_for(suite: int) -> str:
+    other = 3 if suite == 17 else 17
+    return (
+        f"leave ?cipher= out of the address to let solcap pick the strongest suite the BMC "
+        f"offers, or pin ?cipher={other}"
+    )
+
+
 #: pyghmi's error strings during login/activation -> how we say it.
 def _login_error(target: IpmiTarget, error: str) -> ConnectError:
+    if error.startswith(_REFUSED):
+        suite_text, _, reason = error[len(_REFUSED) :].strip().partition(": ")
+        suite = int(suite_text)
+        # Pinned: say how to get out of it (negotiate() words its own message otherwise).
+        fix = _fix_for(suite) if target.cipher is not None else ""
+        return CipherRefused(target.name, suite, reason, fix)
     low = error.lower()
     if "incorrect password" in low or "invalid integrity check" in low:
         return ConnectError(target.name, f"authentication failed for user {target.user}")
@@ -250,6 +283,191 @@ def _login_error(target: IpmiTarget, error: str) -> ConnectError:
             "SOL is active for another client; use --steal to deactivate it and take over",
         )
     return ConnectError(target.name, error)
+
+
+# ------------------------------------------------------------------ cipher suite negotiation
+
+_RMCP = b"\x06\x00\xff\x07"  # RMCP v1.0, no ACK, class IPMI
+#: Get Channel Cipher Suites (App netfn 06h, command 54h), the IPMI v2.0 table 22-18 request.
+_GCCS_CMD = 0x54
+_GCCS_MAX_INDEX = 0x3F
+
+
+def _checksum(data: bytes) -> int:
+    return -sum(data) & 0xFF
+
+
+def _gccs_requests(index: int) -> tuple[bytes, bytes]:
+    """The request for record block ``index``, as IPMI v1.5 and as RMCP+ sessionless packets.
+
+    Both, because BMCs differ in which they answer outside a session: OpenIPMI's lanserv
+    answers the v1.5 form only; ipmitool asks in the RMCP+ form; a BMC with IPMI v1.5 turned
+    off may ignore the first. The request sequence number carries the index.
+    """
+    head = bytes([0x20, 0x06 << 2])
+    body = bytes([0x81, (index & 0x3F) << 2, _GCCS_CMD, 0x0E, 0x00, 0x80 | index])
+    message = head + bytes([_checksum(head)]) + body + bytes([_checksum(body)])
+    v15 = _RMCP + b"\x00" + b"\x00" * 8 + bytes([len(message)]) + message
+    v20 = _RMCP + b"\x06\x00" + b"\x00" * 8 + struct.pack("<H", len(message)) + message
+    return v15, v20
+
+
+def _gccs_reply(packet: bytes) -> tuple[int, bytes] | None:
+    """(index, record bytes) from a Get Channel Cipher Suites reply, or None if not one."""
+    if len(packet) < 5 or packet[:4] != _RMCP:
+        return None
+    if packet[4] == 0x06 and len(packet) >= 16:  # RMCP+: format, payload type, sid, seq, len
+        message = packet[16 : 16 + struct.unpack("<H", packet[14:16])[0]]
+    elif packet[4] == 0x00 and len(packet) >= 14:  # v1.5, no authentication
+        message = packet[14 : 14 + packet[13]]
+    else:
+        return None
+    # rqAddr, netFn/rqLUN, csum, rsAddr, rqSeq/rsLUN, cmd, completion, channel, records…, csum
+    if len(message) < 9 or message[1] >> 2 != 0x07 or message[5] != _GCCS_CMD or message[6]:
+        return None
+    return message[4] >> 2, bytes(message[8:-1])
+
+
+def _suite_ids(records: bytes) -> frozenset[int]:
+    """Cipher suite IDs in the concatenated records (C0h = standard, C1h = OEM + 3-byte IANA)."""
+    found: set[int] = set()
+    i = 0
+    while i < len(records):
+        tag = records[i]
+        if tag == 0xC0 and i + 1 < len(records):
+            found.add(records[i + 1])
+            i += 2
+        elif tag == 0xC1 and i + 1 < len(records):
+            found.add(records[i + 1])
+            i += 5
+        else:
+            i += 1  # an algorithm tag (auth 00h-3Fh, integrity 4xh, confidentiality 8xh)
+    return frozenset(found)
+
+
+def offered_suites(
+    host: str, port: int = DEFAULT_PORT, *, wait: float = SUITES_QUERY_WAIT
+) -> frozenset[int] | None:
+    """The cipher suites the BMC lists in Get Channel Cipher Suites, or None if it won't say.
+
+    Asked outside any session (the command needs none), on a socket of its own, each block
+    twice at most; None after silence, an error reply or a reply nobody can parse.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    family, _, _, _, address = infos[0]
+    records = b""
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        for index in range(_GCCS_MAX_INDEX + 1):
+            block = _gccs_block(sock, address, index, wait)
+            if block is None:
+                return None if index == 0 else _suite_ids(records)
+            records += block
+            if len(block) < 16:
+                break
+    return _suite_ids(records)
+
+
+def _gccs_block(sock: socket.socket, address: Any, index: int, wait: float) -> bytes | None:
+    for _attempt in range(2):
+        for packet in _gccs_requests(index):
+            with contextlib.suppress(OSError):
+                sock.sendto(packet, address)
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, _peer = sock.recvfrom(512)
+            except (TimeoutError, OSError):
+                break
+            reply = _gccs_reply(data)
+            if reply is not None and reply[0] == index:
+                return reply[1]
+    return None
+
+
+T = TypeVar("T")
+
+
+def pinned_suite(target: IpmiTarget) -> int:
+    """The suite of a target :func:`negotiate` has chosen for (a session proposes exactly one)."""
+    if target.cipher is None:
+        raise ValueError(f"{target.name}: no cipher suite chosen; log in through negotiate()")
+    return target.cipher
+
+
+@dataclasses.dataclass(frozen=True)
+class CipherChoice:
+    """How the suite of a session was chosen, for the log and the recording's meta.json."""
+
+    suite: int
+    how: str  # "pinned" | "offered" (Get Channel Cipher Suites) | "tried" (no answer to it)
+    offered: tuple[int, ...] | None = None  # what the BMC listed, when it answered
+
+    def describe(self) -> str:
+        if self.how == "pinned":
+            return f"cipher suite {self.suite} (pinned by ?cipher=)"
+        if self.how == "offered":
+            listed = ", ".join(str(n) for n in self.offered or ())
+            return f"cipher suite {self.suite} (strongest of 17, 3 among those offered: {listed})"
+        return f"cipher suite {self.suite} (no answer to Get Channel Cipher Suites; tried 17, 3)"
+
+    def as_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"cipher_suite": self.suite, "cipher_choice": self.how}
+        if self.offered is not None:
+            meta["cipher_suites_offered"] = list(self.offered)
+        return meta
+
+
+def negotiate(
+    target: IpmiTarget,
+    login: Callable[[IpmiTarget], T],
+    *,
+    query: Callable[[str, int], frozenset[int] | None] = offered_suites,
+) -> tuple[T, CipherChoice]:
+    """Log in with the suite ipmitool would pick; return what ``login`` returned and the choice.
+
+    ``?cipher=`` pinned: that suite only (its refusal names the fix). Otherwise the suites
+    of (17, 3) that Get Channel Cipher Suites lists, strongest first, or both when the BMC
+    does not answer it; only a refusal of a suite moves on to the next (a wrong password or a
+    silent BMC does not).
+    """
+    if target.cipher is not None:
+        return login(target), CipherChoice(target.cipher, "pinned")
+    offered = query(target.host, target.port)
+    order: tuple[int, ...] = SUITES
+    if offered is None:
+        how, listed = "tried", None
+    else:
+        listed = tuple(sorted(offered))
+        order, how = tuple(n for n in SUITES if n in offered), "offered"
+        if not order:
+            raise ConnectError(
+                target.name,
+                f"the BMC offers cipher suites {', '.join(map(str, listed)) or 'none'} but "
+                "neither 17 nor 3, the only ones solcap speaks (suite 0 has no authentication); "
+                "enable suite 17 or 3 on the BMC (e.g. ipmitool lan set 1 cipher_privs)",
+            )
+    refused: list[CipherRefused] = []
+    for suite in order:
+        try:
+            result = login(dataclasses.replace(target, cipher=suite))
+        except CipherRefused as exc:
+            log.info("%s: %s", target.name, exc.one_line())
+            refused.append(exc)
+            continue
+        choice = CipherChoice(suite, how, listed)
+        log.info("%s: %s", target.name, choice.describe())
+        return result, choice
+    reasons = "; ".join(f"{exc.suite}: {exc.reason}" for exc in refused)
+    raise ConnectError(
+        target.name,
+        f"BMC refused cipher suite{'s' if len(refused) > 1 else ''} "
+        f"{' and '.join(str(e.suite) for e in refused)} ({reasons}); enable suite 17 or 3 "
+        "for this user's privilege on the BMC (e.g. ipmitool lan set 1 cipher_privs)",
+    )
 
 
 def _no_wake() -> None:
@@ -278,8 +496,9 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         self.force_session = force
         self.port = target.port
         self.ipmi_session = _Session(
-            target.host, target.user, password, target.port, kg, self._got_session, target.cipher
-        )
+            target.host, target.user, password, target.port, kg, self._got_session,
+            pinned_suite(target),
+        )  # fmt: skip
 
     def _init_state(
         self, on_data: Callable[[bytes], None], on_event: Callable[[str, str], None]
@@ -986,17 +1205,45 @@ class IpmiSolTransport(Transport):
         self._interrupted = False
         self.events: list[tuple[str, str]] = []
         self._pump = _Pump.get()
+        self._steal = steal
+        self._password = password
+        self._kg = kg
+        self._liveness = liveness
+        self._connect_timeout = connect_timeout
+        self._asked = target  # cipher None when negotiating: errors then carry no "pin" fix
+        self._attempt = 0
+        try:
+            self._console, self.cipher_choice = negotiate(target, self._connect)
+        finally:
+            del self._password, self._kg  # only the pyghmi session keeps them
+        self.target = dataclasses.replace(target, cipher=self.cipher_choice.suite)
+
+    def _connect(self, target: IpmiTarget) -> SolConsole:
+        """Log in with ``target.cipher`` and activate SOL; raise what went wrong."""
+        with self._cond:
+            self._error = None
+            self._active = False
+            self._attempt += 1
+            attempt = self._attempt
+        self.target = target
+
+        def on_event(kind: str, text: str) -> None:
+            if attempt == self._attempt:  # not a late word from an abandoned attempt
+                self._on_event(kind, text)
 
         def make() -> SolConsole:
-            console = SolConsole(target, password, kg, steal, self._on_data, self._on_event)
-            if liveness is not None:
-                console.liveness = liveness
+            console = SolConsole(
+                target, self._password, self._kg, self._steal, self._on_data, on_event
+            )
+            if self._liveness is not None:
+                console.liveness = self._liveness
             pump = self._pump
             console.on_pending = lambda: pump.kick(console)
             pump.consoles.add(console)
             return console
 
-        self._console: SolConsole = self._pump.call(make, connect_timeout)
+        connect_timeout = self._connect_timeout
+        self._console = self._pump.call(make, connect_timeout)
         deadline = time.monotonic() + connect_timeout
         with self._cond:
             while not self._active and self._error is None:
@@ -1013,6 +1260,7 @@ class IpmiSolTransport(Transport):
                     target.name, f"no answer from the BMC on UDP port {target.port}"
                 )
             raise error
+        return self._console
 
     # ---- callbacks from the pump thread (must never raise) --------------------------------
     def _on_data(self, data: bytes) -> None:
@@ -1036,7 +1284,7 @@ class IpmiSolTransport(Transport):
                         closed = SolDeactivated if cause == "deactivated" else SolSessionLost
                         self._error = closed(self.target.name, text)
                     else:
-                        self._error = _login_error(self.target, text)
+                        self._error = _login_error(self._asked, text)
                 self._cond.notify_all()
         except Exception:  # never into pyghmi's loop
             log.exception("SOL event handler failed")
@@ -1151,48 +1399,62 @@ def open_ipmi(
     *,
     password_source: PasswordSource,
     kg_file: str | None = None,
+    kg: PasswordSource | None = None,
     steal: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT,
     liveness: Liveness | None = None,
 ) -> IpmiSolTransport:
-    """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]``; the password never comes from argv."""
+    """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]``; the password never comes from argv.
+
+    The Kg key comes from ``kg`` if given, else from ``kg_file`` / ``$IPMI_KGKEY``.
+    """
     target = IpmiTarget.parse(url)
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")
-    kg = kg_source(kg_file).get_optional()
+    key = (kg if kg is not None else kg_source(kg_file)).get_optional()
     return IpmiSolTransport(
         target,
         password,
-        kg=kg,
+        kg=key,
         steal=steal,
         connect_timeout=connect_timeout,
         liveness=liveness,
     )
 
 
-def transport_factory(target: str, line: object = None) -> Transport:
-    """The ``ipmi://`` factory for :mod:`solcap.transports.registry` (password from env/prompt).
+def open_sol(
+    url: str, *, password_source: PasswordSource, kg: PasswordSource | None = None
+) -> Transport:
+    """A console over SOL as the CLI opens it: reconnecting unless the URL says ``reconnect=0``.
 
     Returns a :class:`solcap.sol.ReconnectingTransport` (re-login and re-activation after a
-    lost or deactivated session, with gap events) unless the address says ``?reconnect=0``.
-    ``line`` (serial line settings) does not apply to SOL: the BMC owns the bit rate.
+    lost or deactivated session, with gap events). The secrets are read once, before the first
+    login; reconnections reuse them (they stay in this process only).
+    """
+    url, reconnect = split_reconnect_option(url)
+    if not reconnect:
+        return open_ipmi(url, password_source=password_source, kg=kg)
+    from solcap.sol import ReconnectingTransport
+
+    parsed = IpmiTarget.parse(url)
+    password = password_source.get(f"IPMI password for {parsed.user}@{parsed.name}")
+    key = (kg if kg is not None else kg_source()).get_optional()
+    given = PasswordSource(env={}, isatty=lambda: True, getpass_fn=lambda _prompt: password)
+    given_kg = PasswordSource(env={"k": key} if key else {}, prompt=False, env_name="k")
+
+    def connect() -> Transport:
+        return open_ipmi(url, password_source=given, kg=given_kg)
+
+    return ReconnectingTransport(connect, name=f"ipmi://{parsed.user}@{parsed.name}")
+
+
+def transport_factory(target: str, line: object = None) -> Transport:
+    """The ``ipmi://`` factory for :mod:`solcap.transports.registry` (``$IPMI_PASSWORD`` or a
+    prompt; ``$IPMI_KGKEY``). ``line`` (serial line settings) does not apply to SOL: the BMC
+    owns the bit rate. See :func:`open_sol`.
     """
     from solcap.credentials import password_source
 
-    url, reconnect = split_reconnect_option(target)
-    if not reconnect:
-        return open_ipmi(url, password_source=password_source())
-    from solcap.sol import ReconnectingTransport
-
-    # Ask for the password once; reconnections reuse it (it stays in this process only).
-    parsed = IpmiTarget.parse(url)
-    password = password_source().get(f"IPMI password for {parsed.user}@{parsed.name}")
-
-    given = PasswordSource(env={}, isatty=lambda: True, getpass_fn=lambda _prompt: password)
-
-    def connect() -> Transport:
-        return open_ipmi(url, password_source=given)
-
-    return ReconnectingTransport(connect, name=f"ipmi://{parsed.user}@{parsed.name}")
+    return open_sol(target, password_source=password_source())
 
 
 def split_reconnect_option(url: str) -> tuple[str, bool]:

@@ -7,7 +7,8 @@ obey the same rules as :mod:`solcap.transports.ipmi`:
   in that module's pump thread (``_Pump.call``); a ``solcap console`` with SOL open can power
   cycle through the same process without two threads racing inside pyghmi;
 * the session is that module's ``_Session``: a fresh login on its own socket that proposes
-  exactly cipher suite 17 (default) or 3 and checks what the BMC accepted;
+  exactly one cipher suite, chosen as for SOL by ``negotiate`` (``?cipher=`` pins it), and
+  checks what the BMC accepted;
 * pyghmi's ``IpmiException`` and its error dicts become :class:`~solcap.errors.ConnectError`
   (login) or :class:`~solcap.errors.TargetError` (the command), naming the BMC;
 * the session is logged out on every path, success or failure: BMCs have few session slots.
@@ -18,6 +19,7 @@ obey the same rules as :mod:`solcap.transports.ipmi`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +29,15 @@ import pyghmi.exceptions as pyghmi_exc
 import pyghmi.ipmi.command as pyghmi_command
 
 from solcap.errors import ConnectError, TargetError
-from solcap.transports.ipmi import CONNECT_TIMEOUT, IpmiTarget, _login_error, _Pump, _Session
+from solcap.transports.ipmi import (
+    CONNECT_TIMEOUT,
+    IpmiTarget,
+    _login_error,
+    _Pump,
+    _Session,
+    negotiate,
+    pinned_suite,
+)
 
 __all__ = ["ACTIONS", "PowerSession", "power_action", "sol_parameters"]
 
@@ -72,35 +82,50 @@ class PowerSession:
     ) -> None:
         self.target = target
         self._pump = _Pump.get()
-        self._logged_in = threading.Event()
-        self._login_reply: dict[str, Any] = {}
         self._session: _Session | None = None
+        self._password = password
+        self._kg = kg
+        self._connect_timeout = connect_timeout
+        self._asked = target
+        try:
+            session, self.cipher_choice = negotiate(target, self._login)
+        finally:
+            del self._password, self._kg
+        self._session = session
+        self.target = dataclasses.replace(target, cipher=self.cipher_choice.suite)
+        self._command = _Command(session)
+
+    def _login(self, target: IpmiTarget) -> _Session:
+        logged_in = threading.Event()
+        reply: dict[str, Any] = {}
+        password, kg, connect_timeout = self._password, self._kg, self._connect_timeout
 
         def on_logon(response: dict[str, Any]) -> None:
             # Runs in the pump thread; must never raise into pyghmi's loop.
-            if not self._logged_in.is_set():
-                self._login_reply = dict(response) if isinstance(response, dict) else {}
-                self._logged_in.set()
+            if not logged_in.is_set():
+                reply.update(response if isinstance(response, dict) else {})
+                logged_in.set()
 
         def make() -> _Session:
             return _Session(
-                target.host, target.user, password, target.port, kg, on_logon, target.cipher
-            )
+                target.host, target.user, password, target.port, kg, on_logon,
+                pinned_suite(target),
+            )  # fmt: skip
 
         try:
             self._session = self._pump.call(make, connect_timeout)
         except pyghmi_exc.IpmiException as exc:
-            raise _login_error(target, str(exc) or "timeout") from exc
+            raise _login_error(self._asked, str(exc) or "timeout") from exc
         except TimeoutError as exc:
             raise ConnectError(target.name, "the IPMI pump did not answer") from exc
-        if not self._logged_in.wait(connect_timeout):
+        if not logged_in.wait(connect_timeout):
             self.close()
             raise ConnectError(target.name, f"no answer from the BMC on UDP port {target.port}")
-        error = self._login_reply.get("error")
+        error = reply.get("error")
         if error:
             self.close()
-            raise _login_error(target, str(error))
-        self._command = _Command(self._session)
+            raise _login_error(self._asked, str(error))
+        return self._session
 
     @property
     def negotiated_suite(self) -> int | None:

@@ -30,7 +30,7 @@ import importlib
 import re
 import threading
 from collections.abc import Callable, Iterator
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from solcap.errors import UsageError
 from solcap.limits import split_url
@@ -41,7 +41,9 @@ __all__ = [
     "DEBUG_SCHEMES",
     "TransportFactory",
     "check_debug_target",
+    "connection_meta",
     "debug_transports_allowed",
+    "host_name",
     "known_schemes",
     "open_transport",
     "register_scheme",
@@ -91,6 +93,51 @@ def split_scheme(target: str) -> tuple[str, str]:
     if m is None:
         return "", target
     return m.group(1).lower(), target[m.end() :]
+
+
+#: Ports left out of a recording name because they are the scheme's default.
+_DEFAULT_PORTS: Final = {"ipmi": "623", "ssh": "22"}
+
+
+def host_name(target: str) -> str:
+    """The recording directory name for a console target: its host, never its options.
+
+    ``ipmi://admin@127.0.0.1:9623?cipher=3`` → ``127.0.0.1_9623`` (user and query dropped, a
+    default port dropped too: ``ipmi://admin@bmc01`` → ``bmc01``); ``/dev/ttyS0`` → ``ttyS0``;
+    ``socket://127.0.0.1:7000`` → ``127.0.0.1_7000``. Made safe as one path component.
+    """
+    from solcap.capture import safe_name
+
+    scheme, rest = split_scheme(target)
+    if not scheme:
+        return safe_name(rest.removeprefix("/dev/"))
+    if scheme == "serial":
+        return safe_name(rest.removeprefix("/").removeprefix("dev/"))
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
+    host, port = netloc, ""
+    if netloc.startswith("["):  # [IPv6]:port
+        host, _, tail = netloc[1:].partition("]")
+        port = tail.removeprefix(":")
+    elif netloc.count(":") == 1:
+        host, port = netloc.split(":")
+    if port and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    return safe_name(host or rest)
+
+
+def connection_meta(transport: Transport) -> dict[str, Any]:
+    """What a recording's meta.json should say about how ``transport`` connected.
+
+    For IPMI SOL: the cipher suite and how it was chosen (``cipher_suite``, ``cipher_choice``,
+    ``cipher_suites_offered``); looks through a reconnecting wrapper. Empty for other kinds.
+    """
+    for candidate in (transport, getattr(transport, "inner", None)):
+        choice = getattr(candidate, "cipher_choice", None)
+        as_meta = getattr(choice, "as_meta", None)
+        if callable(as_meta):
+            meta: dict[str, Any] = as_meta()
+            return meta
+    return {}
 
 
 def register_scheme(scheme: str, factory: TransportFactory | str) -> None:
