@@ -165,7 +165,7 @@ def test_capture_from_ipmi_sim_needs_no_cipher_flag(ipmi_sim: Sim, tmp_path: Pat
                 break
             except subprocess.TimeoutExpired:
                 continue
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
