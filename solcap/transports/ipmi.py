@@ -1209,7 +1209,8 @@ class IpmiSolTransport(Transport):
         self._password = password
         self._kg = kg
         self._liveness = liveness
-        self._connect_timeout = connect_timeout
+        # One bound for the whole negotiation (query and every suite tried), not per login.
+        self._deadline = time.monotonic() + connect_timeout
         self._asked = target  # cipher None when negotiating: errors then carry no "pin" fix
         self._attempt = 0
         try:
@@ -1242,7 +1243,7 @@ class IpmiSolTransport(Transport):
             pump.consoles.add(console)
             return console
 
-        connect_timeout = self._connect_timeout
+        connect_timeout = max(0.5, self._deadline - time.monotonic())
         self._console = self._pump.call(make, connect_timeout)
         deadline = time.monotonic() + connect_timeout
         with self._cond:

@@ -85,7 +85,8 @@ class PowerSession:
         self._session: _Session | None = None
         self._password = password
         self._kg = kg
-        self._connect_timeout = connect_timeout
+        # One bound for the whole negotiation (query and every suite tried), not per login.
+        self._deadline = time.monotonic() + connect_timeout
         self._asked = target
         try:
             session, self.cipher_choice = negotiate(target, self._login)
@@ -98,7 +99,8 @@ class PowerSession:
     def _login(self, target: IpmiTarget) -> _Session:
         logged_in = threading.Event()
         reply: dict[str, Any] = {}
-        password, kg, connect_timeout = self._password, self._kg, self._connect_timeout
+        password, kg = self._password, self._kg
+        connect_timeout = max(0.5, self._deadline - time.monotonic())
 
         def on_logon(response: dict[str, Any]) -> None:
             # Runs in the pump thread; must never raise into pyghmi's loop.

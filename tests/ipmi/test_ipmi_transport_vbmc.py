@@ -93,7 +93,7 @@ def test_close_frees_the_payload_for_the_next_client(vbmc_process) -> None:
 @pytest.mark.parametrize(
     ("url", "expect"),
     [
-        ("ipmi://admin@bmc1", IpmiTarget("bmc1", "admin", 623, 17)),
+        ("ipmi://admin@bmc1", IpmiTarget("bmc1", "admin", 623, None)),  # None: negotiate
         ("ipmi://root@10.0.0.5:6230?cipher=3", IpmiTarget("10.0.0.5", "root", 6230, 3)),
     ],
 )
