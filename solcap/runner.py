@@ -231,7 +231,7 @@ def bmc_sol_rate(host: Host) -> int | None:
 
     try:
         config = sol_config(
-            _bmc_url(host), password_source=_bmc_password(host), kg_file=_kg_file(host)
+            _bmc_url(host), password_source=_bmc_password(host), kg=_kg(host)
         )
     except SolcapError:
         return None
