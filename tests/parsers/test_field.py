@@ -189,6 +189,31 @@ def test_r640_4_14_credit2_r_with_tabs_expanded() -> None:
     assert len(r["foreign"]) == 2
 
 
+def test_qubes_4_14_credit1_r_16_cpus() -> None:
+    r = by_name("qubes-credit1-r")
+    assert r["unparsed"] == [] and r["truncated"] is False
+    (pool,) = r["cpupools"]
+    assert pool["scheduler"] == {"name": "SMP Credit Scheduler", "opt_name": "credit"}
+    assert pool["settings"]["tslice"] == "30ms" and pool["settings"]["runq_sort"] == 996335
+    assert pool["settings"]["idlers"] == [0, 3, 4, 7, 10, 11, 12, 13]  # 0x3c99
+    assert [u["domid"] for u in pool["active_units"]] == [0] * 6 + [19]
+    assert pool["active_units"][4] == {
+        "domid": 0,
+        "unit": 6,
+        "pri": -2,
+        "flags": 0,
+        "cpu": 15,
+        "credit": -177,
+        "weight": 2000,
+        "cap": 0,
+    }
+    info = pool["cpus_info"]
+    assert [c["cpu"] for c in info] == list(range(16))
+    assert info[9]["current"] == {"domain": 19, "vcpu": 1, "idle": False}
+    assert info[9]["run"]["domid"] == 19 and info[9]["runq"][0]["domid"] == 32767
+    assert info[8]["run"] is None and info[8]["nr_run"] == 2
+
+
 def test_x86_register_dumps_4_11_and_4_18() -> None:
     hvm = by_name("4.11.4-pre")
     (sec,) = hvm["sections"]
