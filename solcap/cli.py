@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import re
 import signal
 import sys
@@ -312,6 +313,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except Terminated:
         print("solcap: terminated; recording closed", file=sys.stderr)
         return int(ExitStatus.TERMINATED)
+    except Exception as exc:  # a bug in solcap: still one line, the traceback on request
+        if os.environ.get("SOLCAP_TRACEBACK"):
+            raise
+        shown = " ".join(str(exc).split())
+        print(
+            f"solcap: internal error: {type(exc).__name__}: {shown} (a bug in solcap; "
+            "SOLCAP_TRACEBACK=1 shows where)",
+            file=sys.stderr,
+        )
+        return int(ExitStatus.FAILURE)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

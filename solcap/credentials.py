@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Mapping
 
 from solcap.errors import UsageError
+from solcap.limits import FILE_CAPS
 
 PASSWORD_ENV = "IPMI_PASSWORD"
 #: What ``ipmitool -K`` reads the Kg key from.
@@ -87,7 +88,11 @@ def read_secret_file(path: str) -> str:
                 f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
             )
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(4096)
+            data = handle.read(FILE_CAPS["password"] + 1)
+        if len(data) > FILE_CAPS["password"]:
+            raise UsageError(
+                f"{path}: password file is larger than the limit of {FILE_CAPS['password']} bytes"
+            )
     finally:
         os.close(fd)
     try:

@@ -30,8 +30,17 @@ class ExitStatus(enum.IntEnum):
     TARGET = 3  # the far side failed: unreachable, closed, timed out, died
     PARTIAL = 4  # a fleet run where some hosts succeeded and some failed
     RECORDING = 5  # the local recording could not be written (disk full, quota, permissions)
+    HANGUP = 129  # SIGHUP (solcap console: the terminal went away)
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
+
+    @classmethod
+    def for_signal(cls, signum: int) -> ExitStatus:
+        """The status for a run ended by ``signum`` (128 + signal number, as shells do)."""
+        try:
+            return cls(128 + signum)
+        except ValueError:
+            return cls.FAILURE
 
 
 class SolcapError(Exception):

@@ -108,5 +108,5 @@ def cmd_console(args: argparse.Namespace, out: TextIO) -> int:
         print(f"solcap: console closed: {result.detail}", file=sys.stderr)
         return int(ExitStatus.TARGET)
     if result.signum is not None:
-        return 128 + result.signum
+        return int(ExitStatus.for_signal(result.signum))
     return int(ExitStatus.OK)
