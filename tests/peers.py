@@ -31,6 +31,8 @@ PACKAGES = {
     "console": "conserver-client",
     "conmand": "conman",
     "conman": "conman",
+    "ser2net": "ser2net",
+    "ansible-inventory": "ansible-core",
 }
 
 # Where Debian puts administrator programs that a non-root PATH often lacks.

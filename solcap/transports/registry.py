@@ -211,7 +211,28 @@ def _open_pyserial_url(target: str, line: LineSettings | None) -> Transport:
         parts, _port = split_url(target)
         if not parts.hostname:
             raise UsageError(f"{target}: expected {scheme}://host:port")
+    if scheme == "rfc2217":
+        return SerialTransport(_rfc2217_compatible(target), line=line, name=target)
     return SerialTransport(target, line=line)
+
+
+def _rfc2217_compatible(target: str) -> str:
+    """``rfc2217://host:port`` with ``ign_set_control``, so that ser2net in front of a pty works.
+
+    pyserial's client waits for the server to confirm every SET-CONTROL (flow control, then
+    DTR and RTS at open) and fails with "timeout while waiting for option 'control'" when
+    no answer comes. ser2net 4 (dataxfer.c ``sergensio_val_set``) answers only once the
+    device applied the value, and sends nothing when that failed; on a device without modem
+    lines (a pty, where TIOCMBIS is ENOTTY; some USB adapters) setting DTR fails, so the
+    answer never comes. solcap uses neither DTR nor RTS, so it opens with pyserial's own
+    compatibility option ``ign_set_control`` (made for servers that do not answer), unless
+    the URL already has it. Baud rate and framing are still negotiated and confirmed.
+    """
+    base, _, query = target.partition("?")
+    options = [item for item in query.split("&") if item]
+    if not any(item.partition("=")[0] == "ign_set_control" for item in options):
+        options.append("ign_set_control")
+    return f"{base}?{'&'.join(options)}"
 
 
 register_scheme("serial", _open_serial_path)
