@@ -723,16 +723,17 @@ def _secret(ref: SecretRef | None, host: Host, what: str) -> str | None:
 
 
 def open_host_transport(host: Host, ctx: HostContext | None = None) -> Transport:
-    """The host's console transport: its serial device/URL, else SOL at its BMC.
+    """The host's console transport: ``console``/``via``, its serial device/URL, else SOL.
 
     The BMC password (and Kg) come from the inventory's ``env:``/``file:`` references and never
     from a prompt, so an unattended run cannot hang on one; the login is bounded by the host's
     remaining time.
     """
-    if host.serial is not None:
+    given = host.console if host.console is not None else host.serial
+    if given is not None:  # console:/via: (exec:, ssh+FLAVOUR://) or the serial device
         from solcap.transports.registry import open_transport
 
-        return open_transport(host.serial, line=host.line)
+        return open_transport(given, line=host.line)
     if host.bmc is None:
         raise UsageError(f"{host.name}: no console (serial: or bmc:) in the inventory")
     if host.password is None:

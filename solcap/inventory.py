@@ -54,8 +54,9 @@ _SECRET_HINT = (
 _SHARED = frozenset(
     {"bmc_user", "password", "kg", "cipher", "line", "ssh_user", "ssh_key", "known_hosts"}
     | {"profile", "labels", "vars"}
+    | {"via", "console_server"}
 )
-_HOST_FIELDS = _SHARED | {"bmc", "serial", "ssh", "groups"}
+_HOST_FIELDS = _SHARED | {"bmc", "serial", "ssh", "groups", "console", "console_name"}
 _GROUP_FIELDS = _SHARED | {"hosts"}
 _TOP_FIELDS = frozenset({"defaults", "groups", "hosts"})
 
@@ -129,6 +130,9 @@ class Host:
     serial: str | None = None
     line: LineSettings | None = None
     ssh: SshTarget | None = None
+    #: A console target given directly (``console:``) or built from ``via:`` (an ``exec:``
+    #: of conserver's or ConMan's client); it takes precedence over serial and BMC SOL.
+    console: str | None = None
     profile: str | None = None
     labels: frozenset[str] = frozenset()
     groups: tuple[str, ...] = ()
@@ -143,7 +147,10 @@ class Host:
 
     @property
     def console_url(self) -> str | None:
-        """Where the console is read: the serial device if given, else the BMC's SOL."""
+        """Where the console is read: ``console``/``via`` if given, else the serial device,
+        else the BMC's SOL."""
+        if self.console is not None:
+            return self.console
         if self.serial is not None:
             return self.serial
         return self.bmc.url if self.bmc is not None else None
@@ -286,6 +293,47 @@ def parse_serial(value: Any, where: _Where) -> str:
     if not text.startswith("/"):
         raise where.error(f"expected serial:///dev/ttyS0 or an absolute device path, got {text!r}")
     return text
+
+
+def parse_console(name: str, merged: Mapping[str, Any], wheres: Mapping[str, _Where]) -> str | None:
+    """``console: exec:…|ssh+FLAVOUR://…`` as given, or the ``exec:`` that ``via:
+    conserver|conman`` (+ ``console_server``, ``console_name``) builds; checked now (quoting,
+    secrets in argv, BMC SSH options), before any host is contacted."""
+    from solcap.transports import bmcssh, execpty  # lazily: paramiko only when used
+
+    for text_field in ("console", "via", "console_server", "console_name"):
+        if text_field in merged:
+            _want_str(merged[text_field], wheres[text_field])
+    if "console" in merged and "via" in merged:
+        raise wheres["via"].error("give console or via, not both")
+    try:
+        if "console" in merged:
+            target = str(merged["console"])
+            if target.startswith("exec:"):
+                execpty.parse_exec(target)
+            elif target.startswith("ssh+"):
+                bmcssh.BmcSshSpec.parse(target)
+            else:
+                raise UsageError(
+                    f"expected exec:CMD or ssh+FLAVOUR://… (a device goes in serial:, "
+                    f"a BMC's SOL in bmc:), got {target!r}"
+                )
+            return target
+        if "via" in merged:
+            target = execpty.via_command(
+                str(merged["via"]),
+                str(merged.get("console_name", name)),
+                merged.get("console_server"),
+            )
+            execpty.parse_exec(target)
+            return target
+    except UsageError as exc:
+        where = wheres["console"] if "console" in merged else wheres["via"]
+        raise where.error(exc.one_line()) from exc
+    for orphan in ("console_server", "console_name"):
+        if orphan in merged:
+            raise wheres[orphan].error(f"{orphan} applies with via: conserver|conman only")
+    return None
 
 
 def parse_cipher(value: Any, where: _Where, *, coerce: bool = False) -> int:
@@ -444,8 +492,9 @@ def _build_host(
     for text_field in ("bmc_user", "ssh_user", "ssh_key", "known_hosts"):
         if text_field in merged:
             _want_str(merged[text_field], wheres[text_field])
-    if bmc is None and serial is None and ssh is None:
-        raise fallback.error("a host needs at least one of bmc, serial or ssh")
+    console = parse_console(name, merged, wheres)
+    if bmc is None and serial is None and ssh is None and console is None:
+        raise fallback.error("a host needs at least one of bmc, serial, ssh, console or via")
     if bmc is not None and bmc.user is None:
         raise wheres["bmc"].error("no BMC user: write ipmi://user@host or set bmc_user")
     profile = None
@@ -466,6 +515,7 @@ def _build_host(
         serial=serial,
         line=merged.get("line"),
         ssh=ssh,
+        console=console,
         profile=profile,
         labels=frozenset(labels),
         groups=groups,
@@ -806,6 +856,15 @@ def _ansible_host(
         serial = parse_serial(*item)
     if (item := get("solcap_line")) is not None:
         line = parse_line(*item)
+    console_fields = {
+        short: get(f"solcap_{short}")
+        for short in ("console", "via", "console_server", "console_name")
+    }
+    console = parse_console(
+        name,
+        {k: v[0] for k, v in console_fields.items() if v is not None},
+        {k: v[1] for k, v in console_fields.items() if v is not None},
+    )
     labels: frozenset[str] = frozenset()
     if (item := get("solcap_labels")) is not None:
         labels = parse_labels(item[0], item[1])
@@ -846,6 +905,7 @@ def _ansible_host(
         serial=serial,
         line=line,
         ssh=ssh,
+        console=console,
         profile=profile,
         labels=labels,
         groups=groups,

@@ -171,7 +171,8 @@ class _StepFailed(TargetError):
 def open_host_console(
     host: Host, recording: Recording, *, death_strings: Sequence[re.Pattern[bytes]] = ()
 ) -> Console:
-    """The console factory for real hosts: the serial device/URL, else the BMC's SOL.
+    """The console factory for real hosts: ``console``/``via`` (an ``exec:`` console client or a
+    BMC's SSH console), else the serial device/URL, else the BMC's SOL.
 
     A BMC console gets its password from the inventory's reference (``env:``/``file:``), never
     from a prompt, so unattended fleet runs cannot hang on one.
@@ -180,7 +181,7 @@ def open_host_console(
     transport: Transport
     if target is None:
         raise UsageError(f"{host.name}: no console (serial: or bmc:) in the inventory")
-    if host.serial is None and host.bmc is not None:
+    if host.console is None and host.serial is None and host.bmc is not None:
         from solcap.transports.ipmi import open_ipmi
 
         transport = open_ipmi(_bmc_url(host), password_source=_bmc_password(host), kg=_kg(host))
@@ -225,7 +226,7 @@ def bmc_sol_rate(host: Host) -> int | None:
     Only a host whose console *is* the BMC's SOL is asked (a serial console's rate is the
     line's own, not the BMC's); a BMC that does not answer the query gives None.
     """
-    if host.bmc is None or host.serial is not None or host.password is None:
+    if host.bmc is None or host.console_url != host.bmc.url or host.password is None:
         return None
     from solcap.bmc import sol_config
 

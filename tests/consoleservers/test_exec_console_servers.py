@@ -102,3 +102,60 @@ def test_inventory_via_builds_the_client_command() -> None:
     assert via_command("conman", "node17", "cm1:7890") == "exec:conman -d cm1:7890 -j node17"
     with pytest.raises(UsageError, match="conserver or conman"):
         via_command("screen", "node17")
+
+
+def test_inventory_via_fields_are_checked_and_build_the_target(tmp_path: Path) -> None:
+    from solcap.errors import ConfigError
+    from solcap.inventory import load_inventory
+
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(
+        "defaults: {via: conman, console_server: '127.0.0.1:7890'}\n"
+        "hosts:\n"
+        "  node17: {}\n"
+        "  node18: {via: conserver, console_server: 'cs1:3109', console_name: n18}\n"
+        "  node19: {via: null_route}\n"
+    )
+    with pytest.raises(ConfigError, match=r"inv.yaml:5:.*node19.via.*conserver or conman"):
+        load_inventory(inv)
+    inv.write_text(inv.read_text().replace("  node19: {via: null_route}\n", ""))
+    hosts = {h.name: h for h in load_inventory(inv).hosts}
+    assert hosts["node17"].console_url == "exec:conman -d 127.0.0.1:7890 -j node17"
+    assert hosts["node18"].console_url == "exec:console -M cs1 -p 3109 -f n18"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hosts:\n  n1: {console: 'ssh+idrac://root:pw@10.0.0.1'}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:2:.*n1.console.*password"):
+        load_inventory(bad)
+    bad.write_text("hosts:\n  n1: {console: 'exec:ipmitool -H b -U u -P pw sol activate'}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:2:.*IPMI_PASSWORD"):
+        load_inventory(bad)
+    ini = tmp_path / "hosts.ini"
+    ini.write_text("[rack]\nnode20 solcap_via=conserver solcap_console_server=cs1\n")
+    (node20,) = load_inventory(ini).hosts
+    assert node20.console_url == "exec:console -M cs1 -f node20"
+
+
+def test_fleet_harvest_through_inventory_via_conman(xen_host: VirtualHost, tmp_path: Path) -> None:
+    """``solcap harvest --inventory`` with ``via: conman``: the inventory builds the client
+    command, the real ConMan holds the host, the segments equal what Xen sent."""
+    with conmand(xen_host.pty_path, tmp_path / "cm") as held:
+        inv = tmp_path / "inv.yaml"
+        inv.write_text(
+            f"hosts:\n  node17: {{via: conman, console_server: '127.0.0.1:{held.port}'}}\n"
+        )
+        before = len(xen_host.dumps)
+        out = io.StringIO()
+        status = main(
+            [
+                *("harvest", "--inventory", str(inv), "--keys", "h,q", "--quiet", "0.3"),
+                *("--root", str(tmp_path / "rec")),
+            ],
+            out=out,
+        )
+        assert status == 0, out.getvalue()
+    import hashlib
+
+    sent = {d.key: d.sha256 for d in xen_host.dumps[before:]}
+    for key in ("h", "q"):
+        (segment,) = (tmp_path / "rec").rglob(f"keys/{key}.txt")
+        assert hashlib.sha256(segment.read_bytes()).hexdigest() == sent[key]
