@@ -231,9 +231,7 @@ def bmc_sol_rate(host: Host) -> int | None:
     from solcap.bmc import sol_config
 
     try:
-        config = sol_config(
-            _bmc_url(host), password_source=_bmc_password(host), kg=_kg(host)
-        )
+        config = sol_config(_bmc_url(host), password_source=_bmc_password(host), kg=_kg(host))
     except SolcapError:
         return None
     return config.bit_rate
