@@ -778,7 +778,8 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
 def main(argv: list[str] | None = None) -> int:
     """``python -m solcap.sim.bmc PTY``: serve a pty over lanplus until SIGTERM/SIGINT.
 
-    The password comes from ``IPMI_PASSWORD``; the bound port is printed as ``port=N``.
+    The password comes from ``IPMI_PASSWORD``, the BMC key (Kg) from ``IPMI_KG`` if set (else
+    the password is the key, as the specification says); the bound port is printed as ``port=N``.
     """
     parser = argparse.ArgumentParser(prog="python -m solcap.sim.bmc")
     parser.add_argument("pty_path")
@@ -793,8 +794,14 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    kg = os.environ.get("IPMI_KG")
     bmc = VirtualBmc(
-        args.pty_path, address=args.address, port=args.port, user=args.user, password=password
+        args.pty_path,
+        address=args.address,
+        port=args.port,
+        user=args.user,
+        password=password,
+        kg=kg.encode() if kg else None,
     )
     with bmc:
         print(f"port={bmc.port}", flush=True)

@@ -14,9 +14,11 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,36 @@ pytestmark = pytest.mark.timeout(90)
 
 
 # ---- the child process ---------------------------------------------------------------------
+class _Lagging:
+    """The host as the BMC drives it; after ``lag`` command, power-off takes effect ``lag`` s
+    late, like an OS shutting down, so ``--wait`` has something to wait for."""
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.lag = 0.0
+
+    @property
+    def power_state(self) -> bool:
+        return bool(self.host.power_state)
+
+    def power_on(self) -> None:
+        self.host.power_on()
+
+    def power_off(self) -> None:
+        if self.lag <= 0:
+            self.host.power_off()
+            return
+        timer = threading.Timer(self.lag, self.host.power_off)
+        timer.daemon = True
+        timer.start()
+
+    def power_cycle(self) -> None:
+        self.host.power_cycle()
+
+    def reset(self) -> None:
+        self.host.reset()
+
+
 def serve(grub_timeout: int) -> int:
     """Run a fast VirtualHost behind a VirtualBmc; answer ``state``/``quit`` on stdin."""
     from solcap.sim.bmc import VirtualBmc
@@ -37,7 +69,12 @@ def serve(grub_timeout: int) -> int:
 
     password = os.environ["IPMI_PASSWORD"]
     config = SimConfig(fast=True, grub_timeout=grub_timeout)
-    with VirtualHost(config) as host, VirtualBmc(host.pty_path, host, password=password) as bmc:
+    with (
+        VirtualHost(config) as host,
+        VirtualBmc(host.pty_path, _Lagging(host), password=password) as bmc,
+    ):
+        lagging = bmc.power
+        assert isinstance(lagging, _Lagging)
         print(f"ready port={bmc.port} pty={host.pty_path}", flush=True)
         for line in sys.stdin:
             words = line.split()
@@ -53,6 +90,9 @@ def serve(grub_timeout: int) -> int:
                 )
             elif words[0] == "sent" and len(words) == 2:
                 Path(words[1]).write_bytes(host.sent_bytes())  # what the host put on its line
+                print("ok", flush=True)
+            elif words[0] == "lag" and len(words) == 2:
+                lagging.lag = float(words[1])  # the host now takes this long to go off
                 print("ok", flush=True)
             elif words[0] == "wait" and len(words) == 3:
                 ok = host.wait_state(words[1], float(words[2]))
@@ -134,11 +174,11 @@ def host_bmc() -> Iterator[HostBehindBmc]:
         child.close()
 
 
-def solcap_power(url: str, action: str, **env: str) -> subprocess.CompletedProcess[str]:
+def solcap_power(url: str, action: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``solcap power`` as a user runs it: its own process, password from IPMI_PASSWORD."""
     full = {**os.environ, "IPMI_PASSWORD": PASSWORD, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run(
-        [sys.executable, "-m", "solcap.cli", "power", url, action],
+        [sys.executable, "-m", "solcap.cli", "power", url, action, *args],
         env=full,
         cwd=ROOT,
         capture_output=True,
@@ -243,6 +283,50 @@ def test_library_call_returns_the_state(host_bmc: HostBehindBmc) -> None:
     assert host_bmc.wait_for("boots", "2", 20)
     with pytest.raises(UsageError, match="unknown power action"):
         power(host_bmc.url, "explode", password_source=source)
+
+
+def test_off_waits_for_the_host_to_go_off_within_wait(host_bmc: HostBehindBmc) -> None:
+    """docs/ipmi.md: ``on`` and ``off`` wait (up to ``--wait``) until the BMC reports the state."""
+    assert host_bmc.wait_state("grub", 20)
+    assert host_bmc.ask("lag 3") == "ok"  # the host goes off 3 s after it is told to
+    start = time.monotonic()
+    res = solcap_power(host_bmc.url, "off", "--wait", "20")
+    took = time.monotonic() - start
+    assert (res.returncode, res.stdout.strip()) == (0, f"{host_bmc.url}: power off"), res.stderr
+    assert took >= 3, took  # it waited for the host, not for the BMC's acknowledgement
+    assert host_bmc.state()["power"] == "0"
+
+
+def test_off_with_a_short_wait_fails_in_one_line_while_the_host_is_still_on(
+    host_bmc: HostBehindBmc,
+) -> None:
+    assert host_bmc.wait_state("grub", 20)
+    assert host_bmc.ask("lag 8") == "ok"
+    start = time.monotonic()
+    res = solcap_power(host_bmc.url, "off", "--wait", "1")
+    took = time.monotonic() - start
+    # Gave up waiting after about a second: exit 3, one line naming the BMC and the failure.
+    assert (res.returncode, res.stdout) == (3, ""), res.stderr
+    assert res.stderr == (
+        f"solcap: error: 127.0.0.1:{host_bmc.port}: power off failed: "
+        "System did not accomplish power state change\n"
+    )
+    assert took < 8, took
+    assert host_bmc.state()["power"] == "1"
+    assert host_bmc.wait_for("power", "0", 15)  # the host did go off later, by itself
+
+
+def test_library_shutdown_powers_the_host_off(host_bmc: HostBehindBmc) -> None:
+    """docs/ipmi.md: ``power()`` also accepts "shutdown" (chassis control 05h)."""
+    from solcap.bmc import power
+    from solcap.credentials import PasswordSource
+
+    source = PasswordSource(env={"IPMI_PASSWORD": PASSWORD}, prompt=False)
+    assert host_bmc.wait_state("grub", 20)
+    assert host_bmc.ask("lag 2") == "ok"
+    assert power(host_bmc.url, "shutdown", password_source=source, wait=20) == "off"
+    assert host_bmc.state()["power"] == "0"
+    assert ipmitool_status(host_bmc.port) == "Chassis Power is off"
 
 
 if __name__ == "__main__":
