@@ -255,7 +255,9 @@ def test_nothing_listening_exits_3_within_ten_seconds() -> None:
     res = solcap_power(f"ipmi://admin@127.0.0.1:{port}", "status")
     assert res.returncode == 3
     assert "no answer from the BMC" in res.stderr
-    assert time.monotonic() - start < 14  # 10 s bound plus interpreter start-up
+    took = time.monotonic() - start
+    # the 10 s bound plus interpreter start-up, which a loaded machine (load 4+) stretches
+    assert took < 10 + 8, took
 
 
 def test_bad_input_exits_2_before_any_traffic() -> None:
