@@ -33,7 +33,7 @@ from solcap.dom0 import (
     trigger_key_via_ssh,
 )
 from solcap.errors import ExitStatus, UsageError
-from solcap.limits import read_bytes
+from solcap.limits import FILE_CAPS, read_bytes
 from solcap.ssh import SshConnection, connect
 from solcap.transports.registry import open_transport
 from solcap.transports.serialport import LineSettings
@@ -124,22 +124,20 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     info = recordings.load(args.recording)
     name = segment_name(args.key)
     segment = info.segment(args.key)
-    serial = (info.path / segment["file"]).read_bytes()
+    serial = info.read(segment["file"])  # inside the recording only
     if args.dmesg is not None:
         dmesg_path = args.dmesg
+        dmesg = read_bytes(dmesg_path, "dmesg")
     else:
-        candidates = [
-            info.path / "dom0" / f"xl-dmesg-after-{safe_name(name)}.txt",
-            info.path / "dom0" / "xl-dmesg.txt",
-        ]
-        found = [c for c in candidates if c.is_file()]
+        candidates = [f"dom0/xl-dmesg-after-{safe_name(name)}.txt", "dom0/xl-dmesg.txt"]
+        found = [c for c in candidates if info.has(c)]
         if not found:
             raise UsageError(
                 f"{info.path}: no xl dmesg output recorded for key {args.key!r} "
                 "(record one with `solcap dom0 … --key`, or pass --dmesg FILE)"
             )
-        dmesg_path = found[0]
-    dmesg = read_bytes(dmesg_path, "dmesg")
+        dmesg_path = info.path / found[0]
+        dmesg = info.read(found[0], FILE_CAPS["dmesg"])  # inside the recording only
     result = compare_ring(serial, dmesg)
     print(f"serial: {segment['file']} ({len(serial)} bytes)", file=out)
     print(f"ring:   {_shown(dmesg_path, info.path)} ({len(dmesg)} bytes)", file=out)

@@ -41,7 +41,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     info = recordings.load(args.recording)
     if args.key:
         segment = info.segment(args.key)
-        data = (info.path / segment["file"]).read_bytes()
+        data = info.read(segment["file"])  # inside the recording only
         buffer = getattr(out, "buffer", None)
         if buffer is not None:
             buffer.write(data)
