@@ -37,6 +37,7 @@ FILE_CAPS: Final = {
     "meta": 16 << 20,
     "summary": 16 << 20,
     "dmesg": 64 << 20,
+    "known_hosts": 16 << 20,
 }
 #: How deeply lists and mappings may nest in a loaded file (real files use fewer than ten).
 MAX_DEPTH: Final = 64

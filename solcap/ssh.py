@@ -25,6 +25,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import select
 import shlex
 import stat
@@ -32,6 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from struct import error as struct_error
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, cast
 from urllib.parse import unquote
@@ -45,7 +47,7 @@ else:
 
 from solcap.credentials import read_secret_file
 from solcap.errors import ConnectError, SolcapError, TargetError, UsageError
-from solcap.limits import split_url
+from solcap.limits import read_text, split_url
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,13 @@ class _UnknownHostKey(Exception):
         self.key = key
 
 
+class _RevokedHostKey(Exception):
+    def __init__(self, key: paramiko.PKey, where: str) -> None:
+        super().__init__("revoked host key")
+        self.key = key
+        self.where = where
+
+
 class _VerifyPolicy:
     """Called only for a host with no known key at all: refuse, or accept-and-record.
 
@@ -163,13 +172,17 @@ class _VerifyPolicy:
     ``missing_host_key`` on the policy it is given (``client.py``, ``connect``).
     """
 
-    def __init__(self, target: SshTarget, known_hosts_file: Path) -> None:
+    def __init__(self, target: SshTarget, known: _KnownHosts) -> None:
         self.target = target
-        self.file = known_hosts_file
+        self.known = known
+        self.file = known.write_to
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
+        revoked = self.known.revocation(key)
+        if revoked is not None:  # never accepted, whatever the options say
+            raise _RevokedHostKey(key, revoked)
         if not self.target.accept_new_host_key:
             raise _UnknownHostKey(key)
         log.warning(
@@ -459,10 +472,92 @@ def _last_line(text: str) -> str:
 
 @dataclass
 class _KnownHosts:
-    """Which files were loaded, and which one a newly accepted key goes to."""
+    """Which files were loaded, which one a newly accepted key goes to, and revoked keys."""
 
     loaded: list[str] = field(default_factory=list)
     write_to: Path = Path(os.path.expanduser(USER_KNOWN_HOSTS))
+    #: (key type, key blob) -> "file:line" of its ``@revoked`` line.
+    revoked: dict[tuple[str, bytes], str] = field(default_factory=dict)
+
+    def revocation(self, key: paramiko.PKey) -> str | None:
+        return self.revoked.get((key.get_name(), key.asbytes()))
+
+
+_HASHED = re.compile(r"\|1\|([A-Za-z0-9+/=]+)\|([A-Za-z0-9+/=]+)")
+
+
+def _host_names(field_text: str) -> str | None:
+    """Why a hosts field cannot be matched by paramiko, or None when it can.
+
+    paramiko matches plain names, ``[host]:port`` and hashed ``|1|salt|hash`` names, but not
+    OpenSSH's patterns (``*``, ``?``, ``!negation``): such a line would silently never match.
+    """
+    for name in field_text.split(","):
+        if name.startswith("|1|"):
+            match = _HASHED.fullmatch(name)
+            if match is None:
+                return f"malformed hashed host name {name!r}"
+            try:
+                base64.b64decode(match.group(1), validate=True)
+                base64.b64decode(match.group(2), validate=True)
+            except ValueError:
+                return f"hashed host name {name!r} is not valid base64"
+        elif not name or any(c in name for c in "*?!"):
+            return f"host pattern {name!r} is not supported (only plain or hashed names)"
+    return None
+
+
+def _parse_known_hosts(name: str, known: _KnownHosts) -> list[tuple[str, paramiko.PKey, str]]:
+    """Usable (hosts, key, "file:line") entries of one file; revoked keys into ``known``.
+
+    Lines solcap cannot use are skipped with a warning naming file:line, so one odd line
+    (a ``@cert-authority`` entry, a truncated key, a type paramiko lacks) does not make every
+    host in the file unknown; ``@revoked`` keys are remembered and refused.
+    """
+    try:
+        text = read_text(name, "known_hosts")
+    except UsageError as exc:
+        raise UsageError(f"cannot read known_hosts: {exc.one_line()}") from None
+    if "\x00" in text:
+        raise UsageError(f"{name}: cannot read known_hosts: contains a NUL byte")
+    entries: list[tuple[str, paramiko.PKey, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        where = f"{name}:{number}"
+        marker = fields.pop(0) if fields[0].startswith("@") else None
+        if marker not in (None, "@revoked"):
+            log.warning(
+                "%s: %s lines are not supported (plain host keys only); skipped", where, marker
+            )
+            continue
+        if len(fields) < 3:
+            log.warning("%s: expected HOSTS KEYTYPE BASE64-KEY; skipped", where)
+            continue
+        hosts, key_type, blob_text = fields[:3]
+        try:
+            blob = base64.b64decode(blob_text, validate=True)
+        except ValueError:
+            log.warning("%s: key is not valid base64; skipped", where)
+            continue
+        try:
+            key = paramiko.PKey.from_type_string(key_type, blob)
+        except paramiko.pkey.UnknownKeyType:
+            log.warning("%s: unknown key type %r; skipped", where, key_type)
+            continue
+        except (paramiko.SSHException, ValueError, TypeError, IndexError, struct_error) as exc:
+            log.warning("%s: %s key does not decode (%s); skipped", where, key_type, exc)
+            continue
+        if marker == "@revoked":
+            known.revoked.setdefault((key.get_name(), key.asbytes()), where)
+            continue
+        problem = _host_names(hosts)
+        if problem is not None:
+            log.warning("%s: %s; skipped", where, problem)
+            continue
+        entries.append((hosts, key, where))
+    return entries
 
 
 def _load_host_keys(client: paramiko.SSHClient, target: SshTarget) -> _KnownHosts:
@@ -472,22 +567,32 @@ def _load_host_keys(client: paramiko.SSHClient, target: SshTarget) -> _KnownHost
         known.write_to = Path(files[0])
     else:
         files = [SYSTEM_KNOWN_HOSTS, os.path.expanduser(USER_KNOWN_HOSTS)]
+    entries: list[tuple[str, paramiko.PKey, str]] = []
     for name in files:
         if not os.path.exists(name):
             continue
-        try:
-            client.load_system_host_keys(name)  # "system" = never rewritten by paramiko
-        except (OSError, paramiko.SSHException) as exc:
-            raise UsageError(f"{name}: cannot read known_hosts: {exc}") from exc
+        entries += _parse_known_hosts(name, known)
         known.loaded.append(name)
+    keys = client.get_host_keys()
+    for hosts, key, where in entries:
+        revoked = known.revocation(key)
+        if revoked is not None:
+            log.warning("%s: key is @revoked at %s; not trusted", where, revoked)
+            continue
+        for host in hosts.split(","):
+            keys.add(host, key.get_name(), key)
     return known
+
+
+def _revoked_message(key: paramiko.PKey, where: str) -> str:
+    return f"host key {key.get_name()} {fingerprint(key)} is REVOKED ({where}); refusing to connect"
 
 
 def connect(target: SshTarget) -> SshConnection:
     """Log in to ``target`` with verified host keys; raises ConnectError naming the host."""
     client = paramiko.SSHClient()
     known = _load_host_keys(client, target)
-    policy = _VerifyPolicy(target, known.write_to)
+    policy = _VerifyPolicy(target, known)
     client.set_missing_host_key_policy(cast("paramiko.MissingHostKeyPolicy", policy))
     password = resolve_secret(target.password, "SSH password") if target.password else None
     explicit = target.key_file is not None or password is not None
@@ -515,8 +620,14 @@ def connect(target: SshTarget) -> SshConnection:
             f"add it with `ssh-keyscan {port}{target.host} >> {where}` "
             "or pass --accept-new-host-key",
         ) from None
+    except _RevokedHostKey as exc:
+        client.close()
+        raise ConnectError(name, _revoked_message(exc.key, exc.where)) from None
     except paramiko.BadHostKeyException as exc:
         client.close()
+        revoked = known.revocation(exc.key)
+        if revoked is not None:
+            raise ConnectError(name, _revoked_message(exc.key, revoked)) from None
         loaded = ", ".join(known.loaded) or "known_hosts"
         raise ConnectError(
             name,
