@@ -42,6 +42,8 @@ from bench.workloads import line_rate, make_stream
 
 TOP = Path(__file__).resolve().parent.parent
 PY = sys.executable
+#: The row name of the SOL engine prototype (`--engine`).
+ENGINE_CLIENT = "solcap engine"
 
 #: Full run: (size, baud) pairs. 1 MiB at 38400 would take 273 s per client (819 s for three),
 #: so the full run stops at 64 KiB for 38400 and does 1 MiB at 115200 only.
@@ -200,7 +202,7 @@ def verdict(
 # ---------------------------------------------------------------------------------- single
 
 
-def single_solcap(ctx: Ctx, size: int, baud: int) -> dict[str, Any]:
+def single_solcap(ctx: Ctx, size: int, baud: int, engine: bool = False) -> dict[str, Any]:
     farm = start_farm(ctx, 1)
     port = farm_ports(farm, 30)[0]
     client = JsonProc([PY, "-m", "bench.solclient"], ctx.env, ctx.work / "solclient.log")
@@ -214,6 +216,7 @@ def single_solcap(ctx: Ctx, size: int, baud: int) -> dict[str, Any]:
                 "root": root,
                 "size": size,
                 "timeout": ideal * 3 + 30,
+                "engine": engine,
             }
         )
         client.recv(60)
@@ -232,10 +235,13 @@ def single_solcap(ctx: Ctx, size: int, baud: int) -> dict[str, Any]:
     sess = res["sessions"][0]
     want = hashlib.sha256(make_stream(size, 0)).hexdigest()
     return {
-        "client": "solcap",
+        "client": ENGINE_CLIENT if engine else "solcap",
         "ratio": (sess["last"] - fr["first"][0]) / ideal if sess["bytes"] else None,
         **verdict(size, sess["bytes"], sess["sha256"], want),
         "cpu_s": ru.ru_utime + ru.ru_stime,
+        # The streaming phase alone (the process's own rusage from "go" to the last byte):
+        # without the interpreter's start-up and the login, which the whole-process figure has.
+        "stream_cpu_s": res["cpu_s"],
         "maxrss_kib": res["hwm_kib"],  # VmHWM: ru_maxrss would include the pre-exec fork
         "writer_stalls": fr["stalls"][0],
     }
@@ -322,13 +328,15 @@ def collect_farms(farms: list[JsonProc], timeout: float) -> dict[str, list[float
     return out
 
 
-def many_solcap(ctx: Ctx, n: int, record: bool, fix: bool = False) -> dict[str, Any]:
+def many_solcap(
+    ctx: Ctx, n: int, record: bool, fix: bool = False, engine: bool = False
+) -> dict[str, Any]:
     size, baud = MANY_SIZE, MANY_BAUD
     ideal = size / line_rate(baud)
     ctx.say(f"many: solcap N={n} record={record}: starting {n} BMCs")
     farms, ports = start_farms(ctx, n)
     client = JsonProc([PY, "-m", "bench.solclient"], ctx.env, ctx.work / "solclient.log")
-    name = "solcap + pyghmi I/O fix" if fix else "solcap"
+    name = "solcap + pyghmi I/O fix" if fix else ENGINE_CLIENT if engine else "solcap"
     result: dict[str, Any] = {"client": name, "n": n, "record": record}
     root = tempfile.mkdtemp(dir=ctx.work, prefix="rec-") if record else None
     try:
@@ -343,6 +351,7 @@ def many_solcap(ctx: Ctx, n: int, record: bool, fix: bool = False) -> dict[str, 
                 "idle": 10,
                 "max_errors": 20,
                 "pyghmi_fix": fix,
+                "engine": engine,
             }
         )
         ready = client.recv(60 + n * 1.0)
@@ -477,7 +486,7 @@ def many_ipmitool(ctx: Ctx, n: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- latency
 
 
-def latency_solcap(ctx: Ctx, keys: int) -> dict[str, Any]:
+def latency_solcap(ctx: Ctx, keys: int, engine: bool = False) -> dict[str, Any]:
     farm = start_farm(ctx, 1)
     port = farm_ports(farm, 30)[0]
     farm.ask({"cmd": "echo"})
@@ -490,6 +499,7 @@ def latency_solcap(ctx: Ctx, keys: int) -> dict[str, Any]:
                 "root": None,
                 "mode": "latency",
                 "keys": keys,
+                "engine": engine,
             }
         )
         client.recv(60)
@@ -498,7 +508,7 @@ def latency_solcap(ctx: Ctx, keys: int) -> dict[str, Any]:
         client.reap(30)
     finally:
         quit_farm(farm)
-    return {"client": "solcap", **_percentiles(res["latency_s"])}
+    return {"client": ENGINE_CLIENT if engine else "solcap", **_percentiles(res["latency_s"])}
 
 
 def latency_peer(ctx: Ctx, name: str, keys: int) -> dict[str, Any]:
@@ -648,6 +658,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the many-hosts part with bench/pyghmi_fix.py applied in solcap's process",
     )
     parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="also measure the SOL engine prototype (solcap/transports/sol_engine.py) "
+        "beside solcap's default path, in every part",
+    )
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="rerun only the parts asked for and replace those rows in the existing JSON "
@@ -657,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(TOP / "docs" / "benchmarks.json"))
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
+    clients = ("solcap", ENGINE_CLIENT) if args.engine else ("solcap",)
+    clients += ("ipmitool", "ipmiconsole")
     with contextlib.suppress(ValueError, OSError):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -686,12 +704,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "single" in parts:
             for size, baud in QUICK_SINGLE if args.quick else FULL_SINGLE:
-                for client in ("solcap", "ipmitool", "ipmiconsole"):
+                for client in clients:
                     ctx.say(f"single: {client} {size // 1024} KiB at {baud}")
                     load = os.getloadavg()[0]
                     try:
                         if client == "solcap":
                             row = single_solcap(ctx, size, baud)
+                        elif client == ENGINE_CLIENT:
+                            row = single_solcap(ctx, size, baud, engine=True)
                         else:
                             row = single_peer(ctx, client, size, baud)
                     except Exception as exc:  # one failed client must not sink the report
@@ -701,12 +721,12 @@ def main(argv: list[str] | None = None) -> int:
                     data["single"].append(row)
         if "latency" in parts:
             keys = 50 if args.quick else LATENCY_KEYS
-            for client in ("solcap", "ipmitool", "ipmiconsole"):
+            for client in clients:
                 ctx.say(f"latency: {client}")
                 try:
                     row = (
-                        latency_solcap(ctx, keys)
-                        if client == "solcap"
+                        latency_solcap(ctx, keys, engine=client == ENGINE_CLIENT)
+                        if client in ("solcap", ENGINE_CLIENT)
                         else latency_peer(ctx, client, keys)
                     )
                 except Exception as exc:
@@ -726,6 +746,15 @@ def main(argv: list[str] | None = None) -> int:
                     row = many_solcap(ctx, n, record=True)
                 except Exception as exc:
                     row = {"client": "solcap", "n": n, "error": f"{type(exc).__name__}: {exc}"}
+                row.update(load1=load, load1_end=os.getloadavg()[0])
+                ctx.say(f"  -> {row}")
+                data["many"].append(row)
+            for n in ns if args.engine else []:
+                load = os.getloadavg()[0]
+                try:
+                    row = many_solcap(ctx, n, record=True, engine=True)
+                except Exception as exc:
+                    row = {"client": ENGINE_CLIENT, "n": n, "error": f"{exc!r}"}
                 row.update(load1=load, load1_end=os.getloadavg()[0])
                 ctx.say(f"  -> {row}")
                 data["many"].append(row)

@@ -51,7 +51,9 @@ def cpu() -> float:
 class Session:
     """One SOL session recorded to disk, with arrival times of the first and last byte."""
 
-    def __init__(self, url: str, pwfile: str, root: str | None, want: int) -> None:
+    def __init__(
+        self, url: str, pwfile: str, root: str | None, want: int, engine: bool = False
+    ) -> None:
         self.url = url
         self.want = want
         self.count = 0
@@ -59,13 +61,22 @@ class Session:
         self.last = 0.0
         self.done = threading.Event()
         self.echo = threading.Event()
-        self.transport = open_ipmi(url, password_source=password_source(file=pwfile))
         # Without a root, only a running SHA-256 (to separate recording cost from SOL cost).
         self.recording = (
             Recording(url.rsplit("@", 1)[1], root=root, label="bench") if root else None
         )
         self.hash = hashlib.sha256()
-        self.console = Console(self.transport, sink=self._sink).start()
+        self.console: Console | None = None
+        if engine:
+            # The SOL engine prototype: bytes reach the recorder in the engine's thread.
+            from solcap.transports.ipmi_engine import open_ipmi_engine
+
+            self.transport: Any = open_ipmi_engine(
+                url, password_source=password_source(file=pwfile), sink=self._sink
+            )
+        else:
+            self.transport = open_ipmi(url, password_source=password_source(file=pwfile))
+            self.console = Console(self.transport, sink=self._sink).start()
 
     def _sink(self, chunk: bytes) -> None:
         if self.recording is not None:
@@ -84,6 +95,10 @@ class Session:
     def state(self) -> dict[str, Any]:
         """The SOL state machine's fields, to explain a stalled stream."""
         con = getattr(self.transport, "_console", None)
+        engine_session = getattr(self.transport, "engine_session", None)
+        if engine_session is not None:
+            con = engine_session.channel
+            return {n: getattr(con, n, None) for n in ("awaiting", "myseq", "remseq", "tries")}
         names = ("awaitingack", "myseq", "remseq", "prevremseq", "lastsize", "retries", "broken")
         return {n: getattr(con, n, None) for n in names}
 
@@ -102,8 +117,17 @@ class Session:
             "state": self.state() if self.count < self.want else None,
         }
 
+    def send(self, data: bytes) -> None:
+        if self.console is not None:
+            self.console.send(data)
+        else:
+            self.transport.write(data)
+
     def close(self) -> None:
-        self.console.close()
+        if self.console is not None:
+            self.console.close()
+        else:
+            self.transport.close()
         if self.recording is not None:
             self.recording.close()
 
@@ -128,7 +152,7 @@ def main() -> int:
     def opener(url: str) -> Session:
         if give_up.is_set():
             raise RuntimeError("not attempted: too many sessions had already failed")
-        return Session(url, job["password_file"], job.get("root"), want)
+        return Session(url, job["password_file"], job.get("root"), want, bool(job.get("engine")))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(urls), 16)) as pool:
         futures = [pool.submit(opener, url) for url in urls]
@@ -177,7 +201,7 @@ def main() -> int:
             s.echo.clear()
             before = s.count
             t = time.monotonic()
-            s.console.send(key)
+            s.send(key)
             while s.count <= before:
                 if not s.echo.wait(5):
                     break

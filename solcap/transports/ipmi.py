@@ -806,6 +806,8 @@ QUEUE_TIMEOUT = 120.0
 #: Seconds between two passes of the pump over every console's timers; the loop used to pass
 #: over all of them every turn, which was at most 20 ms apart when idle (the same bound).
 SERVICE_SWEEP = 0.02
+#: How long the pump sleeps between pyghmi turns while it serves no console.
+IDLE_PUMP = 1.0
 
 
 def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> None:
@@ -1078,6 +1080,8 @@ class _Pump:
         self.waiting: threading.Event | None = None
         #: True from the pump's call of wait_for_rsp until that call's own idle wait begins.
         self.top_wait = False
+        #: Set by :meth:`_wake`; what the pump sleeps on while it serves no console.
+        self.nudge = threading.Event()
         self.thread = threading.Thread(target=self._run, name="solcap-ipmi-pump", daemon=True)
         self.thread.start()
 
@@ -1133,6 +1137,7 @@ class _Pump:
         self._wake()
 
     def _wake(self) -> None:
+        self.nudge.set()
         evt = self.waiting
         if evt is not None:
             evt.set()
@@ -1142,6 +1147,14 @@ class _Pump:
         while True:
             while self.jobs:
                 self.jobs.popleft()()
+            if self._idle():
+                # Nothing to serve (no console, or all handed to the SOL engine; no login or
+                # command waiting for a reply): wake for work, or once a second for pyghmi's
+                # own keepalives, instead of every 20 ms.
+                self.nudge.wait(IDLE_PUMP)
+                self.nudge.clear()
+                if not self._idle():
+                    continue
             if not pyghmi_session.iosockets:
                 # Before the first session exists pyghmi has no I/O thread, and its wait
                 # would block forever on an event nobody sets.
@@ -1171,6 +1184,14 @@ class _Pump:
                 except Exception as exc:
                     log.exception("SOL service failed")
                     console._print_error(f"internal error: {exc}")
+
+    def _idle(self) -> bool:
+        return not (
+            self.consoles
+            or self.jobs
+            or pyghmi_session.Session.waiting_sessions
+            or pyghmi_session.sessionqueue
+        )
 
     def _take_kicked(self) -> Collection[SolConsole]:
         """Distinct kicked consoles still served by this pump (in kick order)."""
