@@ -165,6 +165,7 @@ class EngineSolTransport(IpmiSolTransport):
             self._sink or self._on_data,
             self._engine_end,
             name=self.name,
+            rqseq=int(getattr(sess, "seqlun", 0)),
         )
 
     def _give_back(self) -> None:
@@ -175,6 +176,7 @@ class EngineSolTransport(IpmiSolTransport):
         sess = console.ipmi_session
         sess.sequencenumber = session.codec.seq
         sess.remseqnumber = session.codec.remote_seq
+        sess.seqlun = (session.rqseq + 1) & 0x3F
         if sess.socket not in pyghmi_session.iosockets:
             pyghmi_session.iosockets.append(sess.socket)
         if self._saved_keepalive is not None:

@@ -182,6 +182,33 @@ class RmcpPlusCodec:
         return flags & 0x3F, payload
 
 
+# --------------------------------------------------------------------------- IPMI
+
+
+def _checksum(data: bytes) -> int:
+    return -sum(data) & 0xFF
+
+
+def ipmi_request(netfn: int, command: int, data: bytes, rqseq: int) -> bytes:
+    """An IPMI LAN request message to the BMC (IPMI v2.0 §13.8), LUN 0."""
+    head = bytes((0x20, netfn << 2))
+    body = bytes((0x81, (rqseq & 0x3F) << 2, command)) + data
+    return head + bytes((_checksum(head),)) + body + bytes((_checksum(body),))
+
+
+def ipmi_response(payload: bytes) -> tuple[int, int, int, int, bytes] | None:
+    """(netfn, rqseq, command, completion code, data) of a response message, else None."""
+    if len(payload) < 8 or _checksum(payload[:2]) != payload[2]:
+        return None
+    if _checksum(payload[3:-1]) != payload[-1]:
+        return None
+    return payload[1] >> 2, payload[4] >> 2, payload[5], payload[6], payload[7:-1]
+
+
+#: Get Payload Instance Info (netfn App, 0x4B) for SOL instance 1: who holds it now.
+_INSTANCE_INFO = (0x06, 0x4B, b"\x01\x01")
+
+
 # --------------------------------------------------------------------------- SOL
 
 
@@ -350,6 +377,9 @@ class EngineSession:
         sink: Sink,
         on_end: EndHandler | None = None,
         name: str = "sol",
+        *,
+        owner_interval: float = 15.0,
+        rqseq: int = 0,
     ) -> None:
         self.sock = sock
         self.peer = peer
@@ -362,6 +392,11 @@ class EngineSession:
         self.ended: str | None = None
         self.packets_in = 0
         self.bytes_in = 0
+        #: Every ``owner_interval`` s the BMC is asked who holds the SOL payload (a client that
+        #: stole it may not make the BMC tell us); 0 turns that off.
+        self.owner_interval = owner_interval
+        self.next_owner_check = time.monotonic() + owner_interval if owner_interval else 0.0
+        self.rqseq = rqseq
         self._timer_gen = 0
         self._armed = float("inf")
         self._engine: SolEngine | None = None
@@ -382,6 +417,12 @@ class EngineSession:
     def pending_output(self) -> int:
         with self.lock:
             return self.channel.pending_bytes()
+
+    def next_deadline(self) -> float:
+        deadline = self.channel.next_deadline()
+        if self.owner_interval:
+            deadline = min(deadline, self.next_owner_check)
+        return deadline
 
 
 class SolEngine:
@@ -467,7 +508,7 @@ class SolEngine:
         Only a deadline earlier than the one armed is pushed (a packet usually moves the
         keepalive later, not earlier): a timer that fires early finds nothing due and re-arms,
         so the heap holds about one entry per session however fast packets come."""
-        when = session.channel.next_deadline()
+        when = session.next_deadline()
         if when >= session._armed:
             return
         session._armed = when
@@ -502,6 +543,15 @@ class SolEngine:
         with session.lock:
             out = session.channel.service(now)
         self._send(session, out)
+        if session.owner_interval and now >= session.next_owner_check:
+            session.next_owner_check = now + session.owner_interval
+            session.rqseq = (session.rqseq + 1) & 0x3F
+            netfn, command, data = _INSTANCE_INFO
+            packet = session.codec.seal(
+                PAYLOAD_IPMI, ipmi_request(netfn, command, data, session.rqseq)
+            )
+            with contextlib.suppress(OSError):
+                session.sock.sendto(packet, session.peer)
         if session.channel.closed_reason is not None:
             self._end(session, session.channel.closed_reason)
             return
@@ -524,8 +574,15 @@ class SolEngine:
             if source != peer:
                 continue
             opened = codec.open(packet)
-            if opened is None or opened[0] != PAYLOAD_SOL:
-                continue  # IPMI replies belong to pyghmi's half; none are sent meanwhile
+            if opened is None:
+                continue
+            if opened[0] == PAYLOAD_IPMI:
+                self._ipmi_reply(session, opened[1])
+                if session.ended is not None:
+                    return
+                continue
+            if opened[0] != PAYLOAD_SOL:
+                continue
             session.packets_in += 1
             with session.lock:
                 fresh, out = channel.got(opened[1], now)
@@ -537,6 +594,20 @@ class SolEngine:
                 self._end(session, channel.closed_reason)
                 return
         self._arm(session)
+
+    def _ipmi_reply(self, session: EngineSession, payload: bytes) -> None:
+        """The answer to the owner check: someone else holding SOL ends this session."""
+        reply = ipmi_response(payload)
+        if reply is None:
+            return
+        netfn, _rqseq, command, code, data = reply
+        if (netfn, command) != (_INSTANCE_INFO[0] | 1, _INSTANCE_INFO[1]) or code or len(data) < 4:
+            return
+        (owner,) = struct.unpack_from("<I", data)
+        if owner not in (0, session.codec.keys.bmc_session_id):
+            session.channel.deactivated = True
+            session.channel.closed_reason = "SOL deactivated: another client holds it now"
+            self._end(session, session.channel.closed_reason)
 
     def _run(self) -> None:
         while not self._stop:

@@ -243,3 +243,67 @@ def test_ipmi_sim_busy_then_steal(ipmi_sim: Sim) -> None:  # noqa: F811
                     first.read(100, 0.2)
     finally:
         first.close()
+
+
+def test_owner_check_ends_the_session_when_another_client_holds_sol() -> None:
+    """A BMC that lets a thief take SOL without telling us: the engine's periodic Get Payload
+    Instance Info (the pyghmi path's keepalive) notices. The BMC here is a scripted UDP peer
+    with the same codec (the virtual BMC and ipmi_sim do tell the holder, so they cannot
+    show this); the request must be the IPMI v2.0 §13.8 message, checksums included."""
+    import socket
+    import threading
+
+    from solcap.transports.sol_engine import (
+        PAYLOAD_IPMI,
+        EngineSession,
+        SolEngine,
+        ipmi_request,
+        ipmi_response,
+    )
+
+    bmc_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bmc_sock.bind(("127.0.0.1", 0))
+    bmc_sock.settimeout(10)
+    ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ours.bind(("127.0.0.1", 0))
+    bmc = RmcpPlusCodec(SessionKeys(0x55667788, 0x11223344, K1, AES, "sha256", next_seq=1))
+    codec = RmcpPlusCodec(SessionKeys(0x11223344, 0x55667788, K1, AES, "sha256", next_seq=1))
+    ended = threading.Event()
+    reasons: list[str] = []
+    session = EngineSession(
+        ours,
+        bmc_sock.getsockname(),
+        codec,
+        SolChannel(timing=SolTiming(keepalive=60)),
+        lambda b: None,
+        lambda s, why: (reasons.append(why), ended.set()),
+        owner_interval=0.2,
+        rqseq=9,
+    )
+    engine = SolEngine()
+    try:
+        engine.add(session)
+        packet, peer = bmc_sock.recvfrom(4096)
+        opened = bmc.open(packet)
+        assert opened is not None and opened[0] == PAYLOAD_IPMI
+        assert opened[1] == bytes((0x20, 0x18, 0xC8, 0x81, 10 << 2, 0x4B, 1, 1, 0x0A))
+        assert opened[1] == ipmi_request(0x06, 0x4B, b"\x01\x01", 10)
+
+        # First answer: we hold it. Nothing happens.
+        def reply(owner: int) -> bytes:
+            head = bytes((0x81, 0x07 << 2))
+            body = bytes((0x20, 10 << 2, 0x4B, 0)) + struct.pack("<I", owner) + bytes(8)
+            msg = head + bytes((-sum(head) & 0xFF,)) + body + bytes((-sum(body) & 0xFF,))
+            assert ipmi_response(msg) is not None
+            return bmc.seal(PAYLOAD_IPMI, msg)
+
+        bmc_sock.sendto(reply(0x11223344), peer)
+        assert not ended.wait(0.5)
+        bmc_sock.sendto(reply(0xDEADBEEF), peer)  # another session holds SOL now
+        assert ended.wait(5)
+        assert reasons == ["SOL deactivated: another client holds it now"]
+        assert session.channel.deactivated
+    finally:
+        engine.stop()
+        bmc_sock.close()
+        ours.close()
