@@ -181,6 +181,19 @@ def test_sigterm_restores_the_terminal(host: VirtualHost, attached: Attached) ->
     assert '"reason": "SIGTERM"' in (recording / "events.jsonl").read_text()
 
 
+def test_sighup_exits_129_and_restores_the_terminal(host: VirtualHost, attached: Attached) -> None:
+    """docs/ipmi.md: SIGHUP (the terminal hung up) ends ``console`` with 129, modes restored."""
+    attached.child.expect_exact(PROMPT)
+    assert raw_now(attached)
+    os.kill(attached.solcap_pid(), signal.SIGHUP)
+    status, modes_after, recording = attached.finish()
+    assert status == 128 + signal.SIGHUP == 129
+    assert modes_after == attached.modes_before  # stty -g from the shell, after solcap
+    assert '"reason": "SIGHUP"' in (recording / "events.jsonl").read_text()
+    meta = json.loads((recording / "meta.json").read_text())
+    assert meta["finished"] is True
+
+
 def test_console_closing_exits_3_and_restores(tmp_path: Path) -> None:
     master, slave = os.openpty()
     path = os.ttyname(slave)
