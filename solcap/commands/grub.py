@@ -34,6 +34,7 @@ def layout(args: argparse.Namespace) -> RemoteLayout:
         grub_cfg=args.grub_cfg,
         regenerate=args.regenerate,
         path_prefix=tuple(args.path_prefix or ()),
+        tool_dirs=tuple(args.tool_dir) if args.tool_dir else None,
         entry_pattern=args.entry,
         method=args.method,
         xen_cfg=args.xen_cfg,
@@ -172,6 +173,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--regenerate", metavar="CMD", help="command that regenerates grub.cfg")
     files.add_argument(
         "--path-prefix", action="append", metavar="DIR", help="put DIR first on the remote PATH"
+    )
+    files.add_argument(
+        "--tool-dir",
+        action="append",
+        metavar="DIR",
+        help="look for update-grub/grub-mkconfig only in DIR (repeatable; default: remote PATH)",
     )
     files.add_argument("--entry", metavar="REGEX", help="Xen menuentry title/id to edit/verify")
     files.add_argument(

@@ -77,6 +77,10 @@ class RemoteLayout:
     regenerate: str | None = None
     #: Directories put first on the remote PATH (stub tools in tests, site wrappers).
     path_prefix: tuple[str, ...] = ()
+    #: Where to look for update-grub/grub2-mkconfig/grub-mkconfig; None = the whole remote
+    #: PATH (path_prefix, the login PATH, the sbin directories). An offline tree names
+    #: exactly its own tool directories, so the machine's own GRUB tools cannot be picked up.
+    tool_dirs: tuple[str, ...] | None = None
     #: Title regex (or id, or ``submenu>title`` path) of the Xen entry to edit/verify.
     entry_pattern: str | None = None
     method: Method = "auto"
@@ -165,8 +169,13 @@ def _detect_regenerate(ssh: SshConnection, layout: RemoteLayout) -> _Regen:
     if layout.regenerate is not None:
         return _Regen(layout.regenerate, layout.grub_cfg or _existing_cfg(ssh, layout, None))
     names = " ".join(name for name, _ in TOOLS)
+    search = ""
+    if layout.tool_dirs is not None:
+        # An empty PATH entry would mean the working directory: say "nowhere" explicitly.
+        dirs = ":".join(d for d in layout.tool_dirs if d) or "/nonexistent"
+        search = f"PATH={shlex.quote(dirs)}; "
     probe = ssh.run(
-        f'for t in {names}; do p=$(command -v $t) && echo "$t $p"; done; true',
+        f'{search}for t in {names}; do p=$(command -v $t) && echo "$t $p"; done; true',
         path_prefix=layout.path_prefix,
     )
     found = dict(line.split(" ", 1) for line in probe.stdout.splitlines() if " " in line)

@@ -4,7 +4,7 @@ Pure and deterministic: no I/O, no threads, no clocks. ``solcap.sim.host`` owns 
 pacing and input routing and asks this module *what* to print. Every byte is a function of
 (``HostSpec``, Xen command line, Dom0 command line, the sequence of calls made).
 
-Shapes follow real captures (``/work/shared/samples``): Xen lines are ``(XEN) …\\r\\n`` (Xen's
+Shapes follow real captures (``tests/data/samples``): Xen lines are ``(XEN) …\\r\\n`` (Xen's
 serial driver turns ``\\n`` into ``\\r\\n``); Dom0 output that passes through ``hvc0`` and then
 Xen's serial driver ends ``\\r\\r\\n`` (the tty's ONLCR, then Xen's), except what Linux's
 ``earlyprintk=xen`` boot console writes before ``hvc0`` registers, which ends ``\\r\\n``.

@@ -1,7 +1,7 @@
 """Debug-key dump generators for the simulated Xen 4.17 host.
 
 Each generator returns the dump as text lines *without* the ``(XEN) `` prefix, shaped after
-the real dumps in ``/work/shared/samples/xen4.17-key-*.txt`` and the format strings of
+the real dumps in ``tests/data/samples/xen4.17-key-*.txt`` and the format strings of
 xen-project/xen 4.17 (``common/keyhandler.c``, ``arch/x86/numa.c``, ``common/sched/credit2.c``,
 ``common/event_channel.c``, ``common/grant_table.c``, ``common/page_alloc.c``). They are pure:
 every number comes from the :class:`Machine` and the caller's :class:`random.Random`, so a given

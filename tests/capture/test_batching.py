@@ -29,7 +29,7 @@ from solcap import capture, humanlog
 from tests.capture import legacy_recorder as legacy
 
 pytestmark = pytest.mark.timeout(60)
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples"
 REPO = Path(__file__).resolve().parents[2]
 FILES = (
     "console.raw",

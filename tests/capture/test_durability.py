@@ -23,7 +23,7 @@ from solcap.capture import Recording
 from solcap.cli import main
 
 pytestmark = pytest.mark.timeout(60)
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
 def _wait_for(predicate: object, timeout: float = 20.0) -> None:

@@ -372,7 +372,9 @@ def test_at_the_real_38400_baud_line_rate() -> None:
 
 # --------------------------------------------------------------------------- real GRUB bytes
 
-SAMPLE = Path("/work/shared/samples/sol-session-grub2.06-xen4.17.raw")
+SAMPLE = (
+    Path(__file__).resolve().parents[1] / "data" / "samples" / "sol-session-grub2.06-xen4.17.raw"
+)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from solcap.errors import TargetError, UsageError
 from solcap.grub.cfg import entry_cmdlines
 from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent
 from solcap.profiles import Profile, load_profile
-from solcap.ssh import SshConnection, SshTarget, connect
+from solcap.ssh import SBIN_PATH, SshConnection, SshTarget, connect
 
 from .conftest import SUDO_PASSWORD, Sshd, write_sudo_stub
 
@@ -121,7 +121,17 @@ def profile() -> Profile:
 
 
 def _layout(root: Path, bin_dir: Path, **extra: object) -> RemoteLayout:
+    """Files under ``root``, tools looked for in ``bin_dir`` only: whatever GRUB the machine
+    running the tests has installed (/usr/sbin/update-grub, …) is not seen."""
+    extra.setdefault("tool_dirs", (str(bin_dir),))
     return RemoteLayout(root=str(root), path_prefix=(str(bin_dir),), **extra)  # type: ignore[arg-type]
+
+
+def _host_tool(tmp_path: Path) -> Path:
+    """A directory standing for the host's own sbin, with an update-grub in it."""
+    system = tmp_path / "system-sbin"
+    _stub(system, "update-grub", "boot/grub/grub.cfg")
+    return system
 
 
 def test_dry_run_shows_diff_and_changes_nothing(
@@ -243,7 +253,7 @@ def test_no_tool_and_no_entry_pattern_is_refused(
 ) -> None:
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="no update-grub, grub2-mkconfig or grub-mkconfig here"):
         plan_persistent(ssh, profile, layout=_layout(debian_root, empty_bin))
 
 
@@ -255,9 +265,52 @@ def test_system_tool_with_root_prefix_is_refused(
     _stub(elsewhere, "update-grub", "boot/grub/grub.cfg")
     # One PATH entry that is not a plain directory: the tool is found, but not "in" the prefix,
     # exactly like a system /usr/sbin/update-grub would be.
-    layout = RemoteLayout(root=str(debian_root), path_prefix=(f"{elsewhere}/.:/nonexistent",))
+    prefix = f"{elsewhere}/.:/nonexistent"
+    layout = RemoteLayout(root=str(debian_root), path_prefix=(prefix,), tool_dirs=(prefix,))
     with pytest.raises(UsageError, match="would regenerate the real /boot"):
         plan_persistent(ssh, profile, layout=layout)
+
+
+@pytest.mark.parametrize("entry", [None, "with Xen hypervisor$"])
+def test_host_grub_tools_outside_the_root_prefix_are_refused(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile, entry: str | None
+) -> None:
+    """With GRUB installed (its update-grub on the tool path but not in the PATH prefix), an
+    edit under a root prefix is refused, with or without an entry pattern: that tool would
+    regenerate the real /boot. The pair of test_direct_grub_cfg_edit_without_regenerate_tool
+    and test_no_tool_and_no_entry_pattern_is_refused, which see no tool at all."""
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    system = _host_tool(tmp_path)
+    layout = _layout(
+        debian_root, empty_bin, tool_dirs=(str(empty_bin), str(system)), entry_pattern=entry
+    )
+    before = _tree(debian_root)
+    with pytest.raises(UsageError) as info:
+        plan_persistent(ssh, profile, layout=layout)
+    assert f"found {system}/update-grub, but the files live under root prefix" in str(info.value)
+    assert "would regenerate the real /boot" in str(info.value)
+    assert _tree(debian_root) == before
+
+
+def test_this_machines_own_grub_tools_are_seen_by_default(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    """Without tool_dirs the whole remote PATH is searched, as on a real host: if this machine
+    has GRUB installed, its update-grub is found and refused under the root prefix; if not,
+    there is no tool and no entry pattern. Either way a refusal, and it says which."""
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    layout = RemoteLayout(root=str(debian_root), path_prefix=(str(empty_bin),))
+    installed = None
+    for name in ("update-grub", "grub2-mkconfig", "grub-mkconfig"):
+        installed = installed or shutil.which(name, path=f"{os.environ['PATH']}:{SBIN_PATH}")
+    with pytest.raises(UsageError) as info:
+        plan_persistent(ssh, profile, layout=layout)
+    if installed is not None:
+        assert "would regenerate the real /boot" in str(info.value), installed
+    else:
+        assert "no update-grub, grub2-mkconfig or grub-mkconfig here" in str(info.value)
 
 
 def test_direct_grub_cfg_edit_without_regenerate_tool(
@@ -364,6 +417,8 @@ def _cli(sshd: Sshd, root: Path, bin_dir: Path, *extra: str) -> list[str]:
         "--root-prefix",
         str(root),
         "--path-prefix",
+        str(bin_dir),
+        "--tool-dir",
         str(bin_dir),
         *extra,
     ]

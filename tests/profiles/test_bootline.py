@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from solcap.bootline import Cmdline, Kind, Token, merge, split_words
 from solcap.errors import UsageError
 
-# The line Xen 4.17 reported in the real SOL sample (/work/shared/samples/).
+# The line Xen 4.17 reported in the real SOL sample (tests/data/samples/).
 SAMPLE_XEN = (
     "com1=38400,8n1 console=com1 loglvl=all guest_loglvl=all "
     "dom0_mem=512M,max:512M dom0_max_vcpus=1"

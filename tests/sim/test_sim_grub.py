@@ -18,7 +18,9 @@ from solcap.sim.grub import BootRequest, GrubEntry, GrubMenu
 
 pytestmark = pytest.mark.timeout(60)
 
-SAMPLE = Path("/work/shared/samples/sol-session-grub2.06-xen4.17.raw")
+SAMPLE = (
+    Path(__file__).resolve().parents[1] / "data" / "samples" / "sol-session-grub2.06-xen4.17.raw"
+)
 XEN_TITLE = "Xen 4.17 hypervisor + Debian Linux Dom0 (busybox initramfs)"
 XEN_LINE = (
     "multiboot2 /boot/xen.gz com1=38400,8n1 console=com1 loglvl=all guest_loglvl=all "

@@ -10,7 +10,7 @@ import pytest
 
 from solcap.sim.xen import DANGEROUS_KEYS, DEBUG_KEYS, PROMPT, HostSpec, XenHost, split_args
 
-SAMPLES = Path("/work/shared/samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 GOOD = "com1=38400,8n1 console=com1 loglvl=all guest_loglvl=all dom0_mem=512M,max:512M"
 DOM0 = "console=hvc0 earlyprintk=xen loglevel=7"
 
