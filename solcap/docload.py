@@ -173,6 +173,10 @@ class _YamlBuilder:
         mark = node.start_mark
         self.doc.values[key] = Pos(mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == "!vault":  # Ansible Vault: kept encrypted, as ansible-inventory does
+                return {"__ansible_vault": str(node.value)}
+            if node.tag == "!unsafe":  # Ansible: a string never templated
+                return str(node.value)
             if node.tag not in _SCALAR_TAGS:
                 raise self.fail(node, key, f"YAML tag {node.tag!r} is not allowed")
             if node.tag == f"{_STD}str" or node.style is not None:

@@ -3,9 +3,13 @@
 Two sources, one result (a tuple of validated, immutable :class:`Host` objects):
 
 * solcap's own format, YAML or TOML (``defaults``, ``groups``, ``hosts``; docs/inventory.md);
-* static Ansible inventories, YAML or INI (groups, ``children``, host and group vars), mapping
-  ``ansible_host``/``ansible_user``/``ansible_port`` to the Dom0 SSH target and ``solcap_*``
-  vars to the BMC.
+* Ansible inventories, mapping ``ansible_host``/``ansible_user``/``ansible_port`` to the Dom0
+  SSH target, ``solcap_*`` vars to solcap's fields and the BMC variable names found in real
+  inventories (:data:`BMC_VARS`: Kayobe's and OpenShift's ``ipmi_address``, ``bmc_address``,
+  Ironic's ``driver_info.ipmi_address`` …) to the BMC. Where ``ansible-inventory`` is
+  installed it reads them (``--list``: Ansible's own precedence, dynamic inventory plugins and
+  scripts; Jinja and vaulted values arrive unevaluated, as references); the built-in static
+  reader (YAML or INI: groups, ``children``, host and group vars) is the fallback.
 
 Everything is checked before any host is contacted, and every error is one line naming
 ``file:line:column``, the host (or group) and the field. Secrets are *references* only
@@ -18,9 +22,13 @@ from __future__ import annotations
 import ast
 import fnmatch
 import hashlib
+import json
+import logging
 import os
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +41,28 @@ from solcap.limits import MAX_HOSTS, read_text
 from solcap.transports.serialport import LineSettings
 
 Scalar = str | int | float | bool
+log = logging.getLogger(__name__)
+
+#: BMC address variables of real Ansible inventories, in precedence order, each with the
+#: user and password variables that go with it. ``solcap_bmc`` comes first, then the names
+#: given with ``--bmc-var``, then these. A dotted name reads into a mapping variable.
+BMC_VARS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("solcap_bmc", ("solcap_bmc_user",), ("solcap_password",)),
+    # Kayobe (OpenStack), OpenShift IPI bare metal playbooks, many site inventories.
+    ("ipmi_address", ("ipmi_username", "ipmi_user"), ("ipmi_password",)),
+    ("bmc_address", ("bmc_username", "bmc_user"), ("bmc_password",)),
+    ("bmc_ip", ("bmc_username", "bmc_user"), ("bmc_password",)),
+    ("bmc_addr", ("bmc_username", "bmc_user"), ("bmc_password",)),
+    # OpenStack Ironic / Bifrost node definitions.
+    (
+        "driver_info.ipmi_address",
+        ("driver_info.ipmi_username",),
+        ("driver_info.ipmi_password",),
+    ),
+)
+_DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+Reader = Literal["auto", "ansible-inventory", "static"]
+READERS: tuple[Reader, ...] = ("auto", "ansible-inventory", "static")
 
 CIPHER_SUITES = (3, 17)
 #: None: negotiate as ipmitool does (the strongest of 17 and 3 the BMC offers).
@@ -753,6 +783,8 @@ def _hosts_from_ansible(
     groups: dict[str, _AGroup],
     profile_dirs: Sequence[str | os.PathLike[str]] | None,
     check_profiles: bool,
+    bmc_vars: Sequence[str] = (),
+    host_order: Sequence[str] = (),
 ) -> Inventory:
     for group in groups.values():
         for child in group.children:
@@ -788,6 +820,9 @@ def _hosts_from_ansible(
                 member[hname] = set()
                 host_pos[hname] = group.host_pos.get(hname)
             member[hname] |= {group.name} | ancestors(group.name)
+    if host_order:
+        rank = {name: index for index, name in enumerate(host_order)}
+        order.sort(key=lambda name: rank.get(name, len(rank)))
     hosts: list[Host] = []
     for hname in order:
         in_groups = member[hname] | {"all"}
@@ -806,9 +841,106 @@ def _hosts_from_ansible(
                 tuple(sorted(member[hname] - {"all", "ungrouped"})),
                 profile_dirs,
                 check_profiles,
+                bmc_vars,
             )
         )
     return Inventory(path, tuple(hosts))
+
+
+def _lookup(merged: Mapping[str, tuple[Any, _Where]], name: str) -> tuple[Any, _Where] | None:
+    """A variable by (possibly dotted) name: ``driver_info.ipmi_address`` reads a mapping."""
+    head, _, rest = name.partition(".")
+    item = merged.get(head)
+    if item is None or not rest:
+        return item
+    value, where = item
+    for part in rest.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value, _Where(where.path, where.pos, f"{where.field}.{rest}")
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _is_vaulted(value: Any) -> bool:
+    return isinstance(value, dict) and "__ansible_vault" in value
+
+
+def _plain(item: tuple[Any, _Where], what: str) -> str:
+    """A usable string value; a Jinja template or a vaulted value is refused, naming it."""
+    value, where = item
+    if _is_template(value):
+        raise where.error(
+            f"{value!r} is a Jinja template; solcap does not evaluate templates: "
+            f"set solcap_{what} to a plain value"
+        )
+    if _is_vaulted(value):
+        raise where.error(f"is vault-encrypted; set solcap_{what} to a plain value")
+    return _want_str(str(value) if isinstance(value, int) else value, where)
+
+
+def _bmc_table(
+    bmc_vars: Sequence[str],
+) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """:data:`BMC_VARS` with the ``--bmc-var`` names after ``solcap_bmc``; a given name that
+    is also a known one keeps its user and password variables."""
+    known = {entry[0]: entry for entry in BMC_VARS}
+    extra = [known.get(name, (name, (), ())) for name in bmc_vars]
+    rest = [entry for entry in BMC_VARS[1:] if entry[0] not in bmc_vars]
+    return [BMC_VARS[0], *extra, *rest]
+
+
+def _bmc_var_names(bmc_vars: Sequence[str]) -> set[str]:
+    """Top-level variable names that describe a BMC (kept out of runbook variables)."""
+    names: set[str] = set()
+    for address, users, passwords in _bmc_table(bmc_vars):
+        names |= {name.split(".", 1)[0] for name in (address, *users, *passwords)}
+    return names
+
+
+def _ansible_bmc(
+    merged: Mapping[str, tuple[Any, _Where]], bmc_vars: Sequence[str]
+) -> tuple[BmcAddress | None, SecretRef | None]:
+    """The BMC from the first address variable set (see :data:`BMC_VARS`), with its user and
+    (as a reference) its password. A Jinja or vaulted password stays unused: it is a
+    reference solcap cannot resolve, so the password comes from the command line's
+    credential options instead."""
+    table = _bmc_table(bmc_vars)
+    for address_var, user_vars, password_vars in table:
+        item = _lookup(merged, address_var)
+        if item is None:
+            continue
+        user = None
+        for user_var in ("solcap_bmc_user", *user_vars):
+            if (u := _lookup(merged, user_var)) is not None:
+                user = _plain(u, "bmc_user")
+                break
+        port = None
+        if (p := merged.get("solcap_bmc_port")) is not None:
+            port = _want_int(p[0], p[1], coerce=True)
+        bmc = parse_bmc(_plain(item, "bmc"), item[1], user=user, port=port)
+        if bmc.user is None:
+            names = ", ".join(("solcap_bmc_user", *user_vars))
+            raise item[1].error(f"no BMC user: set {names} or write ipmi://user@host")
+        password = None
+        for password_var in password_vars:
+            if (pw := _lookup(merged, password_var)) is None:
+                continue
+            if _is_template(pw[0]) or _is_vaulted(pw[0]):
+                log.info(
+                    "%s: %s is a reference solcap does not resolve (Jinja or vault); "
+                    "give the BMC password with --password-file or IPMI_PASSWORD",
+                    pw[1].field,
+                    password_var,
+                )
+            else:
+                password = parse_secret(*pw)
+            break
+        return bmc, password
+    return None, None
 
 
 def _ansible_host(
@@ -819,6 +951,7 @@ def _ansible_host(
     groups: tuple[str, ...],
     profile_dirs: Sequence[str | os.PathLike[str]] | None,
     check_profiles: bool,
+    bmc_vars: Sequence[str] = (),
 ) -> Host:
     here = _Where(path, pos, name)
     if not _NAME_RE.match(name):
@@ -835,15 +968,8 @@ def _ansible_host(
             else _want_str(str(item[0]) if isinstance(item[0], int) else item[0], item[1])
         )
 
-    bmc = None
-    if (item := get("solcap_bmc")) is not None:
-        port = None
-        if (p := get("solcap_bmc_port")) is not None:
-            port = _want_int(p[0], p[1], coerce=True)
-        bmc = parse_bmc(item[0], item[1], user=text("solcap_bmc_user"), port=port)
-        if bmc.user is None:
-            raise item[1].error("no BMC user: set solcap_bmc_user or write ipmi://user@host")
-    password = kg = None
+    bmc, password = _ansible_bmc(merged, bmc_vars)
+    kg = None
     if (item := get("solcap_password")) is not None:
         password = parse_secret(*item)
     if (item := get("solcap_kg")) is not None:
@@ -890,9 +1016,14 @@ def _ansible_host(
             known_hosts=text("solcap_known_hosts"),
         )
     variables: dict[str, Scalar] = {}
+    bmc_names = _bmc_var_names(bmc_vars)
     for key, (value, _where) in merged.items():
         if key.startswith(("ansible_", "solcap_")) or _PASSWORD_LIKE.search(key):
             continue
+        if key in bmc_names:
+            continue
+        if _is_template(value):
+            continue  # unevaluated Jinja: not a value a runbook can use
         if isinstance(value, (str, int, float, bool)) and _VAR_RE.match(key):
             variables[key] = value
     return Host(
@@ -927,25 +1058,208 @@ def _looks_ansible_yaml(data: Any) -> bool:
     )
 
 
+def ansible_inventory_binary() -> str | None:
+    """``ansible-inventory`` on PATH (Debian's ``ansible-core``), or None."""
+    return shutil.which("ansible-inventory")
+
+
+def _ansible_inventory_groups(shown: str, binary: str) -> dict[str, _AGroup]:
+    """Groups and fully merged host vars from ``ansible-inventory -i PATH --list``.
+
+    ``--list`` (without ``--export``) gives each host's variables after Ansible's own
+    precedence, so they are attached to the host directly. Values are not templated and vaulted
+    ones arrive as ``{"__ansible_vault": …}``; JSON carries no line numbers, so errors name the
+    file, the host and the variable.
+    """
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_INVENTORY_UNPARSED_FAILED="True",  # no parser took it: fail, not empty
+        ANSIBLE_DEPRECATION_WARNINGS="False",
+    )
+    try:
+        done = subprocess.run(
+            [binary, "-i", shown, "--list"],
+            capture_output=True,
+            timeout=300,
+            env=env,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(shown, f"ansible-inventory failed: {exc}") from None
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+        reason = " ".join(lines[-1].split()) if lines else f"exit status {done.returncode}"
+        raise ConfigError(shown, f"ansible-inventory could not read it: {reason}")
+    try:
+        data = json.loads(done.stdout)
+    except (ValueError, RecursionError):
+        raise ConfigError(shown, "ansible-inventory printed something that is not JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError(shown, "ansible-inventory printed something that is not a mapping")
+    meta = data.get("_meta", {})
+    hostvars = meta.get("hostvars", {}) if isinstance(meta, dict) else {}
+    groups: dict[str, _AGroup] = {}
+    for gname, body in data.items():
+        if gname == "_meta" or not isinstance(body, dict):
+            continue
+        group = groups.setdefault(gname, _AGroup(gname))
+        for child in body.get("children", []) or []:
+            if isinstance(child, str) and child not in group.children:
+                group.children.append(child)
+        for hname in body.get("hosts", []) or []:
+            if isinstance(hname, str):
+                group.hosts.setdefault(hname, {})
+    for group in list(groups.values()):
+        for child in group.children:
+            groups.setdefault(child, _AGroup(child))
+    placed: set[str] = set()
+    for group in groups.values():
+        for hname, entry in group.hosts.items():
+            if hname in placed:
+                continue
+            placed.add(hname)
+            hvars = hostvars.get(hname, {})
+            if isinstance(hvars, dict):
+                entry.update(
+                    {k: (v, _Where(shown, None, f"{hname}.{k}")) for k, v in hvars.items()}
+                )
+            group.host_pos[hname] = None
+    return groups
+
+
+def _static_groups(shown: str, ini: bool) -> dict[str, _AGroup] | None:
+    """The static reader's view of a file it understands, or None."""
+    try:
+        if ini:
+            return _ansible_ini(shown, read_text(shown, "inventory"))
+        return _ansible_yaml(load_file(shown, kind="inventory"))
+    except ConfigError:
+        return None
+
+
+def _with_positions(
+    groups: dict[str, _AGroup], static: dict[str, _AGroup] | None
+) -> dict[str, _AGroup]:
+    """Give ansible-inventory's values the file:line:column where the static reader saw them
+    (the JSON has none), so an error still points at the line to fix."""
+    if static is None:
+        return groups
+    host_where: dict[tuple[str, str], _Where] = {}
+    group_where: dict[str, _Where] = {}
+    host_pos: dict[str, Pos | None] = {}
+    for group in static.values():
+        for key, (_value, where) in group.vars.items():
+            group_where.setdefault(key, where)
+        for hname, entry in group.hosts.items():
+            host_pos.setdefault(hname, group.host_pos.get(hname))
+            for key, (_value, where) in entry.items():
+                host_where[(hname, key)] = where
+    order = {name: index for index, name in enumerate(host_pos)}
+    for group in groups.values():
+        # Hosts in the order the file lists them (ansible-inventory sorts groups its own way).
+        group.hosts = dict(
+            sorted(group.hosts.items(), key=lambda item: order.get(item[0], len(order)))
+        )
+        for hname, entry in group.hosts.items():
+            if hname in host_pos:
+                group.host_pos[hname] = host_pos[hname]
+            for key, (value, _where) in list(entry.items()):
+                found = host_where.get((hname, key)) or group_where.get(key)
+                if found is not None:
+                    entry[key] = (value, found)
+    ranked = {name: index for index, name in enumerate(static)}
+    return dict(sorted(groups.items(), key=lambda item: ranked.get(item[0], len(ranked))))
+
+
+def _host_order(static: dict[str, _AGroup] | None) -> list[str]:
+    """Host names in the order the static reader met them (the file's order)."""
+    seen: dict[str, None] = {}
+    for group in (static or {}).values():
+        for hname in group.hosts:
+            seen.setdefault(hname, None)
+    return list(seen)
+
+
+def _check_bmc_vars(bmc_vars: Sequence[str]) -> None:
+    for name in bmc_vars:
+        if not _DOTTED_RE.match(name):
+            raise UsageError(
+                f"--bmc-var {name!r}: expected a variable name such as oob_ip or "
+                "driver_info.ipmi_address"
+            )
+
+
 def load_inventory(
     path: str | os.PathLike[str],
     *,
     kind: Literal["auto", "solcap", "ansible"] = "auto",
     profile_dirs: Sequence[str | os.PathLike[str]] | None = None,
     check_profiles: bool = True,
+    bmc_vars: Sequence[str] = (),
+    reader: Reader = "auto",
 ) -> Inventory:
-    """Load and validate an inventory file; raises ConfigError naming file:line:column."""
+    """Load and validate an inventory file; raises ConfigError naming file:line:column.
+
+    ``reader`` chooses how an Ansible inventory is read: ``auto`` uses ``ansible-inventory``
+    when it is installed and the static reader otherwise; ``static`` and
+    ``ansible-inventory`` force one (the latter fails when it is missing). ``bmc_vars`` names
+    extra BMC address variables, tried after ``solcap_bmc`` and before :data:`BMC_VARS`.
+    """
     shown = os.fspath(path)
+    if reader not in READERS:
+        raise UsageError(f"inventory reader must be one of {', '.join(READERS)}, not {reader!r}")
+    _check_bmc_vars(bmc_vars)
+    binary = ansible_inventory_binary() if reader != "static" else None
+    if reader == "ansible-inventory" and binary is None:
+        raise UsageError(
+            "ansible-inventory is not installed (Debian: apt-get install ansible-core); "
+            "use the static reader instead"
+        )
     suffix = Path(shown).suffix.lower()
-    if suffix in ("", ".ini", ".cfg", ".hosts") and kind != "solcap":
-        source = read_text(shown, "inventory")
+    is_dir = os.path.isdir(shown)
+    dynamic = is_dir or (os.path.isfile(shown) and os.access(shown, os.X_OK))
+    if dynamic and kind != "solcap":
+        if binary is None:
+            what = "a directory" if is_dir else "an executable (a dynamic inventory script)"
+            raise ConfigError(
+                shown, f"is {what}: only ansible-inventory reads it (apt-get install ansible-core)"
+            )
+        groups = _ansible_inventory_groups(shown, binary)
+        inventory = _hosts_from_ansible(shown, groups, profile_dirs, check_profiles, bmc_vars)
+    elif suffix in ("", ".ini", ".cfg", ".hosts") and kind != "solcap":
+        order: list[str] = []
+        if binary is not None:
+            static = _static_groups(shown, ini=True)
+            groups = _with_positions(_ansible_inventory_groups(shown, binary), static)
+            order = _host_order(static)
+        else:
+            groups = _ansible_ini(shown, read_text(shown, "inventory"))
         inventory = _hosts_from_ansible(
-            shown, _ansible_ini(shown, source), profile_dirs, check_profiles
+            shown, groups, profile_dirs, check_profiles, bmc_vars, order
         )
     else:
         doc = load_file(shown, kind="inventory")
-        if kind == "ansible" or (kind == "auto" and _looks_ansible_yaml(doc.data)):
-            inventory = _hosts_from_ansible(shown, _ansible_yaml(doc), profile_dirs, check_profiles)
+        plugin = isinstance(doc.data, dict) and "plugin" in doc.data
+        if kind == "ansible" or (kind == "auto" and (_looks_ansible_yaml(doc.data) or plugin)):
+            order = []
+            if binary is not None:
+                static = None if plugin else _static_groups(shown, ini=False)
+                groups = _with_positions(_ansible_inventory_groups(shown, binary), static)
+                order = _host_order(static)
+            elif plugin:
+                raise ConfigError(
+                    shown,
+                    "an inventory plugin configuration: only ansible-inventory reads it "
+                    "(apt-get install ansible-core)",
+                    field="plugin",
+                )
+            else:
+                groups = _ansible_yaml(doc)
+            inventory = _hosts_from_ansible(
+                shown, groups, profile_dirs, check_profiles, bmc_vars, order
+            )
         else:
             inventory = _load_solcap(doc, profile_dirs, check_profiles)
     if not inventory.hosts:

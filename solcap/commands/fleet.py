@@ -40,6 +40,21 @@ def add_fleet_options(
     group = parser.add_argument_group("fleet (with --inventory)")
     if inventory:
         group.add_argument("--inventory", metavar="FILE", help="solcap or Ansible inventory")
+    group.add_argument(
+        "--bmc-var",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Ansible variable holding the BMC address, tried after solcap_bmc and before "
+        "the known names (ipmi_address, bmc_address, …; docs/inventory.md); repeat",
+    )
+    group.add_argument(
+        "--inventory-reader",
+        choices=("auto", "ansible-inventory", "static"),
+        default="auto",
+        help="how Ansible inventories are read: ansible-inventory --list where installed "
+        "(auto, the default) or solcap's static reader",
+    )
     if selection:
         group.add_argument(
             "--limit", action="append", default=[], metavar="GLOB", help="host name glob (repeat)"
@@ -84,7 +99,11 @@ def refuse_fleet_options(args: argparse.Namespace, command: str) -> None:
 
 def select(args: argparse.Namespace, labels: list[str]) -> list[Host]:
     """The hosts this run takes: inventory → --limit/--label → --shard → --retry-failed."""
-    inventory = load_inventory(args.inventory)
+    inventory = load_inventory(
+        args.inventory,
+        bmc_vars=getattr(args, "bmc_var", None) or (),
+        reader=getattr(args, "inventory_reader", "auto"),
+    )
     shard = parse_shard(args.shard) if args.shard else None
     hosts = select_hosts(inventory.hosts, names=args.limit, labels=labels, shard=shard)
     if args.retry_failed:

@@ -54,9 +54,8 @@ def test_unusable_lines_are_skipped_with_a_warning(
     # refused the whole file, so the good line after it never counted).
     known = tmp_path / "known_hosts"
     known.write_text("\n".join([*JUNK, sshd.known_hosts_line.rstrip("\n")]) + "\n")
-    with caplog.at_level(logging.WARNING, logger="solcap"):
-        with connect(target(sshd, known)) as ssh:
-            assert ssh.run("true").ok
+    with caplog.at_level(logging.WARNING, logger="solcap"), connect(target(sshd, known)) as ssh:
+        assert ssh.run("true").ok
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(f"{known}:3:" in w and "@cert-authority" in w for w in warnings), warnings
     assert any(f"{known}:4:" in w and "base64" in w for w in warnings), warnings
