@@ -455,6 +455,9 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         self._started = False
         self.breaks = 0
         self.received = bytearray()  # every byte a client typed, for tests
+        #: Answer every Activate Payload with this completion code (0x81 SOL disabled, 0x82
+        #: session limit, 0x83/0x84 encryption required/unsupported), as a real BMC may.
+        self.refuse_activation: int | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> VirtualBmc:
@@ -689,6 +692,9 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         if len(data) < 2 or data[0] != 1:
             session.send_ipmi_response(code=0xCC)
             return
+        if self.refuse_activation is not None:
+            session.send_ipmi_response(code=self.refuse_activation)
+            return
         if self.sol is not None and self.sol.ipmi_session is not session:
             session.send_ipmi_response(code=0x80)
             return
@@ -786,6 +792,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--user", default="admin")
+    parser.add_argument(
+        "--refuse-activation",
+        type=lambda text: int(text, 0),
+        metavar="CODE",
+        help="answer Activate Payload with this completion code (e.g. 0x81)",
+    )
     args = parser.parse_args(argv)
     password = os.environ.get("IPMI_PASSWORD")
     if not password:
@@ -803,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         password=password,
         kg=kg.encode() if kg else None,
     )
+    bmc.refuse_activation = args.refuse_activation
     with bmc:
         print(f"port={bmc.port}", flush=True)
         done.wait()

@@ -21,7 +21,8 @@ from solcap.errors import ConsoleClosed, ExpectTimeout
 from solcap.sol import ReconnectingTransport, ReconnectPolicy
 from solcap.testing.faultproxy import FaultProxy, proxy_address
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, Liveness
-from tests.ipmi.conftest import ipmi_env, need
+from solcap.transports.registry import open_transport
+from tests.ipmi.conftest import ipmi_env, need, read_until
 from tests.resilience.conftest import PASSWORD, USER, BmcProcess, HostWriter, pattern, sha
 
 pytestmark = pytest.mark.timeout(60)
@@ -205,3 +206,78 @@ def test_ipmi_sim_sol_deactivated_by_ipmitool_is_detected_and_reconnected(ipmi_s
     # stops acknowledging), so liveness finds the loss: cause "lost", never anything else.
     # The virtual BMC, which does answer, is checked for "deactivated" above.
     assert lost["cause"] == "lost", lost
+
+
+def test_keystrokes_unacknowledged_at_the_loss_are_reported_and_not_resent(
+    bmc: BmcProcess, pty_pair, tmp_path
+) -> None:
+    """docs/resilience.md: keystrokes written but not acknowledged when a session is lost are
+    not resent on the new one; the ``disconnected`` event says how many (``unsent_input``)."""
+    typed = b"typed-into-the-blackhole"
+    with FaultProxy(proxy_address(bmc.port), ("127.0.0.1", bmc.port), seed=9) as proxy:
+        tr = _transport(proxy.address[0], proxy.address[1])
+        writer = HostWriter(pty_pair.master)
+        with Console(tr) as con:
+            writer.write(b"ready\r\n")
+            con.expect([b"ready\r\n"], timeout=20)
+            proxy.blackhole(FAST.detection_bound + 2.0)
+            tr.write(typed)  # the packet dies in the blackhole: never acknowledged
+            # Host output the BMC cannot deliver makes it give the dead session up (its SOL
+            # retries run out), as the blackhole test relies on; else it holds SOL for 60 s.
+            writer.write(b"host output during the blackhole\r\n")
+            lost = _wait_event(tr, "disconnected", FAST.detection_bound + 5.0)
+            _wait_event(tr, "gap", 40)
+            tr.write(b"|after")
+            got = read_until(pty_pair.master, b"|after", 20)
+            writer.join(5)
+    assert lost["cause"] == "lost" and lost["unsent_input"] == len(typed), lost
+    assert got == b"|after"  # the host got the new keystrokes, none of the lost ones
+
+
+def test_reconnect_0_gives_the_bare_transport_that_ends_at_the_first_loss(
+    bmc: BmcProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/resilience.md: ``?reconnect=0`` is the bare IpmiSolTransport, which raises
+    ``ConsoleClosed`` at the first loss instead of reconnecting."""
+    monkeypatch.setenv("IPMI_PASSWORD", PASSWORD)
+    url = f"ipmi://{USER}@127.0.0.1:{bmc.port}"
+    default = open_transport(url)
+    try:
+        assert isinstance(default, ReconnectingTransport)
+    finally:
+        default.close()
+    bare = open_transport(url + "?reconnect=0")
+    try:
+        assert isinstance(bare, IpmiSolTransport) and not isinstance(bare, ReconnectingTransport)
+        _ipmitool_deactivate(bmc.port)
+        with pytest.raises(ConsoleClosed, match="deactivated"):
+            for _ in range(100):  # 20 s at most; the BMC tells the holder at once
+                bare.read(100, 0.2)
+        with pytest.raises(ConsoleClosed):
+            bare.read(100, 0.2)  # and it stays closed: nothing reconnected behind our back
+    finally:
+        bare.close()
+
+
+def test_reconnection_gives_up_after_max_total_seconds(bmc: BmcProcess, pty_pair) -> None:
+    """docs/resilience.md: gives up after ``max_attempts`` or ``max_total`` s, with a
+    ``reconnect_gave_up`` event, and the next call raises ConsoleClosed naming the last error."""
+    policy = ReconnectPolicy(initial_delay=0.2, max_delay=0.5, max_attempts=1000, max_total=4.0)
+    target = IpmiTarget("127.0.0.1", USER, bmc.port)
+    tr = ReconnectingTransport(
+        lambda: IpmiSolTransport(target, PASSWORD, liveness=FAST, connect_timeout=1.0),
+        policy=policy,
+    )
+    with Console(tr) as con:
+        bmc.kill()  # gone for good: every reconnection finds nobody
+        started = time.monotonic()
+        with pytest.raises(ConsoleClosed, match="gave up reconnecting after") as info:
+            con.expect([b"never"], timeout=60)
+        took = time.monotonic() - started
+    gave_up = _wait_event(tr, "reconnect_gave_up", 1)
+    attempts = int(str(gave_up["attempts"]))
+    assert 1 <= attempts < 1000  # max_total ended it, not max_attempts
+    # Within max_total of the loss (plus one connect attempt's 1 s and the detection).
+    assert float(str(gave_up["elapsed_s"])) <= policy.max_total + 1.0 + 1.0, gave_up
+    assert took <= FAST.detection_bound + policy.max_total + 5.0, took
+    assert "no answer" in str(info.value), info.value
