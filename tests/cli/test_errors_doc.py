@@ -28,6 +28,7 @@ def test_every_file_cap_is_documented() -> None:
         "meta": "16 MiB",
         "summary": "16 MiB",
         "dmesg": "64 MiB",
+        "known_hosts": "16 MiB",
     }
     assert set(shown) == set(limits.FILE_CAPS)
     units = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20}
