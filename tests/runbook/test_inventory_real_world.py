@@ -94,7 +94,14 @@ def test_templated_address_is_refused_naming_host_and_field(reader: str) -> None
         assert ":4:" in message  # the static reader knows the line
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in DATA.iterdir() if p.name != "README.md"))
+@pytest.mark.parametrize(
+    "name",
+    [
+        *sorted(p.name for p in DATA.iterdir() if p.name != "README.md"),
+        "../ansible.ini",  # the static reader's own test files, too
+        "../ansible.yaml",
+    ],
+)
 def test_both_readers_agree(name: str) -> None:
     peers.need("ansible-inventory")
     results = []
