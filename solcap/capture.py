@@ -114,7 +114,6 @@ def check_root(root: Path | str | None) -> None:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_APPEND
-_RELATIVE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def _check_not_shared(fd: int, path: Path) -> None:
@@ -184,7 +183,7 @@ def _split_relative(relative: str) -> list[str]:
     """``keys/q.txt`` → ``["keys", "q.txt"]``; anything that could leave the directory
     (``..``, absolute, hidden, empty parts) is refused."""
     parts = relative.split("/")
-    if not relative or not all(_RELATIVE_PART.fullmatch(part) for part in parts):
+    if not relative or not all(part and part[0] != "." and "\0" not in part for part in parts):
         raise UsageError(f"{relative!r}: not a plain file name inside the recording")
     return parts
 
