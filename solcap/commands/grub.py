@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from solcap.commands import sshopts
+from solcap.commands import ipmiopts, sshopts
 from solcap.errors import ExitStatus, UsageError
 from solcap.grub.cfg import CMDLINE_VARIABLES
 from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent, xen_entries
@@ -95,6 +95,7 @@ def _show_entries(ssh: SshConnection, cfg: str | None, where: RemoteLayout, out:
 def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     """Dry run by default; ``--write`` backs up, writes, regenerates and verifies."""
     profile = _profile(args)
+    _check_ipmi_options(args)
     if args.oneshot:
         return _oneshot(args, profile, out)
     with connect(ssh_target(args)) as ssh:
@@ -116,12 +117,21 @@ def _power_cycler(args: argparse.Namespace) -> Callable[[], None] | None:
     if bmc is None:
         raise UsageError("--power-cycle needs --bmc ipmi://user@bmc when HOST is not ipmi://")
     from solcap.bmc import power
-    from solcap.credentials import password_source
+
+    password, kg = ipmiopts.password(args, prompt=False), ipmiopts.kg(args)
 
     def cycle() -> None:
-        power(bmc, "cycle", password_source=password_source(prompt=False))
+        power(bmc, "cycle", password_source=password, kg=kg)
 
     return cycle
+
+
+def _check_ipmi_options(args: argparse.Namespace) -> None:
+    """The IPMI credentials serve an ``ipmi://`` HOST or ``--bmc`` of ``--oneshot`` only."""
+    if not args.oneshot:
+        ipmiopts.refuse_unless_ipmi(args, None)
+        return
+    ipmiopts.refuse_unless_ipmi(args, args.bmc if args.bmc else args.host)
 
 
 def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
@@ -137,18 +147,38 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
             file=out,
         )
         return ExitStatus.OK
-    from solcap.capture import Recording, safe_name
-    from solcap.console import open_console
+    from solcap.capture import Recording
+    from solcap.console import Console
+    from solcap.transports.registry import connection_meta, host_name, open_transport
     from solcap.transports.serialport import LineSettings
 
-    host = safe_name(args.host.split("://", 1)[-1].split("?", 1)[0].removeprefix("/dev/"))
+    host = host_name(args.host)
     power_cycle = _power_cycler(args)
-    recording = Recording(host, label="grub-oneshot", root=args.recordings)
+    line = LineSettings.parse(args.line)
+    if args.host.lower().startswith("ipmi://"):
+        from solcap.transports.ipmi import open_sol
+
+        transport = open_sol(
+            args.host, password_source=ipmiopts.password(args), kg=ipmiopts.kg(args)
+        )
+    else:
+        transport = open_transport(args.host, line=line)
     try:
-        with open_console(
-            args.host, line=LineSettings.parse(args.line), host=host, sink=recording.feed
-        ) as console:
-            recording.event("connect", target=args.host)
+        recording = Recording(host, label="grub-oneshot", root=args.recordings)
+    except BaseException:
+        transport.close()
+        raise
+    console = Console(transport, host=host, sink=recording.feed)
+    try:
+        try:
+            console.start()
+        except BaseException:
+            console.close()
+            raise
+        with console:
+            meta = connection_meta(transport)
+            recording.set_meta(**meta)
+            recording.event("connect", target=args.host, **meta)
             result = apply_oneshot(console, profile, entry=entry, power_cycle=power_cycle)
     finally:
         summary = recording.close()
@@ -217,4 +247,8 @@ def register(sub: Any) -> None:
     )
     apply.add_argument("--bmc", metavar="URL", help="--oneshot: ipmi:// BMC for --power-cycle")
     apply.add_argument("--recordings", type=Path, help="--oneshot: recordings root")
+    ipmiopts.add_ipmi_options(
+        apply,
+        title="IPMI credentials (--oneshot on ipmi://, --power-cycle; never on the command line)",
+    )
     apply.set_defaults(func=cmd_apply)

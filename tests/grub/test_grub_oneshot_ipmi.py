@@ -72,6 +72,8 @@ def test_oneshot_edit_over_ipmi_makes_xen_visible(
     # client from power-on to a running Dom0, carries GRUB's menu and no hypervisor byte.
     assert b"The highlighted entry will be executed automatically in" in first
     assert b"(XEN)" not in first and b"Xen version" not in first
+    # The BMC password as a file for this run: it beats a stale IPMI_PASSWORD (ipmitool -f/-E).
+    env["IPMI_PASSWORD"] = "stale-password"
     proc = subprocess.run(
         [
             sys.executable,
@@ -87,6 +89,8 @@ def test_oneshot_edit_over_ipmi_makes_xen_visible(
             "--power-cycle",
             "--recordings",
             str(tmp_path / "rec"),
+            "--password-file",
+            str(lab.password_file),
         ],
         env=env,
         capture_output=True,

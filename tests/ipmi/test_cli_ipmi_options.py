@@ -73,12 +73,13 @@ IPMI_COMMANDS = [
     ["run", "failed-boot", "--host", "ipmi://admin@bmc"],
     ["power", "ipmi://admin@bmc", "status"],
     ["sol-info", "ipmi://admin@bmc"],
+    ["grub", "apply", "ipmi://admin@bmc", "--oneshot"],
 ]
 
 
 def _option_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
     with pytest.raises(SystemExit):
-        main([argv[0], *(["status"] if argv[0] == "power" else []), "--help"])
+        main([*argv[: 2 if argv[0] == "grub" else 1], "--help"])
     text = " ".join(capsys.readouterr().out.split())
     found = []
     for flag in ("--password-file PATH", "--kg-file PATH"):
@@ -91,7 +92,8 @@ def _option_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[st
 def test_every_ipmi_command_takes_the_same_credential_options(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    shown = {argv[0]: _option_help(argv, capsys) for argv in IPMI_COMMANDS}
+    shown = {" ".join(argv[:2]): _option_help(argv, capsys) for argv in IPMI_COMMANDS}
+    shown["capture"] = shown.pop("capture ipmi://admin@bmc")
     assert "beats $IPMI_PASSWORD" in shown["capture"][0]
     assert "beats $IPMI_KGKEY" in shown["capture"][1]
     assert all(help_ == shown["capture"] for help_ in shown.values()), shown
@@ -122,3 +124,18 @@ def test_recording_name_is_the_host_not_the_query(host_bmc: HostBehindBmc, tmp_p
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == [f"127.0.0.1_{host_bmc.port}"]
+
+
+def test_grub_credentials_only_with_an_ipmi_console_or_bmc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("x\n")
+    secret.chmod(0o600)
+    base = ["grub", "apply", "--profile", "xen-serial-debug", "--password-file", str(secret)]
+    assert main([*base[:2], "ssh://root@127.0.0.1:1", *base[2:]]) == 2  # persistent: SSH only
+    assert "--password-file applies to ipmi:// targets only" in capsys.readouterr().err
+    assert main([*base[:2], "/dev/ttyS9", *base[2:], "--oneshot"]) == 2
+    assert "--password-file applies to ipmi:// targets only" in capsys.readouterr().err
+    argv = [*base[:2], "/dev/ttyS9", *base[2:], "--oneshot", "--bmc", "ipmi://admin@bmc"]
+    assert main(argv) == 0  # the file is --power-cycle's (a dry run: nothing opened)
