@@ -1129,14 +1129,63 @@ def _ansible_inventory_groups(shown: str, binary: str) -> dict[str, _AGroup]:
     return groups
 
 
-def _static_groups(shown: str, ini: bool) -> dict[str, _AGroup] | None:
-    """The static reader's view of a file it understands, or None."""
+def _static_groups(shown: str, ini: bool, *, strict: bool) -> dict[str, _AGroup] | None:
+    """The static reader's view of a file it understands, or None.
+
+    ``strict`` (the ``auto`` reader) lets its error through: it runs *before* ansible-inventory
+    so that what the static reader refuses (a file over the size cap, ``/dev/zero``, a host
+    range that expands past the cap, a malformed range) is a one-line file:line:field error
+    at once, rather than a subprocess that reads for ever, expands a billion hosts, or answers
+    "No inventory was parsed". A forced ``ansible-inventory`` reader only borrows positions.
+    """
     try:
         if ini:
             return _ansible_ini(shown, read_text(shown, "inventory"))
         return _ansible_yaml(load_file(shown, kind="inventory"))
     except ConfigError:
+        if strict:
+            raise
         return None
+
+
+#: What an Ansible inventory directory holds besides inventory files.
+_INVENTORY_SUBDIRS = frozenset({"group_vars", "host_vars", "inventory_plugins", "vars_plugins"})
+#: An inventory directory with more entries than this is not one.
+MAX_INVENTORY_DIR_ENTRIES = 1000
+
+
+def _check_inventory_dir(shown: str) -> None:
+    """Refuse a directory that is not an Ansible inventory directory (``/``, ``/etc`` …).
+
+    Ansible reads every file in such a directory as an inventory source, so handing it an
+    arbitrary directory means parsing (or executing) whatever lies there. Its own layout is
+    inventory files plus ``group_vars``/``host_vars``; anything else is refused unread.
+    """
+    try:
+        with os.scandir(shown) as entries:
+            found = []
+            for entry in entries:
+                found.append(entry)
+                if len(found) > MAX_INVENTORY_DIR_ENTRIES:
+                    break
+    except OSError as exc:
+        raise ConfigError(shown, f"cannot list the directory: {exc.strerror}") from None
+    if len(found) > MAX_INVENTORY_DIR_ENTRIES:
+        raise ConfigError(
+            shown, f"is a directory with over {MAX_INVENTORY_DIR_ENTRIES} entries, not an inventory"
+        )
+    others = sorted(
+        e.name
+        for e in found
+        if e.is_dir(follow_symlinks=False) and e.name not in _INVENTORY_SUBDIRS
+    )
+    if others or not any(e.is_file() for e in found):
+        why = f"it holds the directory {others[0]!r}" if others else "it holds no file"
+        raise ConfigError(
+            shown,
+            f"is a directory, not an Ansible inventory directory ({why}; one holds inventory "
+            "files and group_vars/host_vars)",
+        )
 
 
 def _with_positions(
@@ -1226,12 +1275,14 @@ def load_inventory(
             raise ConfigError(
                 shown, f"is {what}: only ansible-inventory reads it (apt-get install ansible-core)"
             )
+        if is_dir:
+            _check_inventory_dir(shown)
         groups = _ansible_inventory_groups(shown, binary)
         inventory = _hosts_from_ansible(shown, groups, profile_dirs, check_profiles, bmc_vars)
     elif suffix in ("", ".ini", ".cfg", ".hosts") and kind != "solcap":
         order: list[str] = []
         if binary is not None:
-            static = _static_groups(shown, ini=True)
+            static = _static_groups(shown, ini=True, strict=reader == "auto")
             groups = _with_positions(_ansible_inventory_groups(shown, binary), static)
             order = _host_order(static)
         else:
@@ -1245,7 +1296,9 @@ def load_inventory(
         if kind == "ansible" or (kind == "auto" and (_looks_ansible_yaml(doc.data) or plugin)):
             order = []
             if binary is not None:
-                static = None if plugin else _static_groups(shown, ini=False)
+                static = (
+                    None if plugin else _static_groups(shown, ini=False, strict=reader == "auto")
+                )
                 groups = _with_positions(_ansible_inventory_groups(shown, binary), static)
                 order = _host_order(static)
             elif plugin:
