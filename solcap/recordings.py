@@ -63,6 +63,9 @@ def open_inside(root: Path, relative: str) -> BinaryIO:
     reason = outside_reason(relative)
     if reason is not None:
         raise UsageError(f"{root}: {reason}")
+    if "\0" in str(root) or "\0" in relative:
+        # os.open would raise ValueError: a path no file can have is one line, not a bug.
+        raise UsageError(f"{str(root)!r}: a file name cannot contain a NUL byte")
     parts = relative.split("/")
     shown = root / relative
     try:

@@ -183,3 +183,13 @@ def test_a_good_export_still_works(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["export", str(rec), "--asciicast", str(tmp_path / "x.cast")]) == 0
     lines = (tmp_path / "x.cast").read_text().splitlines()
     assert lines[1] == '[0.1, "o", "hello\\n"]'
+
+
+@pytest.mark.parametrize("command", ["show", "replay"])
+def test_a_recording_path_with_a_nul_byte_is_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by the CLI fuzz suite: os.open raised ValueError ("embedded null byte"), exit 1.
+    status, err = _run([command, f"{tmp_path}/rec\0x"], capsys)
+    assert status == 2
+    assert "NUL byte" in err
