@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .common import Result, finish, kv, rx, start, to_int
+from .common import Result, finish, kv, note_shape, rx, start, to_int
 from .text import cpulist
 
 _R = rx
@@ -196,6 +196,9 @@ def parse_i(data: bytes) -> Result:
         else:
             result["unparsed"].append(line)
     result.update(irqs=irqs, direct_vectors=direct, ioapic=ioapic)
+    if irqs or direct or ioapic:
+        # dump_irqs and the IO-APIC dump are x86's (arch/x86/irq.c, io_apic.c).
+        note_shape(result, arch="x86_64")
     if irqs and not seen_direct:
         result["truncated"] = True
     return finish(result, lines)
