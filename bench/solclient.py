@@ -69,7 +69,7 @@ class Session:
         self.console: Console | None = None
         if engine:
             # The SOL engine prototype: bytes reach the recorder in the engine's thread.
-            from solcap.transports.ipmi_engine import open_ipmi_engine
+            from solcap.transports.ipmi.engine import open_ipmi_engine
 
             self.transport: Any = open_ipmi_engine(
                 url, password_source=password_source(file=pwfile), sink=self._sink

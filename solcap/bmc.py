@@ -1,6 +1,6 @@
 """Chassis power control: the library call behind ``solcap power``.
 
-Independent of pyghmi: the IPMI specifics live in :mod:`solcap.transports.ipmi_power`, which is
+Independent of pyghmi: the IPMI specifics live in :mod:`solcap.transports.ipmi.power`, which is
 imported only when a power action is actually requested (so serial-only users never load
 pyghmi). The password comes from a :class:`~solcap.credentials.PasswordSource`, never argv.
 
@@ -45,7 +45,7 @@ def power(
         raise UsageError(f"{target_url}: power control needs an ipmi://user@bmc address")
     # Imported here: pyghmi is loaded only by those who use IPMI.
     from solcap.transports.ipmi import IpmiTarget
-    from solcap.transports.ipmi_power import power_action
+    from solcap.transports.ipmi.power import power_action
 
     target = IpmiTarget.parse(target_url)
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")
@@ -79,7 +79,7 @@ def sol_config(
     if not target_url.lower().startswith("ipmi://"):
         raise UsageError(f"{target_url}: SOL configuration needs an ipmi://user@bmc address")
     from solcap.transports.ipmi import IpmiTarget
-    from solcap.transports.ipmi_power import sol_parameters
+    from solcap.transports.ipmi.power import sol_parameters
 
     target = IpmiTarget.parse(target_url)
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")

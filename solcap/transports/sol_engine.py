@@ -20,7 +20,7 @@ direction, measured beside it (docs/design.md, "SOL engine"):
   :meth:`solcap.capture.Recording.feed`) in that same thread, with no queue in between.
 
 Session set-up (RAKP, the keys K1 and K2), IPMI commands, activation and logout stay with
-pyghmi: :mod:`solcap.transports.ipmi_engine` logs in and activates there, then hands the
+pyghmi: :mod:`solcap.transports.ipmi.engine` logs in and activates there, then hands the
 session's socket and keys to a :class:`SolEngine`, and hands them back for deactivation and
 logout. Nothing here imports pyghmi.
 """

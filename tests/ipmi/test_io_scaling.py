@@ -1,10 +1,11 @@
 """pyghmi's I/O loop as solcap patches it: only ready sockets are read, and many sessions scale.
 
 pyghmi's I/O thread used to rebuild a poll set of every socket and ``recvfrom`` every socket
-after each wake-up (O(N) per packet). :class:`solcap.transports.ipmi._PollSelect` keeps one
-epoll set and :func:`solcap.transports.ipmi._ready_graball` reads only what it reported. These
-tests check that the replacement routes exactly as pyghmi's ``_io_graball`` does, reads no idle
-socket, survives descriptor reuse, and carries 200 sessions with descriptors above 1024 from
+after each wake-up (O(N) per packet). :class:`solcap.transports.ipmi.ioloop._PollSelect`
+keeps one epoll set and :func:`solcap.transports.ipmi.ioloop._ready_graball` reads only what it
+reported. These tests check that the replacement routes exactly as pyghmi's ``_io_graball``
+does, reads no idle socket, survives descriptor reuse, and carries 200 sessions with
+descriptors above 1024 from
 virtual BMCs byte-exactly.
 """
 
@@ -32,6 +33,7 @@ import pyghmi.ipmi.private.session as pyghmi_session
 import pytest
 
 from solcap.transports import ipmi
+from solcap.transports.ipmi import ioloop
 from tests import peers
 from tests.ipmi.conftest import PASSWORD, USER
 
@@ -110,9 +112,9 @@ def run_scenario(monkeypatch: pytest.MonkeyPatch, use_pyghmi: bool) -> dict[str,
             # pyghmi's loop waits first; its graball reads every socket regardless.
             select.select([s.sock for s in socks[:4]], [], [], 2.0)
             time.sleep(0.05)  # loopback delivery of all six is synchronous; margin only
-            addrs = ipmi._pyghmi_io_graball(socks, iowaiters)
+            addrs = ioloop._pyghmi_io_graball(socks, iowaiters)
         else:
-            poller = ipmi._PollSelect()
+            poller = ioloop._PollSelect()
             want = {0, 1, 2, 3}
             deadline = time.monotonic() + 5
             ready: set[int] = set()
@@ -120,7 +122,7 @@ def run_scenario(monkeypatch: pytest.MonkeyPatch, use_pyghmi: bool) -> dict[str,
                 got, _, _ = poller.select(socks, (), (), 1.0)
                 ready = {socks.index(s) for s in got}
             assert ready == want, ready
-            addrs = ipmi._ready_graball(socks, iowaiters, poller)
+            addrs = ioloop._ready_graball(socks, iowaiters, poller)
         reads = [s.reads for s in socks]
     finally:
         for s in socks:
@@ -164,7 +166,7 @@ def test_ready_graball_routes_like_pyghmi_and_reads_only_ready_sockets(
 
 
 def test_poller_follows_socket_list_changes_and_descriptor_reuse() -> None:
-    poller = ipmi._PollSelect()
+    poller = ioloop._PollSelect()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -184,7 +186,7 @@ def test_poller_follows_socket_list_changes_and_descriptor_reuse() -> None:
         assert got == [second]
         assert poller.take_ready() == [second]
         assert poller.take_ready() is None
-        assert ipmi._ready_graball(socks, {}, poller) == [peer.getsockname()]
+        assert ioloop._ready_graball(socks, {}, poller) == [peer.getsockname()]
         got, _, _ = poller.select(socks, (), (), 0)
         assert got == []  # drained
         second.close()
@@ -310,17 +312,17 @@ def test_directed_wait_returns_at_once_when_its_reply_was_already_read(
     sess.pktqueue.append((b"\x06\x00\xff\x07reply", addr, None, True))
     monkeypatch.setattr(pyghmi_session, "sessionqueue", collections.deque([sess]))
     t0 = time.monotonic()
-    ipmi._bounded_io_wait(5.0, addr)
+    ioloop._bounded_io_wait(5.0, addr)
     assert time.monotonic() - t0 < 1.0
     # The same queued packet does not end a second wait (it may be another session's).
     t0 = time.monotonic()
-    ipmi._bounded_io_wait(0.2, addr)
+    ioloop._bounded_io_wait(0.2, addr)
     assert time.monotonic() - t0 >= 0.19
     # Nor does a packet from another address.
     sess.pktqueue.appendleft((b"\x06\x00\xff\x07other", addr, None, True))
     sess.sockaddr = ("127.0.0.1", 62301)  # type: ignore[attr-defined]
     t0 = time.monotonic()
-    ipmi._bounded_io_wait(0.2, addr)
+    ioloop._bounded_io_wait(0.2, addr)
     assert time.monotonic() - t0 >= 0.19
 
 
@@ -345,7 +347,7 @@ def test_socket_appended_while_the_poller_resyncs_is_watched_next_time() -> None
     peer, first, late = socks
     try:
         live = GrowingList([first], late)
-        poller = ipmi._PollSelect()
+        poller = ioloop._PollSelect()
         assert poller.select(live, (), (), 0)[0] == []
         assert late in live  # appended during that call's pass over the list
         peer.sendto(b"\x06\x00\xff\x07late", late.getsockname())

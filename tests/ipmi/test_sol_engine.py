@@ -16,7 +16,7 @@ from solcap.capture import Recording
 from solcap.console import Console
 from solcap.errors import ConsoleClosed
 from solcap.transports.ipmi import IpmiTarget, SolBusyError
-from solcap.transports.ipmi_engine import EngineSolTransport
+from solcap.transports.ipmi.engine import EngineSolTransport
 from solcap.transports.sol_engine import (
     PAYLOAD_SOL,
     RmcpPlusCodec,

@@ -8,7 +8,7 @@ import pytest
 from solcap.capture import Recording
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.ipmi import IpmiTarget
-from solcap.transports.ipmi_engine import EngineSolTransport
+from solcap.transports.ipmi.engine import EngineSolTransport
 from tests.resilience.conftest import (
     PASSWORD,
     USER,

@@ -1,14 +1,15 @@
 """Chassis power over IPMI lanplus through pyghmi; every pyghmi specific of power lives here.
 
 Power control needs none of SOL's machinery, only one short authenticated session, but it must
-obey the same rules as :mod:`solcap.transports.ipmi`:
+obey the same rules as SOL (:mod:`solcap.transports.ipmi`):
 
 * pyghmi's state is process-global and only one thread may pump it, so every pyghmi call runs
-  in that module's pump thread (``_Pump.call``); a ``solcap console`` with SOL open can power
-  cycle through the same process without two threads racing inside pyghmi;
-* the session is that module's ``_Session``: a fresh login on its own socket that proposes
-  exactly one cipher suite, chosen as for SOL by ``negotiate`` (``?cipher=`` pins it), and
-  checks what the BMC accepted;
+  in the pump thread (:mod:`~solcap.transports.ipmi.ioloop`, ``_Pump.call``); a ``solcap
+  console`` with SOL open can power cycle through the same process without two threads racing
+  inside pyghmi;
+* the session is :mod:`~solcap.transports.ipmi.session`'s ``_Session``: a fresh login on its
+  own socket that proposes exactly one cipher suite, chosen as for SOL by ``negotiate``
+  (``?cipher=`` pins it), and checks what the BMC accepted;
 * pyghmi's ``IpmiException`` and its error dicts become :class:`~solcap.errors.ConnectError`
   (login) or :class:`~solcap.errors.TargetError` (the command), naming the BMC;
 * the session is logged out on every path, success or failure: BMCs have few session slots.
@@ -29,15 +30,9 @@ import pyghmi.exceptions as pyghmi_exc
 import pyghmi.ipmi.command as pyghmi_command
 
 from solcap.errors import ConnectError, TargetError
-from solcap.transports.ipmi import (
-    CONNECT_TIMEOUT,
-    IpmiTarget,
-    _login_error,
-    _Pump,
-    _Session,
-    negotiate,
-    pinned_suite,
-)
+from solcap.transports.ipmi.ioloop import _Pump
+from solcap.transports.ipmi.session import _login_error, _Session, negotiate, pinned_suite
+from solcap.transports.ipmi.target import CONNECT_TIMEOUT, IpmiTarget
 
 __all__ = ["ACTIONS", "PowerSession", "power_action", "sol_parameters"]
 

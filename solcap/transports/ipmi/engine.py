@@ -1,6 +1,6 @@
 """``ipmi://`` SOL with pyghmi for set-up and :mod:`solcap.transports.sol_engine` for data.
 
-A prototype beside :class:`solcap.transports.ipmi.IpmiSolTransport`, not used by default
+A prototype beside :class:`solcap.transports.ipmi.transport.IpmiSolTransport`, not used by default
 (docs/design.md, "SOL engine"). Login, cipher suite, Kg, activation with steal/busy handling:
 exactly the existing path (it *is* that class). The moment the BMC has activated the payload,
 in pyghmi's pump thread, the session is handed over:
@@ -34,15 +34,15 @@ import pyghmi.ipmi.private.util as pyghmi_util
 
 from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import ConsoleClosed
-from solcap.transports.ipmi import (
+from solcap.transports.ipmi.sol import SolConsole
+from solcap.transports.ipmi.target import (
     CONNECT_TIMEOUT,
-    IpmiSolTransport,
     IpmiTarget,
     Liveness,
-    SolConsole,
     SolDeactivated,
     SolSessionLost,
 )
+from solcap.transports.ipmi.transport import IpmiSolTransport
 from solcap.transports.sol_engine import (
     EngineSession,
     RmcpPlusCodec,

@@ -1,0 +1,327 @@
+"""The ``ipmi://`` transport: login and activation through pyghmi, SOL data in the engine.
+
+``IpmiSolTransport`` raises in the caller's thread what pyghmi reports as dicts passed to a
+data callback (:class:`~solcap.errors.ConnectError`, :class:`SolBusyError`,
+:class:`~solcap.errors.ConsoleClosed`), and :meth:`IpmiSolTransport.close` deactivates and
+logs out (BMCs have few session slots).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import urllib.parse
+
+import pyghmi.exceptions as pyghmi_exc
+
+from solcap.credentials import PasswordSource, kg_source
+from solcap.errors import ConnectError, ConsoleClosed, UsageError
+from solcap.limits import split_url
+from solcap.transports.base import Transport
+from solcap.transports.ipmi.ioloop import _Pump
+from solcap.transports.ipmi.session import _login_error, negotiate
+from solcap.transports.ipmi.sol import SolConsole
+from solcap.transports.ipmi.target import (
+    CONNECT_TIMEOUT,
+    DEFAULT_PORT,
+    IpmiTarget,
+    Liveness,
+    SolDeactivated,
+    SolSessionLost,
+)
+
+log = logging.getLogger(__name__)
+
+
+class IpmiSolTransport(Transport):
+    """A :class:`Transport` over an IPMI SOL payload (see the module docstring)."""
+
+    def __init__(
+        self,
+        target: IpmiTarget,
+        password: str,
+        *,
+        kg: str | None = None,
+        steal: bool = False,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        liveness: Liveness | None = None,
+    ) -> None:
+        self.target = target
+        self.name = f"ipmi://{target.user}@{target.name}"
+        self._cond = threading.Condition()
+        self._buf = bytearray()
+        self._error: Exception | None = None
+        self._active = False
+        self._closed = False
+        self._interrupted = False
+        self.events: list[tuple[str, str]] = []
+        self._pump = _Pump.get()
+        self._steal = steal
+        self._password = password
+        self._kg = kg
+        self._liveness = liveness
+        # One bound for the whole negotiation (query and every suite tried), not per login.
+        self._deadline = time.monotonic() + connect_timeout
+        self._asked = target  # cipher None when negotiating: errors then carry no "pin" fix
+        self._attempt = 0
+        try:
+            self._console, self.cipher_choice = negotiate(target, self._connect)
+        finally:
+            del self._password, self._kg  # only the pyghmi session keeps them
+        self.target = dataclasses.replace(target, cipher=self.cipher_choice.suite)
+
+    def _connect(self, target: IpmiTarget) -> SolConsole:
+        """Log in with ``target.cipher`` and activate SOL; raise what went wrong."""
+        with self._cond:
+            self._error = None
+            self._active = False
+            self._attempt += 1
+            attempt = self._attempt
+        self.target = target
+
+        def on_event(kind: str, text: str) -> None:
+            if attempt == self._attempt:  # not a late word from an abandoned attempt
+                self._on_event(kind, text)
+
+        def make() -> SolConsole:
+            console = SolConsole(
+                target, self._password, self._kg, self._steal, self._on_data, on_event
+            )
+            if self._liveness is not None:
+                console.liveness = self._liveness
+            pump = self._pump
+            console.on_pending = lambda: pump.kick(console)
+            pump.consoles.add(console)
+            return console
+
+        connect_timeout = max(0.5, self._deadline - time.monotonic())
+        self._console = self._pump.call(make, connect_timeout)
+        deadline = time.monotonic() + connect_timeout
+        with self._cond:
+            while not self._active and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            error = self._error
+            active = self._active
+        if not active:
+            self._teardown()
+            if error is None:
+                error = ConnectError(
+                    target.name, f"no answer from the BMC on UDP port {target.port}"
+                )
+            raise error
+        return self._console
+
+    # ---- callbacks from the pump thread (must never raise) --------------------------------
+    def _on_data(self, data: bytes) -> None:
+        with self._cond:
+            self._buf += data
+            self._cond.notify_all()
+
+    def _on_event(self, kind: str, text: str) -> None:
+        try:
+            with self._cond:
+                self.events.append((kind, text))
+                if kind == "active":
+                    self._active = True
+                    log.info("%s: %s", self.target.name, text)
+                elif kind == "info":
+                    log.warning("%s: %s", self.target.name, text)
+                elif kind == "error" and self._error is None:
+                    if self._active:
+                        console = getattr(self, "_console", None)
+                        cause = console.cause if console is not None else "lost"
+                        closed = SolDeactivated if cause == "deactivated" else SolSessionLost
+                        self._error = closed(self.target.name, text)
+                    else:
+                        self._error = _login_error(self._asked, text)
+                self._cond.notify_all()
+        except Exception:  # never into pyghmi's loop
+            log.exception("SOL event handler failed")
+
+    # ---- Transport -------------------------------------------------------------------------
+    @property
+    def negotiated_suite(self) -> int | None:
+        """The cipher suite the BMC accepted (17 or 3)."""
+        sess = self._console.ipmi_session
+        return None if sess is None else sess.negotiated_suite
+
+    @property
+    def liveness(self) -> Liveness:
+        """Keepalive and retry timing in force (see :class:`Liveness`)."""
+        return self._console.liveness
+
+    @property
+    def last_heard(self) -> float:
+        """Wall-clock time (``time.time()``) of the last SOL packet from the BMC."""
+        return float(self._console.last_heard_wall)
+
+    @property
+    def stole(self) -> bool:
+        """Whether activation deactivated another client's SOL session first."""
+        return bool(self._console.stole)
+
+    interruptible = True
+
+    def interrupt(self) -> None:
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._buf:
+                if self._error is not None or self._closed:
+                    raise self._eof()
+                if self._interrupted:
+                    self._interrupted = False
+                    return b""
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return b""
+                self._cond.wait(left)
+            out = bytes(self._buf[:max_bytes])
+            del self._buf[:max_bytes]
+            return out
+
+    def _eof(self) -> ConsoleClosed:
+        if isinstance(self._error, ConsoleClosed):
+            return self._error
+        if self._error is not None:
+            return ConsoleClosed(self.target.name, str(self._error))
+        return ConsoleClosed(self.target.name, "console closed")
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if self._error is not None or self._closed:
+                raise self._eof()
+        try:
+            self._console.send_data(data)
+        except pyghmi_exc.IpmiException as exc:
+            raise self._eof() from exc
+
+    def send_break(self) -> None:
+        with self._cond:
+            if self._error is not None or self._closed:
+                raise self._eof()
+        try:
+            self._console.send_break()
+        except pyghmi_exc.IpmiException as exc:
+            raise self._eof() from exc
+
+    def pending_output(self) -> int:
+        """Bytes queued for the BMC and not yet acknowledged."""
+        with self._console.outputlock:
+            queued = sum(len(x) for x in self._console.pendingoutput if isinstance(x, bytes))
+        return queued + (len(self._console.lasttext) if self._console.awaitingack else 0)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything written was acknowledged by the BMC; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.pending_output():
+            if self._error is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        console = getattr(self, "_console", None)
+        if console is None:
+            return
+        self._pump.consoles.discard(console)
+        try:
+            self._pump.call(console.shutdown, 15)
+        except TimeoutError:
+            log.warning("%s: logout did not finish", self.target.name)
+
+
+def open_ipmi(
+    url: str,
+    *,
+    password_source: PasswordSource,
+    kg_file: str | None = None,
+    kg: PasswordSource | None = None,
+    steal: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    liveness: Liveness | None = None,
+) -> IpmiSolTransport:
+    """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]``; the password never comes from argv.
+
+    The Kg key comes from ``kg`` if given, else from ``kg_file`` / ``$IPMI_KGKEY``.
+    """
+    target = IpmiTarget.parse(url)
+    password = password_source.get(f"IPMI password for {target.user}@{target.name}")
+    key = (kg if kg is not None else kg_source(kg_file)).get_optional()
+    return IpmiSolTransport(
+        target,
+        password,
+        kg=key,
+        steal=steal,
+        connect_timeout=connect_timeout,
+        liveness=liveness,
+    )
+
+
+def open_sol(
+    url: str, *, password_source: PasswordSource, kg: PasswordSource | None = None
+) -> Transport:
+    """A console over SOL as the CLI opens it: reconnecting unless the URL says ``reconnect=0``.
+
+    Returns a :class:`solcap.sol.ReconnectingTransport` (re-login and re-activation after a
+    lost or deactivated session, with gap events). The secrets are read once, before the first
+    login; reconnections reuse them (they stay in this process only).
+    """
+    url, reconnect = split_reconnect_option(url)
+    if not reconnect:
+        return open_ipmi(url, password_source=password_source, kg=kg)
+    from solcap.sol import ReconnectingTransport
+
+    parsed = IpmiTarget.parse(url)
+    password = password_source.get(f"IPMI password for {parsed.user}@{parsed.name}")
+    key = (kg if kg is not None else kg_source()).get_optional()
+    given = PasswordSource(env={}, isatty=lambda: True, getpass_fn=lambda _prompt: password)
+    given_kg = PasswordSource(env={"k": key} if key else {}, prompt=False, env_name="k")
+
+    def connect() -> Transport:
+        return open_ipmi(url, password_source=given, kg=given_kg)
+
+    return ReconnectingTransport(connect, name=f"ipmi://{parsed.user}@{parsed.name}")
+
+
+def transport_factory(target: str, line: object = None) -> Transport:
+    """The ``ipmi://`` factory for :mod:`solcap.transports.registry` (``$IPMI_PASSWORD`` or a
+    prompt; ``$IPMI_KGKEY``). ``line`` (serial line settings) does not apply to SOL: the BMC
+    owns the bit rate. See :func:`open_sol`.
+    """
+    from solcap.credentials import password_source
+
+    return open_sol(target, password_source=password_source())
+
+
+def split_reconnect_option(url: str) -> tuple[str, bool]:
+    """Remove ``reconnect=0|1|no|yes`` from an ``ipmi://`` address; return (url, reconnect)."""
+    parts, _port = split_url(url, default_port=DEFAULT_PORT)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    reconnect = True
+    rest = []
+    for key, value in query:
+        if key == "reconnect":
+            if value.lower() not in ("0", "1", "no", "yes", "false", "true"):
+                raise UsageError(f"{url}: reconnect must be 0 or 1")
+            reconnect = value.lower() in ("1", "yes", "true")
+        else:
+            rest.append((key, value))
+    return parts._replace(query=urllib.parse.urlencode(rest)).geturl(), reconnect
