@@ -17,79 +17,16 @@ for them applies.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
-from solcap.capture import Recording, RecordingSummary, safe_name
-from solcap.console import Console
-from solcap.harvest import HarvestResult, harvest_keys
-from solcap.transports.base import Transport
-from solcap.transports.registry import open_transport, split_scheme
+from solcap.capture import Recording
+from solcap.connect import ConsoleSpec, RecordedConsole
+from solcap.connect import open_console as _open_spec
 from solcap.transports.serialport import LineSettings
-from solcap.xen import XenConsole
 
-
-class RecordedConsole(Console):
-    """A :class:`Console` whose sink is a :class:`Recording`, with Xen helpers attached."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        recording: Recording | None,
-        *,
-        host: str,
-        quiet: float,
-        death_strings: Sequence[bytes | re.Pattern[bytes]] = (),
-    ) -> None:
-        super().__init__(
-            transport,
-            host=host,
-            sink=recording.feed if recording is not None else None,
-            death_strings=death_strings,
-        )
-        self.recording = recording
-        #: Xen console control over this console (switch input, debug keys).
-        self.xen = XenConsole(self, quiet=quiet)
-        self.summary: RecordingSummary | None = None
-
-    def harvest(self, keys: Sequence[str], **options: Any) -> HarvestResult:
-        """Harvest debug keys into this console's recording (see :func:`harvest_keys`)."""
-        if self.recording is None:
-            raise ValueError("harvest needs a recording; open the console with record=True")
-        options.setdefault("quiet", self.xen.quiet)
-        return harvest_keys(self, self.recording, keys, **options)
-
-    def close(self) -> None:
-        """Close the console, then the recording (meta.json is written)."""
-        try:
-            super().close()
-        finally:
-            if self.recording is not None and self.summary is None:
-                self.summary = self.recording.close()
-
-    def __enter__(self) -> RecordedConsole:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def _host_name(scheme: str, rest: str) -> str:
-    """``ipmi://admin@bmc01:623`` → ``bmc01``; ``/dev/ttyS0`` → ``ttyS0``."""
-    if not scheme:
-        return safe_name(rest.removeprefix("/dev/"))
-    netloc = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
-    return safe_name(netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc)
+__all__ = ["RecordedConsole", "open_console"]
 
 
 def open_console(
@@ -109,28 +46,22 @@ def open_console(
 
     The console is started before it is returned, so capture begins at once; use it as a
     context manager. For ``ipmi://`` the password comes from ``IPMI_PASSWORD`` or
-    ``password_file`` (0600), never from an argument.
+    ``password_file`` (0600), never from an argument, and the console reconnects after a
+    lost or stolen session (``gap`` events in the recording) unless the address says
+    ``reconnect=0``. It is :func:`solcap.connect.open_console` with the recording owned by
+    the console: closing the console closes the recording.
     """
-    settings = LineSettings.parse(line) if isinstance(line, str) else line
-    scheme, rest = split_scheme(target)
-    if scheme == "ipmi":
-        from solcap.credentials import password_source
-        from solcap.transports.ipmi import open_ipmi
-
-        secret_file = os.path.expanduser(password_file) if password_file else None
-        source = password_source(file=secret_file, prompt=False)
-        transport: Transport = open_ipmi(target, password_source=source, steal=steal)
-    else:
-        transport = open_transport(target, line=settings)
-    name = host or _host_name(scheme, rest)
-    try:
-        recording = Recording(name, label=label, root=root) if record else None
-    except BaseException:
-        transport.close()
-        raise
-    console = RecordedConsole(
-        transport, recording, host=name, quiet=quiet, death_strings=death_strings
+    spec = ConsoleSpec.from_url(
+        target, host=host, line=line, password_file=password_file, steal=steal, prompt=False
     )
-    if recording is not None:
-        recording.event("connect", target=target)
-    return console.start()  # type: ignore[return-value]
+
+    def make_recording() -> Recording:
+        return Recording(spec.host, label=label, root=root)
+
+    return _open_spec(
+        spec,
+        recording=make_recording if record else None,
+        death_strings=death_strings,
+        quiet=quiet,
+        owns_recording=True,
+    )

@@ -21,19 +21,14 @@ from types import FrameType
 from typing import TextIO
 
 from solcap import __version__
-from solcap.capture import Recording, RecordingSummary, check_root, safe_name
+from solcap.capture import Recording, RecordingSummary, check_root
 from solcap.commands import ipmiopts
 from solcap.commands.argtypes import OneLineParser, count, seconds
+from solcap.connect import ConsoleSpec, RecordedConsole, open_console
 from solcap.console import Console
 from solcap.errors import ConsoleClosed, ExitStatus, ExpectTimeout, SolcapError, UsageError
 from solcap.harvest import HarvestResult, harvest_keys
-from solcap.transports.base import Transport
-from solcap.transports.registry import (
-    check_debug_target,
-    connection_meta,
-    debug_transports_allowed,
-    host_name,
-)
+from solcap.transports.registry import check_debug_target, debug_transports_allowed
 from solcap.transports.serialport import LineSettings
 from solcap.xen import parse_keys, quiet_period, refuse_dangerous
 
@@ -62,13 +57,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def _host_name(target: str, given: str | None) -> str:
-    """The recording directory's host: ``--host``, else the target's host (never its query)."""
-    if given:
-        return safe_name(given)
-    return host_name(target)
-
-
 def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False) -> None:
     """The single-console options; ``fleet`` makes TARGET optional (``--inventory`` instead)
     and ``--label`` repeatable (host labels to select with ``--inventory``)."""
@@ -93,25 +81,22 @@ def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False)
         parser.add_argument("--label", help="label in the recording directory name")
 
 
-def _open(args: argparse.Namespace, line: LineSettings) -> tuple[Transport, Recording]:
-    """Open the console, then its recording: a target that cannot be opened (or a password
-    that is missing) leaves no empty recording directory behind."""
-    transport = ipmiopts.open_console_transport(args, args.target, line)
-    try:
-        recording = Recording(
-            _host_name(args.target, args.host), label=args.label_name, root=args.root
-        )
-    except BaseException:
-        transport.close()
-        raise
-    # A reconnecting transport (ipmi://) reports disconnects and gaps into the recording.
-    set_event_sink = getattr(transport, "set_event_sink", None)
-    if callable(set_event_sink):
-        set_event_sink(recording.event)
-    meta = connection_meta(transport)
-    recording.set_meta(**meta)
-    recording.event("connect", target=args.target, line=args.line, **meta)
-    return transport, recording
+def _open(args: argparse.Namespace, line: LineSettings) -> RecordedConsole:
+    """Open and start the console (reconnecting where the scheme allows), then its recording:
+    a target that cannot be opened (or a password that is missing) leaves no empty recording
+    directory behind."""
+    spec = ConsoleSpec.from_url(
+        args.target,
+        host=args.host,
+        line=line,
+        password_file=args.password_file,
+        kg_file=args.kg_file,
+    )
+
+    def make_recording() -> Recording:
+        return Recording(spec.host, label=args.label_name, root=args.root)
+
+    return open_console(spec, recording=make_recording)
 
 
 def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
@@ -125,10 +110,12 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
     line = LineSettings.parse(args.line)
     check_root(args.root)
     args.label_name = args.label or "capture"
-    transport, recording = _open(args, line)
+    console = _open(args, line)
+    recording = console.recording
+    assert recording is not None
     reason = "closed"
     try:
-        with Console(transport, host=recording.host, sink=recording.feed) as console:
+        with console:
             limit = args.for_seconds if args.for_seconds is not None else FOREVER
             if until is not None:
                 console.expect([until], timeout=limit)
@@ -181,10 +168,12 @@ def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
     quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
     check_root(args.root)
     args.label_name = args.label[-1] if args.label else "harvest"
-    transport, recording = _open(args, line)
+    console = _open(args, line)
+    recording = console.recording
+    assert recording is not None
     result = HarvestResult()
     try:
-        with Console(transport, host=recording.host, sink=recording.feed) as console:
+        with console:
             result = harvest_keys(
                 console, recording, keys, allow_dangerous=args.allow_dangerous, quiet=quiet
             )

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import TextIO
 
 from solcap.capture import Recording
-from solcap.console import Console
-from solcap.credentials import password_source
+from solcap.connect import ConsoleSpec, open_console
 from solcap.errors import ExitStatus, TargetError
 from solcap.harvest import harvest_keys
 from solcap.lab import Lab
-from solcap.transports.ipmi import open_ipmi
 from solcap.xen import quiet_period
 
 
@@ -39,12 +37,18 @@ def run_demo(
             print("starting a virtual Xen host behind a virtual BMC on 127.0.0.1 …", file=out)
             host = lab.up(1, domus=domus, fast=not real_rate)[0]
             print(f"connecting: {host.url} (IPMI v2.0 lanplus SOL, cipher suite 17)", file=out)
-            secret = password_source(file=str(lab.password_file), prompt=False)
-            transport = open_ipmi(host.url, password_source=secret)
-            recording = Recording(host.name, label="demo", root=root)
+            spec = ConsoleSpec.from_url(
+                host.url, host=host.name, password_file=str(lab.password_file), prompt=False
+            )
+
+            def make_recording() -> Recording:
+                return Recording(host.name, label="demo", root=root, meta={"simulated": True})
+
+            console = open_console(spec, recording=make_recording)
+            recording = console.recording
+            assert recording is not None
             try:
-                with Console(transport, host=host.name, sink=recording.feed) as console:
-                    recording.event("connect", target=host.url, simulated=True)
+                with console:
                     result = harvest_keys(console, recording, keys, quiet=quiet)
             finally:
                 summary = recording.close(simulated=True)

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from solcap.attach import DEFAULT_ESCAPE, attach, parse_escape, show_char
-from solcap.capture import Recording, safe_name
+from solcap.capture import Recording
 from solcap.commands import ipmiopts
-from solcap.errors import ExitStatus, UsageError
+from solcap.connect import ConsoleSpec, open_recorded_transport
+from solcap.errors import ExitStatus
 from solcap.transports.base import Transport
-from solcap.transports.registry import connection_meta, host_name, open_transport
-from solcap.transports.serialport import LineSettings
 
 
 def register(sub: Any) -> None:
@@ -45,23 +44,52 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=cmd_console)
 
 
-def _open(args: argparse.Namespace) -> Transport:
-    if args.target.lower().startswith("ipmi://"):
-        from solcap.transports.ipmi import open_ipmi  # pyghmi only for IPMI users
-
-        transport = open_ipmi(
-            args.target,
-            password_source=ipmiopts.password(args),
-            kg=ipmiopts.kg(args),
-            steal=args.steal,
+def _announce(kind: str, /, **fields: Any) -> None:
+    """Tell the person at the terminal when the console goes down and comes back (the
+    terminal is raw, hence ``\r\n``); the recording has the same events in full."""
+    if kind == "disconnected":
+        text = f"console down ({fields.get('cause')}): {fields.get('reason')}; reconnecting"
+    elif kind == "gap":
+        text = (
+            f"console up again after {fields.get('duration_s')} s; output the host wrote "
+            "in between may be missing"
         )
-        if transport.stole:
-            print("solcap: deactivated another client's SOL session (--steal)", file=sys.stderr)
-        return transport
-    if args.steal:
-        raise UsageError("--steal applies to ipmi:// targets only")
-    ipmiopts.refuse_unless_ipmi(args, args.target)
-    return open_transport(args.target, line=LineSettings.parse(args.line))
+    elif kind == "reconnect_gave_up":
+        text = f"gave up reconnecting: {fields.get('error')}"
+    else:
+        return
+    sys.stderr.write(f"\r\nsolcap: {text}\r\n")
+    sys.stderr.flush()
+
+
+def _stole(transport: Transport) -> bool:
+    """Whether the first activation took the payload from someone (through a reconnector)."""
+    for candidate in (transport, getattr(transport, "inner", None)):
+        if getattr(candidate, "stole", False):
+            return True
+    return False
+
+
+def _open(args: argparse.Namespace) -> tuple[Transport, Recording]:
+    spec = ConsoleSpec.from_url(
+        args.target,
+        host=args.host,
+        line=args.line,
+        password_file=args.password_file,
+        kg_file=args.kg_file,
+        steal=args.steal,
+    )
+
+    def make_recording() -> Recording:
+        return Recording(spec.host, label=args.label, root=args.root)
+
+    transport, recording = open_recorded_transport(
+        spec, recording=make_recording, on_event=_announce
+    )
+    assert recording is not None
+    if _stole(transport):
+        print("solcap: deactivated another client's SOL session (--steal)", file=sys.stderr)
+    return transport, recording
 
 
 def _fileno(out: TextIO) -> int:
@@ -75,14 +103,8 @@ def _fileno(out: TextIO) -> int:
 def cmd_console(args: argparse.Namespace, out: TextIO) -> int:
     """Open, attach until ``~.``/EOF/close/signal, close the recording, map the reason."""
     escape = parse_escape(args.escape)
-    name = safe_name(args.host) if args.host else host_name(args.target)
-    transport = _open(args)
-    try:
-        recording = Recording(name, label=args.label, root=args.root)
-        recording.set_meta(**connection_meta(transport))
-    except BaseException:
-        transport.close()
-        raise
+    transport, recording = _open(args)
+    name = recording.host
     hint = (
         f"escape character is {show_char(escape)!r}; {show_char(escape)}? for help"
         if escape

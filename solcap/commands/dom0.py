@@ -24,7 +24,7 @@ from solcap import recordings
 from solcap.capture import Recording, safe_name
 from solcap.commands.argtypes import seconds
 from solcap.commands.sshopts import ALIASES, add_ssh_options, ssh_target
-from solcap.console import Console
+from solcap.connect import ConsoleSpec, open_console
 from solcap.dom0 import (
     DOM0_COMMANDS,
     compare_ring,
@@ -35,7 +35,6 @@ from solcap.dom0 import (
 from solcap.errors import ExitStatus, UsageError
 from solcap.limits import FILE_CAPS, read_bytes
 from solcap.ssh import SshConnection, connect
-from solcap.transports.registry import open_transport
 from solcap.transports.serialport import LineSettings
 from solcap.xen import quiet_period
 
@@ -105,9 +104,8 @@ def _key_via_ssh(
 ) -> int:
     line = LineSettings.parse(args.line)
     quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
-    transport = open_transport(args.serial, line=line)
-    with Console(transport, host=recording.host, sink=recording.feed) as console:
-        recording.event("connect", target=args.serial, line=args.line)
+    spec = ConsoleSpec.from_url(args.serial, host=recording.host, line=line)
+    with open_console(spec, recording=recording) as console:
         result = trigger_key_via_ssh(ssh, console, recording, args.key, quiet)
     segment = result.segment
     state = "complete" if segment.complete else f"INCOMPLETE ({segment.reason})"

@@ -148,37 +148,25 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
         )
         return ExitStatus.OK
     from solcap.capture import Recording
-    from solcap.console import Console
-    from solcap.transports.registry import connection_meta, host_name, open_transport
-    from solcap.transports.serialport import LineSettings
+    from solcap.connect import ConsoleSpec, open_console
 
-    host = host_name(args.host)
     power_cycle = _power_cycler(args)
-    line = LineSettings.parse(args.line)
-    if args.host.lower().startswith("ipmi://"):
-        from solcap.transports.ipmi import open_sol
+    sol = args.host.lower().startswith("ipmi://")  # else the credentials serve --bmc only
+    spec = ConsoleSpec.from_url(
+        args.host,
+        line=args.line,
+        password_file=args.password_file if sol else None,
+        kg_file=args.kg_file if sol else None,
+    )
 
-        transport = open_sol(
-            args.host, password_source=ipmiopts.password(args), kg=ipmiopts.kg(args)
-        )
-    else:
-        transport = open_transport(args.host, line=line)
+    def make_recording() -> Recording:
+        return Recording(spec.host, label="grub-oneshot", root=args.recordings)
+
+    console = open_console(spec, recording=make_recording)
+    recording = console.recording
+    assert recording is not None
     try:
-        recording = Recording(host, label="grub-oneshot", root=args.recordings)
-    except BaseException:
-        transport.close()
-        raise
-    console = Console(transport, host=host, sink=recording.feed)
-    try:
-        try:
-            console.start()
-        except BaseException:
-            console.close()
-            raise
         with console:
-            meta = connection_meta(transport)
-            recording.set_meta(**meta)
-            recording.event("connect", target=args.host, **meta)
             result = apply_oneshot(console, profile, entry=entry, power_cycle=power_cycle)
     finally:
         summary = recording.close()

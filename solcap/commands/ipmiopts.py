@@ -21,9 +21,6 @@ import os
 from solcap.credentials import KG_ENV, PASSWORD_ENV, PasswordSource, kg_source, password_source
 from solcap.errors import UsageError
 from solcap.inventory import SecretRef
-from solcap.transports.base import Transport
-from solcap.transports.registry import open_transport
-from solcap.transports.serialport import LineSettings
 
 
 def add_ipmi_options(parser: argparse.ArgumentParser, *, title: str | None = None) -> None:
@@ -78,15 +75,3 @@ def refuse_unless_ipmi(args: argparse.Namespace, target: str | None) -> None:
     if given:
         verb = "apply" if len(given) > 1 else "applies"
         raise UsageError(f"{' and '.join(given)} {verb} to ipmi:// targets only")
-
-
-def open_console_transport(
-    args: argparse.Namespace, target: str, line: LineSettings | None
-) -> Transport:
-    """Open a console target with these credentials (``ipmi://``) or as the registry does."""
-    if target.lower().startswith("ipmi://"):
-        from solcap.transports.ipmi import open_sol  # pyghmi only for IPMI users
-
-        return open_sol(target, password_source=password(args), kg=kg(args))
-    refuse_unless_ipmi(args, target)
-    return open_transport(target, line=line)

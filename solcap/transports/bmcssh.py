@@ -608,16 +608,12 @@ def open_bmc_ssh(url: str, *, steal: bool | None = None) -> BmcSshTransport:
         raise
 
 
-def transport_factory(target: str, line: object = None) -> Transport:
-    """The ``ssh+FLAVOUR://`` factory for :mod:`solcap.transports.registry`.
+def transport_factory(target: str, options: object = None) -> Transport:
+    """The ``ssh+FLAVOUR://`` factory for :mod:`solcap.transports.registry`: one connection.
 
-    Reconnects through :class:`solcap.sol.ReconnectingTransport` (gap events in the
-    recording) unless the address says ``reconnect=0``; ``line`` does not apply (the BMC
-    owns the serial line).
+    Reconnection (gap events in the recording) is :func:`solcap.connect.open_console`'s job,
+    on unless the address says ``reconnect=0``; the line settings in ``options`` do not apply
+    (the BMC owns the serial line), and the password comes from the address's own
+    ``password=env:NAME|file:PATH`` reference.
     """
-    spec = BmcSshSpec.parse(target)
-    if not spec.reconnect:
-        return open_bmc_ssh(target)
-    from solcap.sol import ReconnectingTransport
-
-    return ReconnectingTransport(lambda: open_bmc_ssh(target), name=spec.name)
+    return open_bmc_ssh(target)

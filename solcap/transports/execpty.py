@@ -291,9 +291,9 @@ def open_exec(target: str, *, env: Mapping[str, str] | None = None) -> ExecTrans
         raise
 
 
-def transport_factory(target: str, line: object = None) -> Transport:
-    """The ``exec:`` factory for :mod:`solcap.transports.registry` (``line`` does not apply:
-    the far tool owns the line)."""
+def transport_factory(target: str, options: object = None) -> Transport:
+    """The ``exec:`` factory for :mod:`solcap.transports.registry` (the options' line settings
+    do not apply: the far tool owns the line)."""
     return open_exec(target)
 
 

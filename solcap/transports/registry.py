@@ -1,7 +1,10 @@
 """Choose a transport by URL scheme, the way pyserial's ``serial_for_url`` does.
 
 A console target is either a device path (``/dev/ttyS0``, ``/dev/pts/3``) or ``scheme://…``.
-Each scheme maps to a factory ``(target, line) -> Transport``. Other transports join with
+Each scheme maps to a factory ``(target, options) -> Transport``, where ``options`` is an
+:class:`OpenOptions` (line settings, resolved credentials, cipher, steal, timeouts, an event
+sink). Secrets arrive here already resolved: :mod:`solcap.connect` is the one place that reads
+them from a reference (a file, ``env:NAME``, a prompt). Other transports join with
 :func:`register_scheme`; a factory may also be given as ``"package.module:function"`` so that
 a scheme can be declared here without importing its (heavy, optional) dependency until a
 target actually uses it.
@@ -26,6 +29,7 @@ never through a symlink (:func:`solcap.transports.serialport.open_spy`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import re
 import threading
@@ -39,6 +43,7 @@ from solcap.transports.serialport import LineSettings, SerialTransport, open_spy
 
 __all__ = [
     "DEBUG_SCHEMES",
+    "OpenOptions",
     "TransportFactory",
     "check_debug_target",
     "connection_meta",
@@ -50,8 +55,30 @@ __all__ = [
     "split_scheme",
 ]
 
-#: ``factory(target, line)`` opens ``target`` (the full URL as given) and returns a transport.
-TransportFactory: TypeAlias = Callable[[str, LineSettings | None], Transport]
+
+@dataclasses.dataclass(frozen=True)
+class OpenOptions:
+    """How to open a target, beyond its address; each transport uses what applies to it.
+
+    ``password`` and ``kg`` are the secrets themselves (resolved by :mod:`solcap.connect`),
+    so they are left out of ``repr``; ``cipher`` (17 or 3) pins an IPMI cipher suite over
+    the URL's; ``connect_timeout`` bounds login and activation (None: the transport's own
+    default); ``liveness`` is an IPMI :class:`~solcap.transports.ipmi.Liveness`;
+    ``event_sink(kind, **fields)`` receives a transport's own events, where it has any.
+    """
+
+    line: LineSettings | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    kg: str | None = dataclasses.field(default=None, repr=False)
+    cipher: int | None = None
+    steal: bool = False
+    connect_timeout: float | None = None
+    liveness: Any = None
+    event_sink: Callable[..., None] | None = None
+
+
+#: ``factory(target, options)`` opens ``target`` (the full URL as given) and returns a transport.
+TransportFactory: TypeAlias = Callable[[str, OpenOptions], Transport]
 
 _SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _lock = threading.Lock()
@@ -174,36 +201,48 @@ def _resolve(scheme: str) -> TransportFactory | None:
     return resolved  # type: ignore[no-any-return]
 
 
-def open_transport(target: str, *, line: LineSettings | None = None) -> Transport:
-    """Open the console named by ``target`` and return its transport.
+def open_transport(
+    target: str, options: OpenOptions | None = None, *, line: LineSettings | None = None
+) -> Transport:
+    """Open the console named by ``target`` once and return its transport (no reconnection:
+    :func:`solcap.connect.open_console` adds that, the recording and the credentials).
 
-    ``line`` applies to serial-like transports and is ignored (not an error) by others; a
-    target with an unknown scheme is a usage error that lists the schemes we do know.
+    ``options.line`` (or ``line``) applies to serial-like transports and is ignored (not an
+    error) by others; a target with an unknown scheme is a usage error that lists the schemes
+    we do know.
     """
+    if options is None:
+        options = OpenOptions(line=line)
+    elif line is not None:
+        options = dataclasses.replace(options, line=line)
     if not target.strip():
         raise UsageError("empty console target: expected a device path or scheme://…")
     scheme, _rest = split_scheme(target)
     if target.startswith("exec:"):  # exec:CMD, a command line rather than an address
         scheme = "exec"
     if not scheme:
-        return SerialTransport(target, line=line)
+        return SerialTransport(target, line=options.line)
     check_debug_target(target)
     factory = _resolve(scheme)
     if factory is None:
         known = ", ".join(f"{s}://" for s in known_schemes())
         raise UsageError(f"unknown console scheme {scheme + '://'!r} in {target!r}; known: {known}")
-    return factory(target, line)
+    return factory(target, options)
 
 
-def _open_serial_path(target: str, line: LineSettings | None) -> Transport:
+def _open_serial_path(target: str, options: OpenOptions) -> Transport:
     """``serial:///dev/ttyS0`` → the device ``/dev/ttyS0``."""
     _scheme, path = split_scheme(target)
     if not path:
         raise UsageError(f"{target!r}: serial:// needs a device path, e.g. serial:///dev/ttyS0")
-    return SerialTransport(path, line=line, name=path)
+    return SerialTransport(path, line=options.line, name=path)
 
 
-def _open_pyserial_url(target: str, line: LineSettings | None) -> Transport:
+def _open_spy(target: str, options: OpenOptions) -> Transport:
+    return open_spy(target, options.line)
+
+
+def _open_pyserial_url(target: str, options: OpenOptions) -> Transport:
     """pyserial understands these URLs itself; a network one must name a host and a real port
     (pyserial would take ``socket://h:0`` or an unclosed ``[`` further than it should)."""
     scheme, _rest = split_scheme(target)
@@ -212,8 +251,8 @@ def _open_pyserial_url(target: str, line: LineSettings | None) -> Transport:
         if not parts.hostname:
             raise UsageError(f"{target}: expected {scheme}://host:port")
     if scheme == "rfc2217":
-        return SerialTransport(_rfc2217_compatible(target), line=line, name=target)
-    return SerialTransport(target, line=line)
+        return SerialTransport(_rfc2217_compatible(target), line=options.line, name=target)
+    return SerialTransport(target, line=options.line)
 
 
 def _rfc2217_compatible(target: str) -> str:
@@ -238,7 +277,7 @@ def _rfc2217_compatible(target: str) -> str:
 register_scheme("serial", _open_serial_path)
 for _scheme in ("rfc2217", "socket", "loop"):
     register_scheme(_scheme, _open_pyserial_url)
-register_scheme("spy", open_spy)
+register_scheme("spy", _open_spy)
 # IPMI SOL: imported on first use, so serial-only users never load pyghmi.
 register_scheme("ipmi", "solcap.transports.ipmi:transport_factory")
 # A BMC's own SSH console (solcap.transports.bmcssh; paramiko loaded on first use).

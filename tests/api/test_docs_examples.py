@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from solcap.lab import Lab, LabHost
+from solcap.transports.registry import host_name
 from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(180)
@@ -53,5 +54,7 @@ def test_every_example_runs(
     for segment in result.segments:  # type: ignore[attr-defined]
         assert_sent_for_key(sent, segment.name, segment.sha256, host.name)
     assert "com1=38400,8n1" in str(namespace["xen"])
-    recorded = sorted((tmp_path / "recordings" / "127.0.0.1").iterdir())
+    # Named as every command names it: the BMC's host and its (non-default) port.
+    recorded = sorted((tmp_path / "recordings" / host_name(host.url)).iterdir())
+    assert host_name(host.url).startswith("127.0.0.1_")
     assert [p.name.split("_", 1)[1] for p in recorded] == ["session", "harvest"]

@@ -21,7 +21,6 @@ from solcap.errors import ConsoleClosed, ExpectTimeout
 from solcap.sol import ReconnectingTransport, ReconnectPolicy
 from solcap.testing.faultproxy import FaultProxy, proxy_address
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, Liveness
-from solcap.transports.registry import open_transport
 from tests.ipmi.conftest import ipmi_env, need, read_until
 from tests.resilience.conftest import PASSWORD, USER, BmcProcess, HostWriter, pattern, sha
 
@@ -244,14 +243,16 @@ def test_reconnect_0_gives_the_bare_transport_that_ends_at_the_first_loss(
 ) -> None:
     """docs/resilience.md: ``?reconnect=0`` is the bare IpmiSolTransport, which raises
     ``ConsoleClosed`` at the first loss instead of reconnecting."""
+    from solcap.connect import ConsoleSpec, open_recorded_transport
+
     monkeypatch.setenv("IPMI_PASSWORD", PASSWORD)
     url = f"ipmi://{USER}@127.0.0.1:{bmc.port}"
-    default = open_transport(url)
+    default, _ = open_recorded_transport(ConsoleSpec.from_url(url, prompt=False))
     try:
         assert isinstance(default, ReconnectingTransport)
     finally:
         default.close()
-    bare = open_transport(url + "?reconnect=0")
+    bare, _ = open_recorded_transport(ConsoleSpec.from_url(url + "?reconnect=0", prompt=False))
     try:
         assert isinstance(bare, IpmiSolTransport) and not isinstance(bare, ReconnectingTransport)
         _ipmitool_deactivate(bmc.port)

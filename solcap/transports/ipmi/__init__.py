@@ -9,7 +9,7 @@ One job per module:
 * :mod:`.ioloop` — pyghmi's I/O loop owned (the one pump thread, epoll, a bounded wait, reads
   of only the ready sockets);
 * :mod:`.sol` — the byte-exact SOL state machine on a pyghmi session (:class:`SolConsole`);
-* :mod:`.transport` — :class:`IpmiSolTransport`, :func:`open_ipmi`, :func:`open_sol`;
+* :mod:`.transport` — :class:`IpmiSolTransport`, :func:`open_ipmi`, :func:`transport_factory`;
 * :mod:`.engine` — the hand-over of an active session to :mod:`solcap.transports.sol_engine`;
 * :mod:`.power` — chassis power and SOL configuration parameters.
 
@@ -51,8 +51,6 @@ if TYPE_CHECKING:
     from solcap.transports.ipmi.transport import (
         IpmiSolTransport,
         open_ipmi,
-        open_sol,
-        split_reconnect_option,
         transport_factory,
     )
 
@@ -82,8 +80,6 @@ _WHERE = {
     "SolSessionLost": "target",
     "IpmiSolTransport": "transport",
     "open_ipmi": "transport",
-    "open_sol": "transport",
-    "split_reconnect_option": "transport",
     "transport_factory": "transport",
 }
 
@@ -110,11 +106,9 @@ __all__ = [
     "offered_suites",
     "open_ipmi",
     "open_ipmi_engine",
-    "open_sol",
     "pinned_suite",
     "power_action",
     "sol_parameters",
-    "split_reconnect_option",
     "transport_factory",
 ]
 

@@ -12,25 +12,27 @@ import dataclasses
 import logging
 import threading
 import time
-import urllib.parse
+from typing import TYPE_CHECKING
 
 import pyghmi.exceptions as pyghmi_exc
 
 from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
-from solcap.limits import split_url
 from solcap.transports.base import Transport
 from solcap.transports.ipmi.ioloop import _Pump
 from solcap.transports.ipmi.session import _login_error, negotiate
 from solcap.transports.ipmi.sol import SolConsole
 from solcap.transports.ipmi.target import (
     CONNECT_TIMEOUT,
-    DEFAULT_PORT,
+    SUITES,
     IpmiTarget,
     Liveness,
     SolDeactivated,
     SolSessionLost,
 )
+
+if TYPE_CHECKING:
+    from solcap.transports.registry import OpenOptions
 
 log = logging.getLogger(__name__)
 
@@ -258,70 +260,51 @@ def open_ipmi(
     connect_timeout: float = CONNECT_TIMEOUT,
     liveness: Liveness | None = None,
 ) -> IpmiSolTransport:
-    """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]``; the password never comes from argv.
+    """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]`` once (no reconnection); the
+    password never comes from argv. For tests and tools that want the bare transport: commands
+    open consoles through :func:`solcap.connect.open_console`.
 
     The Kg key comes from ``kg`` if given, else from ``kg_file`` / ``$IPMI_KGKEY``.
     """
+    from solcap.transports.registry import OpenOptions
+
     target = IpmiTarget.parse(url)
     password = password_source.get(f"IPMI password for {target.user}@{target.name}")
     key = (kg if kg is not None else kg_source(kg_file)).get_optional()
-    return IpmiSolTransport(
-        target,
-        password,
+    options = OpenOptions(
+        password=password,
         kg=key,
         steal=steal,
         connect_timeout=connect_timeout,
         liveness=liveness,
     )
+    return transport_factory(url, options)
 
 
-def open_sol(
-    url: str, *, password_source: PasswordSource, kg: PasswordSource | None = None
-) -> Transport:
-    """A console over SOL as the CLI opens it: reconnecting unless the URL says ``reconnect=0``.
+def transport_factory(url: str, options: OpenOptions) -> IpmiSolTransport:
+    """The ``ipmi://`` factory for :mod:`solcap.transports.registry`: one login and activation
+    with the options' (already resolved) password and Kg, cipher (over the URL's), steal and
+    timeouts. The serial line settings do not apply to SOL: the BMC owns the bit rate.
 
-    Returns a :class:`solcap.sol.ReconnectingTransport` (re-login and re-activation after a
-    lost or deactivated session, with gap events). The secrets are read once, before the first
-    login; reconnections reuse them (they stay in this process only).
+    This is the one place an :class:`IpmiSolTransport` is made.
     """
-    url, reconnect = split_reconnect_option(url)
-    if not reconnect:
-        return open_ipmi(url, password_source=password_source, kg=kg)
-    from solcap.sol import ReconnectingTransport
-
-    parsed = IpmiTarget.parse(url)
-    password = password_source.get(f"IPMI password for {parsed.user}@{parsed.name}")
-    key = (kg if kg is not None else kg_source()).get_optional()
-    given = PasswordSource(env={}, isatty=lambda: True, getpass_fn=lambda _prompt: password)
-    given_kg = PasswordSource(env={"k": key} if key else {}, prompt=False, env_name="k")
-
-    def connect() -> Transport:
-        return open_ipmi(url, password_source=given, kg=given_kg)
-
-    return ReconnectingTransport(connect, name=f"ipmi://{parsed.user}@{parsed.name}")
-
-
-def transport_factory(target: str, line: object = None) -> Transport:
-    """The ``ipmi://`` factory for :mod:`solcap.transports.registry` (``$IPMI_PASSWORD`` or a
-    prompt; ``$IPMI_KGKEY``). ``line`` (serial line settings) does not apply to SOL: the BMC
-    owns the bit rate. See :func:`open_sol`.
-    """
-    from solcap.credentials import password_source
-
-    return open_sol(target, password_source=password_source())
-
-
-def split_reconnect_option(url: str) -> tuple[str, bool]:
-    """Remove ``reconnect=0|1|no|yes`` from an ``ipmi://`` address; return (url, reconnect)."""
-    parts, _port = split_url(url, default_port=DEFAULT_PORT)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    reconnect = True
-    rest = []
-    for key, value in query:
-        if key == "reconnect":
-            if value.lower() not in ("0", "1", "no", "yes", "false", "true"):
-                raise UsageError(f"{url}: reconnect must be 0 or 1")
-            reconnect = value.lower() in ("1", "yes", "true")
-        else:
-            rest.append((key, value))
-    return parts._replace(query=urllib.parse.urlencode(rest)).geturl(), reconnect
+    target = IpmiTarget.parse(url)
+    if options.password is None:
+        raise UsageError(
+            f"{url}: no BMC password given (open ipmi:// consoles through solcap.connect, "
+            "which reads IPMI_PASSWORD, a 0600 file or a prompt)"
+        )
+    if options.cipher is not None:
+        if options.cipher not in SUITES:
+            raise UsageError(f"{url}: cipher suite {options.cipher} refused; use 17 or 3")
+        target = dataclasses.replace(target, cipher=options.cipher)
+    timeout = options.connect_timeout if options.connect_timeout is not None else CONNECT_TIMEOUT
+    liveness = options.liveness if isinstance(options.liveness, Liveness) else None
+    return IpmiSolTransport(
+        target,
+        options.password,
+        kg=options.kg,
+        steal=options.steal,
+        connect_timeout=timeout,
+        liveness=liveness,
+    )
