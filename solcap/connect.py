@@ -274,6 +274,7 @@ def _tee(*sinks: Callable[..., None] | None) -> EventSink | None:
     live = [s for s in sinks if s is not None]
     if not live:
         return None
+
     def sink(kind: str, /, **fields: Any) -> None:
         for each in live:
             each(kind, **fields)
