@@ -20,12 +20,10 @@ from solcap.transports.ipmi import (
     CipherRefused,
     IpmiSolTransport,
     IpmiTarget,
-    _gccs_reply,
-    _gccs_requests,
-    _suite_ids,
     negotiate,
     offered_suites,
 )
+from solcap.transports.ipmi.session import _gccs_reply, _gccs_requests, _suite_ids
 from tests.ipmi.conftest import PASSWORD, USER
 from tests.ipmi.test_ipmi_sim import Sim, ipmi_sim, read_exactly
 
