@@ -43,6 +43,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lab",
     "run",
     "solinfo",
+    "serve",
+    "status",
 )
 
 DEFAULT_KEYS = "h,q,u,m,e,i,r"

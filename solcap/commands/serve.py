@@ -1,0 +1,116 @@
+"""``solcap serve --inventory I --root DIR``: hold every console of an inventory, always.
+
+Foreground (systemd runs it as ``Type=simple``; docs/serve.md has the unit). Logs one line per
+console state change on stderr. Exit status: 143 after SIGTERM, 130 after SIGINT (every
+recording closed, SOL deactivated, sessions logged out), 2 for bad input before anything is
+opened. The work is :class:`solcap.serve.server.Server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from solcap.commands.argtypes import seconds
+from solcap.errors import UsageError
+from solcap.inventory import parse_shard
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def size(text: str) -> int:
+    """``65536``, ``64K``, ``64KiB``, ``1.5G`` → bytes (binary units, as du and conserver)."""
+    m = _SIZE.match(text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 64M or 1G")
+    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
+    value = int(float(m.group(1)) * _UNITS[unit])
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size limit must be at least 1K")
+    return value
+
+
+def _group(text: str) -> int:
+    try:
+        return int(text) if text.isdigit() else grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no group named {text!r}") from None
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "serve", help="hold every inventory console, record it all the time, share it"
+    )
+    parser.add_argument("--inventory", required=True, metavar="FILE", help="hosts to hold")
+    parser.add_argument("--root", required=True, type=Path, help="where the logs go")
+    parser.add_argument("--control-dir", type=Path, help="control socket directory")
+    parser.add_argument("--shard", type=_shard, metavar="I/N", help="hold only shard I of N")
+    parser.add_argument("--group", type=_group, help="this group may attach read-write")
+    parser.add_argument("--spy-group", type=_group, help="this group may only watch")
+    parser.add_argument("--rotate-size", type=size, default=64 << 20, metavar="SIZE")
+    parser.add_argument(
+        "--rotate-age", type=seconds(maximum=366 * 86400), default=86400.0, metavar="SECONDS"
+    )
+    parser.add_argument("--keep-size", type=size, metavar="SIZE", help="per host")
+    parser.add_argument("--keep-age", type=seconds(maximum=10 * 366 * 86400), metavar="SECONDS")
+    parser.add_argument(
+        "--backoff-max",
+        type=seconds(maximum=3600),
+        default=60.0,
+        metavar="SECONDS",
+        help="longest wait between reconnects (default 60; jittered)",
+    )
+    parser.add_argument(
+        "--backoff-base", type=seconds(maximum=3600), default=1.0, metavar="SECONDS"
+    )
+    parser.set_defaults(func=cmd_serve)
+
+
+def _shard(text: str) -> Any:
+    try:
+        return parse_shard(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.one_line()) from None
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from solcap.serve.client import mark_server_process
+    from solcap.serve.holder import Backoff
+    from solcap.serve.rotation import RotationPolicy
+    from solcap.serve.server import ServeOptions, Server
+
+    if args.backoff_base > args.backoff_max:
+        raise UsageError("--backoff-base must not exceed --backoff-max")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("solcap serve: %(message)s"))
+    logger = logging.getLogger("solcap.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    mark_server_process()
+    options = ServeOptions(
+        inventory=args.inventory,
+        root=args.root,
+        control_dir=args.control_dir,
+        shard=args.shard,
+        group=args.group,
+        spy_group=args.spy_group,
+        policy=RotationPolicy(
+            max_bytes=args.rotate_size,
+            max_age=args.rotate_age,
+            keep_bytes=args.keep_size,
+            keep_age=args.keep_age,
+        ),
+        backoff=Backoff(base=args.backoff_base, cap=args.backoff_max),
+    )
+    server = Server(options)
+    try:
+        return server.run(ready=lambda: print(f"ready {server.socket_path}", file=out, flush=True))
+    finally:
+        logger.removeHandler(handler)

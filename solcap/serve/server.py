@@ -1,0 +1,283 @@
+"""The server: an inventory's consoles held at once, a control socket, signals.
+
+:class:`Server` holds one :class:`~solcap.serve.holder.ConsoleHolder` per inventory host (of
+its shard), each recording into its own continuous log under ``root/<host>/``. Everything is
+checked (inventory, root, control directory) before any console is opened: a bad inventory is
+one line and exit 2 with nothing created.
+
+Signals (:meth:`Server.run`, the foreground loop):
+
+``SIGTERM``/``SIGINT``  close every console (SOL deactivated, session logged out) and every
+                        recording (``meta.json`` finished), remove the socket; exit 143/130.
+``SIGHUP``              re-read the inventory: new hosts are opened, removed ones closed, a
+                        host whose entry changed is reopened, every other console is left
+                        exactly as it is (same session, same recording). A bad inventory is
+                        logged and the running set kept.
+``SIGKILL``             nothing runs, but nothing written is lost: each chunk was written to
+                        ``console.raw`` as it came; the next start records the gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from solcap.capture import check_root
+from solcap.errors import UsageError
+from solcap.inventory import Host, Shard, load_inventory, select_hosts
+from solcap.serve import paths
+from solcap.serve.control import ControlServer
+from solcap.serve.holder import Backoff, ConsoleHolder, Opener, Trigger
+from solcap.serve.rotation import RotatingLog, RotationPolicy
+from solcap.transports.base import Transport
+
+_log = logging.getLogger("solcap.serve")
+
+
+def open_held_transport(host: Host) -> Transport:
+    """How the server opens a console: the library's inventory opener, stealing a busy SOL
+    payload only when the host says ``steal: true`` (``vars: {steal: true}``)."""
+    from solcap import fleet
+
+    if host.vars.get("steal") is True and host.console is None and host.serial is None:
+        from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
+
+        if host.bmc is None or host.password is None:
+            raise UsageError(f"{host.name}: the inventory gives no BMC address or password")
+        kg = host.kg.resolve() if host.kg is not None else None
+        target = IpmiTarget.parse(host.bmc_url or host.bmc.url)
+        return IpmiSolTransport(target, host.password.resolve(), kg=kg, steal=True)
+    return fleet.open_host_transport(host)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    """Everything ``solcap serve`` was told, validated by the command."""
+
+    inventory: str
+    root: Path
+    control_dir: Path | None = None
+    shard: Shard | None = None
+    group: int | None = None
+    spy_group: int | None = None
+    policy: RotationPolicy = dataclasses.field(default_factory=RotationPolicy)
+    backoff: Backoff = dataclasses.field(default_factory=Backoff)
+
+
+class Server:
+    """Holds the consoles of ``options.inventory``; see the module docstring."""
+
+    def __init__(self, options: ServeOptions, *, opener: Opener | None = None) -> None:
+        self.options = options
+        self._opener = opener or open_held_transport
+        self._holders: dict[str, ConsoleHolder] = {}
+        self._hosts: dict[str, Host] = {}
+        self._lock = threading.Lock()
+        self._started = time.time()
+        self._control: ControlServer | None = None
+        self._ident = paths.server_id(
+            options.inventory, str(options.shard) if options.shard else None
+        )
+        self._dir = (options.control_dir or paths.default_dir()).absolute()
+        self.socket_path = self._dir / f"{self._ident}.sock"
+        self._announcement: Path | None = None
+        self._rng = random.Random()
+
+    # -- inventory
+
+    def _load(self) -> dict[str, Host]:
+        inventory = load_inventory(self.options.inventory)
+        hosts = select_hosts(inventory.hosts, shard=self.options.shard)
+        held = {}
+        for host in hosts:
+            if host.console_url is None:
+                _log.warning("%s: no console in the inventory; not held", host.name)
+                continue
+            held[host.name] = host
+        return held
+
+    def _triggers(self, host: Host) -> list[Trigger]:
+        import re
+
+        found = []
+        for key, value in sorted(host.vars.items()):
+            if key.startswith("on_") and isinstance(value, str):
+                found.append(
+                    Trigger(key.removeprefix("on_"), re.compile(re.escape(value.encode())))
+                )
+        return found
+
+    def _holder_for(self, host: Host) -> ConsoleHolder:
+        log = RotatingLog(host.name, self.options.root, self.options.policy)
+        return ConsoleHolder(
+            host,
+            log,
+            self._opener,
+            backoff=self.options.backoff,
+            triggers=self._triggers(host),
+            rng=random.Random(self._rng.random()),
+        )
+
+    # -- lifecycle
+
+    def start(self) -> Server:
+        """Check everything, then open the control socket and every console."""
+        hosts = self._load()  # bad inventory: ConfigError before anything exists
+        check_root(self.options.root)
+        paths.check_private_dir(self._dir, create=True, group=self.options.group)
+        if self.socket_path.exists() and _socket_alive(self.socket_path):
+            raise UsageError(f"{self.socket_path}: a server for this inventory already runs")
+        self._control = ControlServer(
+            self.socket_path, self, group=self.options.group, spy_group=self.options.spy_group
+        ).start()
+        with self._lock:
+            for name, host in hosts.items():
+                self._hosts[name] = host
+                self._holders[name] = self._holder_for(host).start()
+        self._announce()
+        _log.info("serving %d consoles; control socket %s", len(hosts), self.socket_path)
+        return self
+
+    def _announce(self) -> None:
+        with self._lock:
+            names = tuple(self._holders)
+            targets = tuple(
+                (name, url)
+                for name in names
+                for url in {self._hosts[name].console_url, self._hosts[name].bmc_url}
+                if url
+            )
+        value = paths.Announcement(
+            socket=self.socket_path,
+            pid=os.getpid(),
+            inventory=os.path.realpath(self.options.inventory),
+            shard=str(self.options.shard) if self.options.shard else None,
+            hosts=names,
+            targets=targets,
+        )
+        self._announcement = paths.write_announcement(self._dir, self._ident, value)
+
+    def reload(self) -> dict[str, list[str]]:
+        """SIGHUP: re-read the inventory; returns what was added, removed, reopened."""
+        try:
+            hosts = self._load()
+        except Exception as exc:
+            _log.error("reload: keeping the running consoles: %s", exc)
+            return {"added": [], "removed": [], "reopened": [], "error": [str(exc)]}
+        stopping: list[ConsoleHolder] = []
+        added, removed, reopened = [], [], []
+        with self._lock:
+            for name in list(self._holders):
+                if name not in hosts:
+                    stopping.append(self._holders.pop(name))
+                    del self._hosts[name]
+                    removed.append(name)
+                elif hosts[name] != self._hosts[name]:
+                    stopping.append(self._holders.pop(name))
+                    reopened.append(name)
+        _stop_all(stopping)
+        with self._lock:
+            for name, host in hosts.items():
+                if name not in self._holders:
+                    self._hosts[name] = host
+                    self._holders[name] = self._holder_for(host).start()
+                    if name not in reopened:
+                        added.append(name)
+        self._announce()
+        _log.info("reload: added %s, removed %s, reopened %s", added, removed, reopened)
+        return {"added": added, "removed": removed, "reopened": reopened}
+
+    def stop(self) -> None:
+        """Close every console and recording, then the control socket."""
+        with self._lock:
+            holders = list(self._holders.values())
+            self._holders.clear()
+        if self._announcement is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._announcement.unlink()
+        _stop_all(holders)
+        if self._control is not None:
+            self._control.stop()
+
+    def run(self, ready: Callable[[], None] | None = None) -> int:
+        """Foreground loop until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit status."""
+        wake = threading.Event()
+        pending: list[int] = []
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            pending.append(signum)
+            wake.set()
+
+        previous = {
+            sig: signal.signal(sig, on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        try:
+            self.start()
+            if ready is not None:
+                ready()
+            while True:
+                wake.wait()
+                wake.clear()
+                while pending:
+                    signum = pending.pop(0)
+                    if signum == signal.SIGHUP:
+                        self.reload()
+                    else:
+                        _log.info("%s: closing every console", signal.Signals(signum).name)
+                        return 128 + signum
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # -- for the control socket
+
+    def holder(self, name: str) -> ConsoleHolder | None:
+        with self._lock:
+            return self._holders.get(name)
+
+    def status_json(self) -> dict[str, Any]:
+        with self._lock:
+            holders = list(self._holders.values())
+        return {
+            "server": {
+                "pid": os.getpid(),
+                "inventory": os.path.realpath(self.options.inventory),
+                "shard": str(self.options.shard) if self.options.shard else None,
+                "root": str(self.options.root.absolute()),
+                "started": self._started,
+                "socket": str(self.socket_path),
+            },
+            "hosts": [dataclasses.asdict(h.status()) for h in holders],
+        }
+
+
+def _stop_all(holders: list[ConsoleHolder]) -> None:
+    """Stop holders in parallel: a thousand SOL logouts must not take a thousand seconds."""
+    threads = [threading.Thread(target=h.stop, name=f"stop-{h.name}") for h in holders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+
+
+def _socket_alive(path: Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
