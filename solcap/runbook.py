@@ -37,6 +37,7 @@ from solcap.errors import ConfigError, UsageError
 from solcap.inventory import Host, Scalar, SecretRef, _Where, check_profile, parse_secret
 from solcap.limits import key_problem
 from solcap.shipped import shipped_dir
+from solcap.vcpu import check_cpus
 from solcap.xen import DANGEROUS_KEYS
 
 #: The runbooks shipped with solcap (package data when installed; see solcap.shipped).
@@ -44,7 +45,7 @@ BUILTIN_DIR = shipped_dir("runbooks")
 
 ACTIONS = (
     "power", "expect", "send", "sendline", "send_secret", "xen_input", "debug_keys",
-    "grub", "mark", "settle", "ssh",
+    "grub", "mark", "settle", "ssh", "vcpu_pin",
 )  # fmt: skip
 _COMMON = frozenset({"id", "name"})
 _TOP = frozenset({"name", "description", "vars", "death_strings", "steps", "outcome"})
@@ -52,6 +53,7 @@ _VAR_REF = re.compile(r"\$\{([^}]*)\}")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 BUILTIN_VARS = ("host",)
 #: Analyses an ``ssh`` step can apply to its output: ``virt_mode`` → solcap.virtmode.classify.
 ANALYZERS = ("virt_mode",)
@@ -180,6 +182,16 @@ class SshStep(Step):
     fetch: tuple[Fetch, ...]
     #: A pure analysis of the output recorded beside it (see ANALYZERS), e.g. "virt_mode".
     analyze: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VcpuPinStep(Step):
+    """``xl vcpu-pin DOMAIN VCPU CPUS`` on Dom0, then ``xl vcpu-list DOMAIN`` must show it."""
+
+    domain: str
+    vcpu: int | None  # None: every vCPU ("all")
+    cpus: str
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -632,6 +644,37 @@ class _Reader:
             **common,
         )
 
+    def _step_vcpu_pin(self, raw: Any, key: Key, common: dict[str, Any]) -> Step:
+        allowed = frozenset({"domain", "vcpu", "cpus", "timeout"})
+        body = self.mapping(raw, key, allowed, ["domain", "vcpu", "cpus"])
+        domain = self.text(body["domain"], (*key, "domain"))
+        if isinstance(domain, str) and not _DOMAIN_RE.match(domain):
+            raise self.error(
+                (*key, "domain"), f"{domain!r}: a domain name or id (letters, digits, . _ -)"
+            )
+        vkey: Key = (*key, "vcpu")
+        vcpu_raw = self.value(body["vcpu"], vkey)
+        vcpu: int | None = 0
+        if isinstance(vcpu_raw, str) and vcpu_raw.isdigit():
+            vcpu_raw = int(vcpu_raw)
+        if vcpu_raw == "all":
+            vcpu = None
+        elif isinstance(vcpu_raw, int) and not isinstance(vcpu_raw, bool) and vcpu_raw >= 0:
+            vcpu = vcpu_raw
+        elif not isinstance(vcpu_raw, _Deferred):
+            raise self.error(vkey, f"expected a vCPU number or 'all', got {vcpu_raw!r}")
+        ckey: Key = (*key, "cpus")
+        cpus = self.text(body["cpus"], ckey)
+        if isinstance(cpus, str) and (problem := check_cpus(cpus)) is not None:
+            raise self.error(ckey, problem)
+        return VcpuPinStep(
+            domain="" if isinstance(domain, _Deferred) else domain,
+            vcpu=vcpu,
+            cpus="" if isinstance(cpus, _Deferred) else cpus,
+            timeout=self.number(body.get("timeout", 60), (*key, "timeout"), low=0.1),
+            **common,
+        )
+
     # ---- top level
 
     def death_strings(self, raw: Any) -> tuple[bytes, ...]:
@@ -784,7 +827,7 @@ def _needs(steps: Sequence[Step]) -> dict[str, Step]:
             # One-shot drives GRUB's editor over the console (SOL or a serial line alike);
             # persistent edits the files on Dom0 over SSH. Neither needs the BMC itself.
             kinds = ("console",) if step.mode == "oneshot" else ("ssh",)
-        elif isinstance(step, SshStep):
+        elif isinstance(step, (SshStep, VcpuPinStep)):
             kinds = ("ssh",)
         elif not isinstance(step, MarkStep):
             kinds = ("console",)
@@ -937,6 +980,12 @@ def describe_step(step: Step) -> str:
         if step.analyze:
             parts.append(f"; analyze {step.analyze}")
         return "".join(parts)
+    if isinstance(step, VcpuPinStep):
+        which = "all vCPUs" if step.vcpu is None else f"vCPU {step.vcpu}"
+        return (
+            f"vcpu_pin {step.domain} {which} → CPUs {step.cpus} "
+            f"(xl vcpu-pin, checked with xl vcpu-list; timeout {step.timeout:g}s)"
+        )
     return type(step).__name__
 
 
@@ -977,7 +1026,7 @@ def list_runbooks(directory: str | os.PathLike[str] | None = None) -> list[Path]
 __all__ = [
     "ACTIONS", "ConfigError", "DebugKeysStep", "ExpectStep", "Fetch", "GrubStep", "HostPlan",
     "MarkStep", "OnTimeout", "Outcome", "Plan", "PowerStep", "Runbook", "Secret",
-    "SendSecretStep", "SendStep", "SettleStep", "SshStep", "Step", "XenInputStep",
+    "SendSecretStep", "SendStep", "SettleStep", "SshStep", "Step", "VcpuPinStep", "XenInputStep",
     "describe_step", "list_runbooks", "load_runbook", "load_runbook_doc", "plan",
     "plan_host", "render_plan",
 ]  # fmt: skip

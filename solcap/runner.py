@@ -82,6 +82,7 @@ from solcap.runbook import (
     SettleStep,
     SshStep,
     Step,
+    VcpuPinStep,
     XenInputStep,
     describe_step,
 )
@@ -450,6 +451,8 @@ class _Run:
             self.event("settled", quiet=step.quiet)
         elif isinstance(step, SshStep):
             self.ssh_step(step)
+        elif isinstance(step, VcpuPinStep):
+            self.vcpu_pin(step)
         else:  # pragma: no cover - the schema knows every step type
             raise UsageError(f"{self.host.name}: no executor for {type(step).__name__}")
 
@@ -742,6 +745,37 @@ class _Run:
                 },
             )
             self.event("virt-mode", mode=str(found_mode.mode), reason=found_mode.reason)
+
+    def vcpu_pin(self, step: VcpuPinStep) -> None:
+        """solcap.vcpu.pin over Dom0's SSH; every xl output is kept, even a failing one's."""
+        from solcap.vcpu import pin
+
+        conn = self.connection()
+        self.event("vcpu-pin", domain=step.domain, vcpu=step.vcpu, cpus=step.cpus)
+        kept = 0
+
+        def keep(outputs: Sequence[tuple[str, str, str]]) -> None:
+            nonlocal kept
+            for name, command, stdout in outputs[kept:]:
+                rel = self.unique(f"ssh/{name}")
+                data = stdout.encode("utf-8")
+                self.write_file(rel, data)
+                self.event("ssh-output", command=command, file=rel, bytes=len(data),
+                           sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
+            kept = len(outputs)
+
+        outputs: list[tuple[str, str, str]] = []
+        try:
+            result = pin(conn, self.host.name, step.domain, step.vcpu, step.cpus,
+                         timeout=step.timeout, outputs=outputs)  # fmt: skip
+        except TargetError as exc:
+            keep(outputs)
+            raise _StepFailed(
+                self.host.name, f"step {step.index + 1} ({step.where}): {_reason(exc)}"
+            ) from exc
+        keep(outputs)
+        self.event("vcpu-pinned", domain=result.domain, domid=result.domid,
+                   vcpus=list(result.vcpus), hard=result.cpus)  # fmt: skip
 
     def fetch(self, conn: SshConnection, remote: str, rel: str) -> None:
         """Copy a remote file into the recording over SFTP (streamed, private)."""
