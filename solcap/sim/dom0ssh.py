@@ -3,7 +3,7 @@
 Why it exists: solcap's Dom0 paths (``xl dmesg``, ``xl debug-keys K`` while the serial line
 records the dump, file fetches) must be tested end to end against a Dom0 that is consistent
 with the simulated Xen, without a lab machine. Every command runs through
-:meth:`VirtualHost.dom0_exec`, i.e. on the host's machine thread like a line typed at the
+:meth:`VirtualHost.dom0_run`, i.e. on the host's machine thread like a line typed at the
 console shell: ``xl debug-keys q`` puts its dump on the *serial* line (and into Xen's ring and
 ``host.dumps``), and stdout comes back over the SSH channel.
 
@@ -434,9 +434,12 @@ class Dom0SshServer:
         line = " ".join(words)
         with self._lock:
             self.commands.append(line)
-        result = self.host.dom0_exec(line, timeout=self.command_timeout)
-        if result is None:
+        ran = self.host.dom0_run(line, timeout=self.command_timeout)
+        if ran is None:
             return NO_DOM0, b"", b"Dom0 is not running\n"
+        status, result, stderr = ran
+        if status != 0 or stderr:
+            return status, result, stderr
         if result.startswith(b"-bash: ") and result.rstrip().endswith(b"command not found"):
             return NOT_FOUND, b"", result
         if words[0] == "cat" and result.rstrip().endswith(b"No such file or directory"):

@@ -566,14 +566,23 @@ class VirtualHost:
             self._line.write(data)
 
     def dom0_exec(self, line: str, timeout: float = 10.0) -> bytes | None:
-        """Run a Dom0 command as over SSH; return its stdout (``\\n`` line ends).
+        """Run a Dom0 command as over SSH; return its output (stdout, then stderr).
+
+        See :meth:`dom0_run`, which keeps the two streams and the exit status apart.
+        """
+        result = self.dom0_run(line, timeout)
+        return None if result is None else result[1] + result[2]
+
+    def dom0_run(self, line: str, timeout: float = 10.0) -> tuple[int, bytes, bytes] | None:
+        """Run a Dom0 command as over SSH: (exit status, stdout, stderr), ``\\n`` line ends.
 
         For the Dom0 SSH server (:mod:`solcap.sim.dom0ssh`). It runs on the machine thread
         exactly like a line typed at the console shell, so Xen's output (``xl debug-keys``
-        dumps) goes onto the serial line and into :attr:`dumps`; only stdout (and no echo or
-        prompt) comes back here instead of going to the line. None when Dom0 is not running.
+        dumps) goes onto the serial line and into :attr:`dumps`; the command's own output
+        (no echo or prompt) comes back here instead of going to the line — whether or not
+        Dom0's console reaches the serial line. None when Dom0 is not running.
         """
-        reply: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+        reply: queue.Queue[tuple[int, bytes, bytes] | None] = queue.Queue(maxsize=1)
         self._inbox.put(_Event("dom0-exec", data=(line, reply)))
         try:
             return reply.get(timeout=timeout)
@@ -964,14 +973,21 @@ class VirtualHost:
             self._emit(bytes([byte]))
 
     def _dom0_command(
-        self, xen: XenHost, line: str, to: Callable[[bytes], None] | None = None
-    ) -> None:
+        self,
+        xen: XenHost,
+        line: str,
+        to: Callable[[bytes], None] | None = None,
+        err: Callable[[bytes], None] | None = None,
+    ) -> int:
         """Run a Dom0 shell line; ``xl debug-keys K…`` dumps are recorded like typed keys.
 
-        ``to`` receives stdout instead of the serial line (SSH); then no prompt is printed.
+        ``to``/``err`` receive stdout/stderr instead of the serial line (SSH); then no prompt
+        is printed. Returns the command's exit status.
         """
         out = self._emit if to is None else to
+        errors = err if err is not None else out
         words = line.split()
+        status = 0
         if words[:2] == ["xl", "debug-keys"] and len(words) == 3:
             for key in words[2]:  # the handlers run one after the other, as in Xen
                 xen_out, stdout = xen.dom0_command(f"xl debug-keys {key}")
@@ -981,21 +997,30 @@ class VirtualHost:
                     self._emit(xen_out)
                 out(stdout)
         else:
-            xen_out, stdout = xen.dom0_command(line)
+            xen_out, stdout, stderr, status = xen.dom0_run(line)
             self._emit(xen_out)
             out(stdout)
+            errors(stderr)
         if to is None:
             self._emit(xen.prompt)
+        return status
 
-    def _dom0_exec(self, line: str, reply: queue.Queue[bytes | None]) -> None:
-        """:meth:`dom0_exec` on the machine thread."""
+    def _dom0_exec(self, line: str, reply: queue.Queue[tuple[int, bytes, bytes] | None]) -> None:
+        """:meth:`dom0_run` on the machine thread."""
         xen = self._xen
         if xen is None or self._state != "running":
             reply.put(None)
             return
         stdout = bytearray()
-        self._dom0_command(xen, line, stdout.extend)
-        reply.put(bytes(stdout).replace(DOM0_NEWLINE, b"\n"))
+        stderr = bytearray()
+        status = self._dom0_command(xen, line, stdout.extend, stderr.extend)
+        reply.put(
+            (
+                status,
+                bytes(stdout).replace(DOM0_NEWLINE, b"\n"),
+                bytes(stderr).replace(DOM0_NEWLINE, b"\n"),
+            )
+        )
 
 
 def _plain_linux_command(line: str) -> bytes:

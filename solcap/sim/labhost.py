@@ -14,6 +14,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -43,6 +44,8 @@ def _state(
         "power": host.power_state,
         "sent_bytes": host.sent_count(),
         "bmc_discarded": bmc.discarded,
+        # Every vCPU's hard and soft affinity as Xen holds it ("DOMID.VCPU": [hard, soft]).
+        "affinity": host.xen.xl_vcpus.affinities() if host.xen is not None else {},
         "dumps": [
             {"key": d.key, "sha256": d.sha256, "bytes": len(d.data)} for d in list(host.dumps)
         ],
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pcpus", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baud", type=int, default=38400)
+    parser.add_argument("--xen-version", default="4.17.7", help="what xl info reports")
     parser.add_argument("--fast", action="store_true")
     parser.add_argument("--xen-args")
     parser.add_argument("--dom0-args")
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         help="public key (OpenSSH format) allowed to log in to Dom0 over SSH",
     )
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", args.xen_version):
+        parser.error(f"--xen-version: expected e.g. 4.17.7, got {args.xen_version!r}")
     if not args.address.startswith("127."):
         parser.error("the lab binds loopback addresses (127.0.0.0/8) only")
     if args.password_file is not None:
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             pcpus=args.pcpus,
             seed=args.seed,
             line_baud=args.baud,
+            xen_version=args.xen_version,
         ),
         baud=args.baud,
         fast=args.fast,

@@ -28,9 +28,10 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import xen_dumps as dumps
+from .xl_vcpu import XlVcpus
 
 XEN_EOL = b"\r\n"
 DOM0_EOL = b"\r\r\n"
@@ -96,6 +97,10 @@ class HostSpec:
     memory_mb: int = 16384
     seed: int = 0
     line_baud: int = 38400
+    #: What ``xl info`` reports, and whether Dom0's boot pinning is locked (before 4.13).
+    #: The boot text and dumps stay 4.17-shaped whatever this says. Not in the repr, which
+    #: seeds every generated value: adding this field must not change any existing output.
+    xen_version: str = field(default=dumps.XEN_VERSION, repr=False)
 
 
 def split_args(cmdline: str) -> list[str]:
@@ -189,6 +194,16 @@ class XenHost:
         self.dom0_vcpus = self._dom0_vcpus(xopt.get("dom0_max_vcpus"))
         self.dom0_mb = self._dom0_mb(xopt.get("dom0_mem"))
         self.machine = self._build_machine()
+        self.dom0_vcpus_pin = _dom0_vcpus_pin(split_args(xen_cmdline))
+        major, minor = (int(x) for x in spec.xen_version.split(".")[:2])
+        self.xl_vcpus = XlVcpus(
+            spec.pcpus,
+            [(d.domid, d.name, d.vcpus, d.vcpu_cpu) for d in self.machine.domains],
+            self.machine.cpu_node,
+            dom0_pinned=self.dom0_vcpus_pin,
+            xen_version=(major, minor),
+            seed=self.seed("vcpu-list"),
+        )
         self._rng = random.Random(self.seed("run"))
         self._ring = bytearray()
         self._now = 20_000_000_000 + self._rng.randrange(5_000_000_000)
@@ -214,12 +229,18 @@ class XenHost:
         return size
 
     def _dom0_vcpus(self, opt: str | None) -> int:
+        """``dom0_max_vcpus=N`` gives N (more than the pCPUs is allowed); ``MIN-MAX`` (either
+        side may be empty) clamps the pCPU count (docs/misc/xen-command-line.pandoc)."""
         n = self.spec.dom0_vcpus
         if opt:
-            last = opt.split("-")[-1]
-            if last.isdigit():
-                n = int(last)
-        return max(1, min(n, self.spec.pcpus))
+            low, dash, high = opt.partition("-")
+            if not dash and low.isdigit():
+                n = int(low)
+            elif dash and (low.isdigit() or not low) and (high.isdigit() or not high):
+                n = max(self.spec.pcpus, int(low or 1))
+                if high:
+                    n = min(n, int(high))
+        return max(1, min(n, 512))
 
     def _dom0_mb(self, opt: str | None) -> int:
         if opt:
@@ -458,14 +479,26 @@ class XenHost:
         return "".join(f"{line}\n" for line in lines)
 
     def dom0_command(self, line: str) -> tuple[bytes, bytes]:
-        """(Xen serial bytes, Dom0 stdout bytes) for one line typed at the Dom0 prompt.
+        """(Xen serial bytes, Dom0 output bytes) for one line typed at the Dom0 prompt.
 
-        Stdout uses DOM0_EOL (``\\r\\r\\n``): the tty's ONLCR, then Xen's serial driver.
-        Neither echo nor the next prompt is included. Both parts are what reaches the serial
-        line, so they are b"" when that path is not wired (see module docstring)."""
+        The output is stdout then stderr, as a terminal shows both; see :meth:`dom0_run`."""
+        xen, out, err, _ = self.dom0_run(line)
+        return xen, out + err
+
+    def dom0_run(self, line: str) -> tuple[bytes, bytes, bytes, int]:
+        """(Xen serial bytes, stdout, stderr, exit status) of one Dom0 command line.
+
+        Stdout and stderr use DOM0_EOL (``\\r\\r\\n``): the tty's ONLCR, then Xen's serial
+        driver; neither echo nor the next prompt is included. The Xen part is what reaches
+        the serial line (b"" when Xen's serial console is not wired, see module docstring).
+        Dom0's own output is returned whether or not Dom0's console reaches the serial line:
+        the command runs and prints either way (over SSH, say); whether a *console* shell
+        exists is the caller's business."""
         args = line.split()
         xen = b""
         text = ""
+        err = ""
+        status = 0
         if not args:
             text = ""
         elif args[:2] == ["xl", "dmesg"]:
@@ -481,7 +514,9 @@ class XenHost:
         elif args[:2] == ["xl", "list"]:
             text = _xl_list(self)
         elif args[:2] == ["xl", "vcpu-list"]:
-            text = _xl_vcpu_list(self)
+            status, text, err = self.xl_vcpus.vcpu_list(args[2:])
+        elif args[:2] == ["xl", "vcpu-pin"]:
+            status, text, err = self.xl_vcpus.vcpu_pin(args[2:])
         elif args[:2] == ["xenpm", "get-cpu-topology"]:
             text = _cpu_topology(
                 self, "CPU     core    socket  node\n", "CPU{c:<7d}{c:<8d}{n:<8d}{n}\n"
@@ -514,8 +549,9 @@ class XenHost:
         else:
             text = f"-bash: {args[0]}: command not found\n"
         out = text.encode().replace(b"\n", DOM0_EOL)
-        self._dom0_ring(out)
-        return (xen if self.serial_console else b"", out if self.dom0_visible else b"")
+        errors = err.encode().replace(b"\n", DOM0_EOL)
+        self._dom0_ring(out + errors)
+        return (xen if self.serial_console else b"", out, errors, status)
 
 
 #: Commands the simulated Dom0 has, as ``command -v`` reports them. xentrace and xenalyze are
@@ -535,6 +571,21 @@ DOM0_TOOLS = {
 
 
 # --------------------------------------------------------------------- boot content
+def _dom0_vcpus_pin(args: list[str]) -> bool:
+    """Xen's boolean ``dom0_vcpus_pin`` (common/kernel.c parse_params): last one wins."""
+    pinned = False
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        invert = name.startswith("no-")
+        if (name[3:] if invert else name) != "dom0_vcpus_pin":
+            continue
+        if eq and value not in ("1", "on", "yes", "true", "enable", "0", "no", "off", "false",
+                                "disable"):  # fmt: skip
+            continue
+        pinned = (not eq or value in ("1", "on", "yes", "true", "enable")) != invert
+    return pinned
+
+
 def _e820(mb: int) -> list[tuple[int, int, str]]:
     MiB = 1 << 20
     low = min(mb, 3072) * MiB
@@ -939,10 +990,10 @@ def _xl_info(h: XenHost, numa: bool) -> str:
         ("sharing_used_memory", "0"),
         ("outstanding_claims", "0"),
         ("free_cpus", "0"),
-        ("xen_major", "4"),
-        ("xen_minor", "17"),
-        ("xen_extra", ".7"),
-        ("xen_version", dumps.XEN_VERSION),
+        ("xen_major", s.xen_version.split(".")[0]),
+        ("xen_minor", s.xen_version.split(".")[1]),
+        ("xen_extra", s.xen_version[len(".".join(s.xen_version.split(".")[:2])) :]),
+        ("xen_version", s.xen_version),
         ("xen_caps", "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64"),
         ("xen_scheduler", "credit2"),
         ("xen_pagesize", "4096"),
@@ -989,19 +1040,6 @@ def _xl_list(h: XenHost) -> str:
             f"{d.name:<40}{d.domid:>6}{d.pages // 256:>6}{d.vcpus:>6}     {state}"
             f"{rng.randrange(5, 90000) / 10:>11.1f}\n"
         )
-    return text
-
-
-def _xl_vcpu_list(h: XenHost) -> str:
-    rng = random.Random(h.seed("vcpu-list"))
-    text = "Name" + " " * 32 + "ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)\n"
-    for d in h.machine.domains:
-        for v in range(d.vcpus):
-            state = "r--" if rng.random() < 0.1 else "-b-"
-            text += (
-                f"{d.name:<32}{d.domid:>6}{v:>6}{d.vcpu_cpu[v]:>6}   {state}"
-                f"{rng.randrange(1, 90000) / 10:>10.1f}  all / all\n"
-            )
     return text
 
 
