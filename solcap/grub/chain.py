@@ -51,6 +51,11 @@ class ChainError(ValueError):
     """The entry's chain is not one solcap can edit safely; the message says why."""
 
 
+class NotXenEntry(ChainError):
+    """The entry boots something other than Xen (Linux alone, memtest86+, tboot → Linux):
+    not an error when looking for Xen entries, only when one was asked for by name."""
+
+
 @dataclass(frozen=True)
 class ChainLine:
     """One command of an entry, as far as the chain cares.
@@ -126,8 +131,8 @@ def find_chain(lines: Sequence[ChainLine], title: str = "") -> Chain:
                 "options from xen.cfg beside it (edit that file instead)"
             )
         if any(line.command in _LINUX for line in lines):
-            raise ChainError(f"{what} boots Linux directly (linux/initrd): not a Xen entry")
-        raise ChainError(
+            raise NotXenEntry(f"{what} boots Linux directly (linux/initrd): not a Xen entry")
+        raise NotXenEntry(
             f"{what} has no multiboot2, multiboot or xen_hypervisor line: not a Xen entry"
         )
     if len(loaders) > 1:
@@ -159,9 +164,10 @@ def find_chain(lines: Sequence[ChainLine], title: str = "") -> Chain:
     if _TBOOT_IMAGE.match(loader.basename):
         return _tboot(what, loader, modules, slaunch)
     if not _XEN_IMAGE.search(loader.basename):
-        raise ChainError(
+        # e.g. Debian's memtest86+ entry, `multiboot /memtest86+.elf`
+        raise NotXenEntry(
             f"{what}: {loader.command} loads {loader.image}, which looks like neither Xen nor "
-            "tboot; refusing to put Xen options on it"
+            "tboot (not a Xen entry); refusing to put Xen options on it"
         )
     family: Family = "slaunch" if slaunch else loader.command  # type: ignore[assignment]
     return _plain(family, loader, modules, slaunch)
@@ -188,7 +194,7 @@ def _tboot(
         raise ChainError(f"{what}: tboot ({loader.image}) is followed by no module")
     xen = modules[0]
     if _is_variable(xen.image) or not _XEN_IMAGE.search(xen.basename):
-        raise ChainError(
+        raise NotXenEntry(
             f"{what}: tboot's first module is {xen.image}, not Xen: a tboot chain without Xen "
             "(tboot booting Linux directly) has no Xen line to edit"
         )

@@ -37,6 +37,7 @@ from solcap.grub.cfg import (
     edit_default_grub,
     edit_grub_cfg,
     effective_settings,
+    entry_chain,
     entry_cmdlines,
     find_entries,
     override_warnings,
@@ -44,6 +45,7 @@ from solcap.grub.cfg import (
     target_file,
     unified_diff,
 )
+from solcap.grub.chain import NotXenEntry
 from solcap.grub.xencfg import edit_xen_cfg, xen_cfg_cmdlines
 from solcap.profiles import Profile
 from solcap.ssh import SshConnection
@@ -408,14 +410,20 @@ def _xcpng_cfg(ssh: SshConnection, layout: RemoteLayout) -> str | None:
 
 
 def _default_entry(text: str, layout: RemoteLayout) -> str:
-    """The entry xen-cmdline's result is checked on: the pattern given, else GRUB's first."""
+    """The entry xen-cmdline's result is checked on: the pattern given, else GRUB's first
+    Xen entry (non-Xen entries such as memtest86+'s ``multiboot`` one are skipped)."""
     if layout.entry_pattern is not None:
         return layout.entry_pattern
-    entries = find_entries(text)
-    if not entries:
-        raise UsageError("grub.cfg has no menuentry to verify")
-    first = entries[0]
-    return re.escape(first.entry_id) if first.entry_id else f"^{re.escape(first.title)}$"
+    for entry in find_entries(text):
+        selector = re.escape(entry.entry_id) if entry.entry_id else f"^{re.escape(entry.title)}$"
+        try:
+            entry_chain(text, selector)
+        except ConfigError as exc:
+            if isinstance(exc.__cause__, NotXenEntry):
+                continue  # e.g. a memtest86+ entry placed first
+            raise
+        return selector
+    raise UsageError("grub.cfg has no Xen menuentry to verify")
 
 
 def _plan_xen_cmdline(ssh: SshConnection, profile: Profile, layout: RemoteLayout) -> Plan:
@@ -518,8 +526,8 @@ def xen_entries(text: str, pattern: str | None, path: str) -> list[tuple[str, st
         try:
             xen, dom0 = entry_cmdlines(text, selector, path)
         except ConfigError as exc:
-            if "not a Xen entry" in str(exc):
-                continue  # a plain Linux entry
+            if isinstance(exc.__cause__, NotXenEntry):
+                continue  # plain Linux, memtest86+ (`multiboot /memtest86+.elf`), …
             raise
         found.append((entry.path, xen, dom0))
     return found

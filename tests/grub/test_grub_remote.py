@@ -66,6 +66,7 @@ menuentry 'Debian GNU/Linux, with Xen hypervisor (recovery mode)' \$menuentry_id
 	multiboot2	$xen placeholder ${GRUB_CMDLINE_XEN} \${xen_rm_opts}
 	module2	$kernel placeholder root=UUID=x ro single ${GRUB_CMDLINE_LINUX}
 }
+@MEMTEST@
 EOF
 mv -f "$out.new" "$out"
 """
@@ -75,9 +76,17 @@ IGNORE_VARIABLES = (
 )
 
 
-def _stub(directory: Path, name: str, cfg: str, ignore: bool = False) -> None:
+#: What Debian's memtest86+ package adds to every regenerated grub.cfg (see
+#: tests/profiles/data/README.md): a multiboot entry that is not Xen.
+MEMTEST = "menuentry 'Memory test (memtest86+.elf)' {\n\tmultiboot\t/boot/memtest86+.elf\n}"
+
+
+def _stub(
+    directory: Path, name: str, cfg: str, ignore: bool = False, memtest: bool = False
+) -> None:
     directory.mkdir(exist_ok=True)
     text = MKCONFIG.replace("@CFG@", cfg).replace("@IGNORE@", IGNORE_VARIABLES if ignore else "")
+    text = text.replace("@MEMTEST@", MEMTEST if memtest else "")
     path = directory / name
     path.write_text(text)
     path.chmod(0o755)
@@ -528,3 +537,21 @@ def test_cli_oneshot_dry_run_then_write_hands_over_to_the_console(
     assert main([*argv, "--write"], out=io.StringIO()) == 3
     err = capsys.readouterr().err
     assert err == "solcap: error: /dev/ttyS9: cannot open serial port: No such file or directory\n"
+
+
+def test_memtest86_multiboot_entry_is_skipped_when_verifying_without_entry(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+) -> None:
+    """Debian's memtest86+ adds `multiboot /boot/memtest86+.elf`: a multiboot entry that is not
+    Xen. Verification without --entry checks the Xen entries and leaves memtest alone."""
+    shutil.copy(DATA / "debian12-grub-memtest.cfg", debian_root / "boot/grub/grub.cfg")
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg", memtest=True)
+    plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
+    assert plan.method == "default-grub"
+    result = apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+    assert result.verified == ("Debian GNU/Linux, with Xen hypervisor",)
+    cfg = (debian_root / "boot/grub/grub.cfg").read_text()
+    assert "\tmultiboot\t/boot/memtest86+.elf\n" in cfg  # regenerated, untouched
+    xen, _ = entry_cmdlines(cfg, "^Debian GNU/Linux, with Xen hypervisor$")
+    assert set(profile.xen.options) <= set(xen.split())
