@@ -25,12 +25,15 @@ from solcap.bootline import Cmdline, Kind, check_option, merge, split_words
 from solcap.errors import ConfigError, UsageError
 from solcap.limits import MAX_DEPTH, check_depth, key_problem, read_text
 from solcap.shipped import shipped_dir
+from solcap.vcpu import check_dom0_max_vcpus
 
 #: The profiles shipped with solcap (package data when installed; see solcap.shipped).
 BUILTIN_DIR = shipped_dir("profiles")
 ENV_VAR = "SOLCAP_PROFILES"
 
-_TOP_FIELDS = frozenset({"name", "description", "extends", "xen", "dom0", "console", "harvest"})
+_TOP_FIELDS = frozenset(
+    {"name", "description", "extends", "vars", "xen", "dom0", "console", "harvest"}
+)
 _OPTION_FIELDS = frozenset({"options", "remove"})
 _CONSOLE_FIELDS = frozenset({"baud", "parity", "data_bits", "stop_bits"})
 _HARVEST_FIELDS = frozenset({"keys"})
@@ -44,6 +47,10 @@ DANGEROUS_KEYS = frozenset("RCNS%ATGPLO+-")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _COM_RE = re.compile(r"^(com[12])=([^,]*)(?:,([^,]*))?")
 _DEFAULTS = {"parity": "n", "data_bits": 8, "stop_bits": 1}
+_VAR_REF = re.compile(r"\$\{([^}]*)\}")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A profile variable's value: what ``[vars]`` may hold.
+VarValue = int | str
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Profile:
     harvest_keys: tuple[str, ...]
     #: Ancestors by name, nearest first.
     extends: tuple[str, ...] = field(default=())
+    #: The values its ``${name}`` references were given (``[vars]`` of the chain, overridden).
+    vars: Mapping[str, VarValue] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- locating keys
@@ -138,6 +147,8 @@ class _Raw:
     dom0: Options | None
     console: Mapping[str, Any]
     harvest_keys: tuple[str, ...] | None
+    #: This file's ``[vars]`` with the values it was read with (defaults, or from below).
+    vars: Mapping[str, VarValue] = field(default_factory=dict)
 
 
 class _Reader:
@@ -198,12 +209,59 @@ class _Reader:
             raise self.error(name, unknown[0], f"unknown field (allowed: {allowed})")
         return value
 
+    def variables(self, data: Mapping[str, Any]) -> dict[str, VarValue]:
+        """``[vars]``: name = integer or string (the default of a ``${name}`` in options)."""
+        value = data.get("vars", {})
+        if not isinstance(value, dict):
+            raise self.error("", "vars", f"expected a table [vars], got {_kind(value)}")
+        out: dict[str, VarValue] = {}
+        for name, default in value.items():
+            if not _VAR_NAME.match(name):
+                raise self.error("vars", name, "a variable name is letters, digits and '_'")
+            if isinstance(default, bool) or not isinstance(default, (int, str)):
+                raise self.error(
+                    "vars", name, f"expected an integer or a string, got {_kind(default)}"
+                )
+            out[name] = default
+        return out
+
+    def substitute(
+        self, data: Mapping[str, Any], name: str, values: Mapping[str, VarValue]
+    ) -> Mapping[str, Any]:
+        """The ``[xen]``/``[dom0]`` table with ``${var}`` replaced in its option words."""
+        table = self.table(data, name)
+        out = dict(table)
+        for key in ("options", "remove"):
+            words = table.get(key)
+            if not isinstance(words, list):
+                continue
+            replaced = []
+            for word in words:
+                if isinstance(word, str):
+                    for ref in _VAR_REF.findall(word):
+                        if ref not in values:
+                            known = ", ".join(sorted(values)) or "none"
+                            raise self.error(
+                                name,
+                                key,
+                                f"unknown variable ${{{ref}}} (declared in [vars]: {known})",
+                            )
+                    word = _VAR_REF.sub(lambda m: str(values[m.group(1)]), word)
+                replaced.append(word)
+            out[key] = replaced
+        return out
+
     def options(self, data: Mapping[str, Any], name: str, kind: Kind) -> Options | None:
         if name not in data:
             return None
         table = self.table(data, name)
         options = self.words(table, name, "options")
         remove = self.words(table, name, "remove")
+        for option in options:
+            if option.startswith("dom0_max_vcpus="):
+                problem = check_dom0_max_vcpus(option.partition("=")[2])
+                if problem is not None:
+                    raise self.error(name, "options", f"{option!r}: {problem}")
         if kind == "xen":
             seen: dict[str, str] = {}
             for option in options:
@@ -276,7 +334,7 @@ def _toml_error(path: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
     return ConfigError(path, f"TOML syntax: {message}")
 
 
-def _read_raw(path: Path) -> _Raw:
+def _read_raw(path: Path, given: Mapping[str, VarValue] | None = None) -> _Raw:
     shown = str(path)
     if not path.exists():
         raise ConfigError(shown, "no such profile file")
@@ -300,7 +358,17 @@ def _read_raw(path: Path) -> _Raw:
         raise reader.error("", "name", f"{name!r}: use letters, digits, '.', '_' and '-'")
     if name != path.stem:
         raise reader.error("", "name", f"{name!r} must match the file name {path.stem!r}")
+    defaults = reader.variables(data)
+    values = dict(defaults)
+    for var, value in (given or {}).items():
+        if var in defaults:
+            values[var] = _coerce(reader, var, value, defaults[var])
+    data = dict(data)
+    for table in ("xen", "dom0"):
+        if table in data:
+            data[table] = reader.substitute(data, table, values)
     return _Raw(
+        vars=values,
         name=name,
         path=shown,
         source=source,
@@ -311,6 +379,17 @@ def _read_raw(path: Path) -> _Raw:
         console=reader.console(data),
         harvest_keys=reader.harvest(data),
     )
+
+
+def _coerce(reader: _Reader, name: str, value: VarValue, default: VarValue) -> VarValue:
+    """A value given for ``name`` in the type of its default (``"4"`` → 4 for an integer)."""
+    if isinstance(default, int):
+        if isinstance(value, str) and re.fullmatch(r"\d+", value):
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise reader.error("vars", name, f"{name} must be an integer, got {value!r}")
+        return value
+    return str(value)
 
 
 # --------------------------------------------------------------------------- resolution
@@ -371,8 +450,13 @@ def _check_serial(raw: _Raw, xen: Options, console: ConsoleLine | None) -> None:
             )
 
 
-def _resolve(path: Path, dirs: Sequence[Path], stack: tuple[Path, ...]) -> Profile:
-    raw = _read_raw(path)
+def _resolve(
+    path: Path,
+    dirs: Sequence[Path],
+    stack: tuple[Path, ...],
+    given: Mapping[str, VarValue] | None = None,
+) -> Profile:
+    raw = _read_raw(path, given)
     here = path.resolve()
     parent: Profile | None = None
     if raw.extends is not None:
@@ -386,7 +470,8 @@ def _resolve(path: Path, dirs: Sequence[Path], stack: tuple[Path, ...]) -> Profi
         if parent_path.resolve() in chain:
             names = " -> ".join(p.stem for p in (*chain, parent_path))
             raise reader.error("", "extends", f"inheritance cycle: {names}")
-        parent = _resolve(parent_path, dirs, chain)
+        # Values from below (the caller, then this file's own) win over the parent's defaults.
+        parent = _resolve(parent_path, dirs, chain, {**raw.vars, **(given or {})})
     base_xen = parent.xen if parent else Options()
     base_dom0 = parent.dom0 if parent else Options()
     xen = _inherit(base_xen, raw.xen, "xen")
@@ -408,6 +493,7 @@ def _resolve(path: Path, dirs: Sequence[Path], stack: tuple[Path, ...]) -> Profi
         console=console,
         harvest_keys=harvest,
         extends=((parent.name, *parent.extends) if parent else ()),
+        vars={**(parent.vars if parent else {}), **raw.vars},
     )
 
 
@@ -434,17 +520,36 @@ def _console(raw: _Raw, inherited: ConsoleLine | None) -> ConsoleLine | None:
 def load_profile(
     name_or_path: str | os.PathLike[str],
     search_dirs: Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    variables: Mapping[str, VarValue] | None = None,
+    strict: bool = True,
 ) -> Profile:
-    """Load a profile by name (searched in ``search_dirs``) or by file path."""
+    """Load a profile by name (searched in ``search_dirs``) or by file path.
+
+    ``variables`` override the ``[vars]`` defaults of the profile and its ancestors (a value
+    for an integer variable may be given as a string of digits). With ``strict``, a name no
+    file of the chain declares is a UsageError; a runbook passes all its variables with
+    ``strict=False``, so only those the profile declares are taken.
+    """
     dirs = [Path(d) for d in search_dirs] if search_dirs is not None else default_search_dirs()
     if _is_path(name_or_path):
-        return _resolve(Path(name_or_path), dirs, ())
-    name = os.fspath(name_or_path)
-    found = _find(name, dirs)
-    if found is None:
-        searched = ", ".join(str(d) for d in dirs) or "(no directories)"
-        raise UsageError(f"no profile named {name!r} (searched {searched})")
-    return _resolve(found, dirs, ())
+        found: Path | None = Path(name_or_path)
+    else:
+        name = os.fspath(name_or_path)
+        found = _find(name, dirs)
+        if found is None:
+            searched = ", ".join(str(d) for d in dirs) or "(no directories)"
+            raise UsageError(f"no profile named {name!r} (searched {searched})")
+    assert found is not None
+    profile = _resolve(found, dirs, (), dict(variables) if variables else None)
+    if strict and variables:
+        unknown = sorted(set(variables) - set(profile.vars))
+        if unknown:
+            declared = ", ".join(sorted(profile.vars)) or "none"
+            raise UsageError(
+                f"profile {profile.name} has no variable {unknown[0]!r} (declared: {declared})"
+            )
+    return profile
 
 
 def list_profiles(dirs: Iterable[str | os.PathLike[str]] | None = None) -> list[Profile]:

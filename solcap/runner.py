@@ -659,7 +659,13 @@ class _Run:
         self.power_fn(self.host, step.action)
 
     def grub(self, step: GrubStep) -> None:
-        profile = load_profile(step.profile, self.profile_dirs)
+        # A profile variable (``[vars]``) takes the runbook variable of the same name, if any.
+        given: dict[str, int | str] = {
+            k: v
+            for k, v in self.hp.vars.items()
+            if isinstance(v, (int, str)) and not isinstance(v, bool)
+        }
+        profile = load_profile(step.profile, self.profile_dirs, variables=given, strict=False)
         self.event("grub", mode=step.mode, profile=step.profile, entry=step.entry)
         if step.mode == "oneshot":
             if self.grub_oneshot is None:

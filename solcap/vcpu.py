@@ -33,6 +33,7 @@ __all__ = [
     "PinResult",
     "VcpuRow",
     "check_cpus",
+    "check_dom0_max_vcpus",
     "dom0_pinned_at_boot",
     "expand_cpus",
     "format_cpus",
@@ -158,6 +159,23 @@ def parse_bitmap(text: str, nr_cpus: int) -> frozenset[int]:
             raise ValueError(f"not an xl CPU map: {text!r}")
         cpus.update(range(int(low), int(high or low) + 1))
     return frozenset(cpus)
+
+
+def check_dom0_max_vcpus(value: str) -> str | None:
+    """Why ``value`` is not a ``dom0_max_vcpus=`` value, or None.
+
+    docs/misc/xen-command-line.pandoc: ``<integer>``, or ``<min>-<max>`` where either side
+    may be omitted (defaults 1 and unlimited); vCPU counts start at 1.
+    """
+    m = re.fullmatch(r"(\d*)-(\d*)|(\d+)", value)
+    if m is None:
+        return "expected N or MIN-MAX (xen-command-line.pandoc: dom0_max_vcpus)"
+    numbers = [int(x) for x in m.groups() if x]
+    if any(n < 1 for n in numbers):
+        return "a vCPU count starts at 1"
+    if m.group(1) and m.group(2) and int(m.group(1)) > int(m.group(2)):
+        return "MIN is above MAX"
+    return None
 
 
 # --------------------------------------------------------------------------- xl output

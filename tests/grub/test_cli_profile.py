@@ -22,7 +22,9 @@ def test_list_shows_shipped_profiles(capsys: pytest.CaptureFixture[str]) -> None
     status, out, err = run(["profile", "list"], capsys)
     assert status == 0 and err == ""
     names = [line.split()[0] for line in out.splitlines()]
-    assert names == ["xen-serial-115200", "xen-serial-debug", "xen-serial-debug-full"]
+    assert names == [
+        "xen-dom0-vcpu-pin", "xen-serial-115200", "xen-serial-debug", "xen-serial-debug-full",
+    ]  # fmt: skip
     assert "Xen and Dom0 console on COM1 at 38400 8N1" in out
 
 
@@ -77,7 +79,7 @@ def test_validate_all_good_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     shipped = sorted(Path(__file__).resolve().parents[2].joinpath("profiles").glob("*.toml"))
     status, out, err = run(["profile", "validate", *map(str, shipped)], capsys)
     assert status == 0 and err == ""
-    assert out.count(": ok (") == len(shipped) == 3
+    assert out.count(": ok (") == len(shipped) == 4
 
 
 def test_validate_toml_syntax_error_is_one_line(

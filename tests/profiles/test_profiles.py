@@ -82,7 +82,9 @@ def test_shipped_115200_replaces_com1_and_baud() -> None:
 
 def test_list_and_validate_shipped() -> None:
     names = [p.name for p in list_profiles([BUILTIN_DIR])]
-    assert names == ["xen-serial-115200", "xen-serial-debug", "xen-serial-debug-full"]
+    assert names == [
+        "xen-dom0-vcpu-pin", "xen-serial-115200", "xen-serial-debug", "xen-serial-debug-full",
+    ]  # fmt: skip
     for path in sorted(BUILTIN_DIR.glob("*.toml")):
         assert validate_file(path).name == path.stem
 
@@ -233,3 +235,28 @@ def test_find_line_handles_tables_and_dotted_keys() -> None:
     assert find_line(source, "", "a") == 1
     assert find_line(source, "dom0") == 4
     assert find_line('xen.options = ["a"]\n', "xen", "options") == 1
+
+
+def test_dom0_vcpu_pin_profile_and_its_variable(tmp_path: Path) -> None:
+    from solcap.profiles import load_profile
+
+    shipped = load_profile("xen-dom0-vcpu-pin")
+    assert shipped.xen.options == ("dom0_max_vcpus=2", "dom0_vcpus_pin")
+    assert shipped.vars == {"dom0_vcpus": 2}
+    given = load_profile("xen-dom0-vcpu-pin", variables={"dom0_vcpus": "4"})
+    assert given.xen.options == ("dom0_max_vcpus=4", "dom0_vcpus_pin")
+    child = tmp_path / "dom0-six.toml"
+    child.write_text('extends = "xen-dom0-vcpu-pin"\n[vars]\ndom0_vcpus = 6\n')
+    assert load_profile(child).xen.options == ("dom0_max_vcpus=6", "dom0_vcpus_pin")
+    assert load_profile(child, variables={"dom0_vcpus": 3}).xen.options[0] == "dom0_max_vcpus=3"
+    with pytest.raises(ConfigError, match=r"xen-dom0-vcpu-pin\.toml:\d+: xen\.options: "
+                       r"'dom0_max_vcpus=0': a vCPU count starts at 1"):  # fmt: skip
+        load_profile("xen-dom0-vcpu-pin", variables={"dom0_vcpus": 0})
+    with pytest.raises(ConfigError, match=r"vars\.dom0_vcpus: dom0_vcpus must be an integer"):
+        load_profile("xen-dom0-vcpu-pin", variables={"dom0_vcpus": "two"})
+    with pytest.raises(UsageError, match=r"has no variable 'cpus' \(declared: dom0_vcpus\)"):
+        load_profile("xen-dom0-vcpu-pin", variables={"cpus": 1})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[xen]\noptions = ["dom0_max_vcpus=${n}"]\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml:2: xen\.options: unknown variable \$\{n\}"):
+        load_profile(bad)
