@@ -558,11 +558,28 @@ class _Reader:
             profile = ""
         elif self.check_profiles:
             check_profile(profile, self._where(pkey), self.profile_dirs)
+            if self.host is not None:
+                self._check_profile_vars(profile, pkey)
         entry = None
         if "entry" in body:
             value = self.text(body["entry"], (*key, "entry"))
             entry = None if isinstance(value, _Deferred) else value
         return GrubStep(mode=mode, profile=profile, entry=entry, **common)  # type: ignore[arg-type]
+
+    def _check_profile_vars(self, profile: str, key: Key) -> None:
+        """The profile with this host's values for its ``[vars]`` (the runner passes the
+        runbook variables of the same names), so a bad value fails here, before any traffic."""
+        from solcap.profiles import load_profile
+
+        given = {
+            k: v
+            for k, v in self.values.items()
+            if isinstance(v, (int, str)) and not isinstance(v, bool)
+        }
+        try:
+            load_profile(profile, self.profile_dirs, variables=given, strict=False)
+        except UsageError as exc:
+            raise self.error(key, f"profile {profile!r}: {exc.one_line()}") from exc
 
     def _step_mark(self, raw: Any, key: Key, common: dict[str, Any]) -> Step:
         if isinstance(raw, str):

@@ -114,3 +114,21 @@ def test_cpu_sets_as_xl_means_and_prints_them() -> None:
 )
 def test_dom0_vcpus_pin_read_as_xen_parses_it(cmdline: str, pinned: bool) -> None:
     assert dom0_pinned_at_boot(cmdline) is pinned
+
+
+def test_a_bad_profile_variable_for_a_host_fails_at_plan_time(tmp_path: Path) -> None:
+    """The grub step's profile gets the host's runbook variables: a bad N is found before
+    any traffic, naming the runbook's field and the profile's."""
+    text = (
+        "name: t\nvars: {dom0_vcpus: 2}\nsteps:\n"
+        "  - grub: {mode: oneshot, profile: xen-dom0-vcpu-pin}\n"
+    )
+    runbook = load_runbook_doc(load_text(text, "rb.yaml"))
+    ok = Host(name="h1", origin="inv.yaml:3", serial="/dev/ttyS0", vars={"dom0_vcpus": 4})
+    assert plan_host(runbook, ok, check_secrets=False)
+    bad = Host(name="h2", origin="inv.yaml:5", serial="/dev/ttyS0", vars={"dom0_vcpus": 0})
+    with pytest.raises(ConfigError) as info:
+        plan_host(runbook, bad, check_secrets=False)
+    line = info.value.one_line()
+    assert line.startswith("rb.yaml:4:36: steps[0].grub.profile: host h2: profile ")
+    assert "xen-dom0-vcpu-pin.toml:" in line and "'dom0_max_vcpus=0': a vCPU count starts" in line
