@@ -68,14 +68,15 @@ class Session:
         self.hash = hashlib.sha256()
         self.console: Console | None = None
         if engine:
-            # The SOL engine prototype: bytes reach the recorder in the engine's thread.
-            from solcap.transports.ipmi.engine import open_ipmi_engine
-
-            self.transport: Any = open_ipmi_engine(
-                url, password_source=password_source(file=pwfile), sink=self._sink
+            # The SOL engine with the recorder as its sink: bytes reach it in the engine thread.
+            self.transport: Any = open_ipmi(
+                url, password_source=password_source(file=pwfile), engine=True, sink=self._sink
             )
         else:
-            self.transport = open_ipmi(url, password_source=password_source(file=pwfile))
+            # pyghmi's data path (SOLCAP_SOL_ENGINE=0), read by a Console as before the engine.
+            self.transport = open_ipmi(
+                url, password_source=password_source(file=pwfile), engine=False
+            )
             self.console = Console(self.transport, sink=self._sink).start()
 
     def _sink(self, chunk: bytes) -> None:

@@ -72,42 +72,20 @@ def pty_pair() -> Iterator[PtyPair]:
     pair.close()
 
 
-class FakePower:
-    """A PowerControl that records what it was asked to do."""
+class BmcAddress:
+    """Where a virtual BMC in its own process listens."""
 
-    def __init__(self) -> None:
-        self.on = True
-        self.calls: list[str] = []
-
-    @property
-    def power_state(self) -> bool:
-        return self.on
-
-    def power_on(self) -> None:
-        self.calls.append("on")
-        self.on = True
-
-    def power_off(self) -> None:
-        self.calls.append("off")
-        self.on = False
-
-    def power_cycle(self) -> None:
-        self.calls.append("cycle")
-        self.on = True
-
-    def reset(self) -> None:
-        self.calls.append("reset")
+    def __init__(self, port: int) -> None:
+        self.port = port
 
 
 @pytest.fixture
-def vbmc(pty_pair: PtyPair) -> Iterator[tuple[object, PtyPair, FakePower]]:
-    """An in-process VirtualBmc on the pty pair, with a recording power object."""
-    from solcap.sim.bmc import VirtualBmc
-
-    power = FakePower()
-    bmc = VirtualBmc(pty_pair.path, power, password=PASSWORD).start()
-    yield bmc, pty_pair, power
-    bmc.stop()
+def vbmc(vbmc_process: tuple[int, PtyPair]) -> Iterator[tuple[BmcAddress, PtyPair]]:
+    """A VirtualBmc on the pty pair, in its own process: the simulator never shares a
+    pyghmi (and so never solcap's I/O loop, installed by the first client session) with the
+    client under test."""
+    port, pair = vbmc_process
+    yield BmcAddress(port), pair
 
 
 @pytest.fixture
@@ -125,7 +103,11 @@ def vbmc_process(pty_pair: PtyPair) -> Iterator[tuple[int, PtyPair]]:
     assert line.startswith("port="), line
     yield int(line.split("=")[1]), pty_pair
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def ipmi_env() -> dict[str, str]:

@@ -15,8 +15,8 @@ import pytest
 from solcap.capture import Recording
 from solcap.console import Console
 from solcap.errors import ConsoleClosed
+from solcap.transports.ipmi import IpmiSolTransport as EngineSolTransport
 from solcap.transports.ipmi import IpmiTarget, SolBusyError
-from solcap.transports.ipmi.engine import EngineSolTransport
 from solcap.transports.sol_engine import (
     PAYLOAD_SOL,
     RmcpPlusCodec,

@@ -7,8 +7,8 @@ import pytest
 
 from solcap.capture import Recording
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults
+from solcap.transports.ipmi import IpmiSolTransport as EngineSolTransport
 from solcap.transports.ipmi import IpmiTarget
-from solcap.transports.ipmi.engine import EngineSolTransport
 from tests.resilience.conftest import (
     PASSWORD,
     USER,

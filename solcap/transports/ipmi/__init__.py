@@ -10,7 +10,8 @@ One job per module:
   of only the ready sockets);
 * :mod:`.sol` — the byte-exact SOL state machine on a pyghmi session (:class:`SolConsole`);
 * :mod:`.transport` — :class:`IpmiSolTransport`, :func:`open_ipmi`, :func:`transport_factory`;
-* :mod:`.engine` — the hand-over of an active session to :mod:`solcap.transports.sol_engine`;
+* :mod:`.engine` — the hand-over of an active session to :mod:`solcap.transports.sol_engine`
+  (the default SOL data path; ``SOLCAP_SOL_ENGINE=0`` keeps pyghmi's);
 * :mod:`.power` — chassis power and SOL configuration parameters.
 
 Names are loaded on first use, so ``from solcap.transports.ipmi import IpmiTarget`` (an
@@ -25,7 +26,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from solcap.transports.ipmi.engine import EngineSolTransport, open_ipmi_engine
     from solcap.transports.ipmi.power import ACTIONS, PowerSession, power_action, sol_parameters
     from solcap.transports.ipmi.session import (
         CipherChoice,
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "EngineSolTransport": "engine",
-    "open_ipmi_engine": "engine",
     "ACTIONS": "power",
     "PowerSession": "power",
     "power_action": "power",
@@ -93,7 +91,6 @@ __all__ = [
     "SUITES",
     "CipherChoice",
     "CipherRefused",
-    "EngineSolTransport",
     "IpmiSolTransport",
     "IpmiTarget",
     "Liveness",
@@ -105,7 +102,6 @@ __all__ = [
     "negotiate",
     "offered_suites",
     "open_ipmi",
-    "open_ipmi_engine",
     "pinned_suite",
     "power_action",
     "sol_parameters",

@@ -289,13 +289,41 @@ def _nonblocking_sendto(mysocket: Any, packet: Any, sockaddr: Any) -> None:
         sock.sendto(packet, sockaddr)
 
 
-pyghmi_session._io_wait = _bounded_io_wait
-pyghmi_session._io_sendto = _nonblocking_sendto
-#: pyghmi's own, for the equivalence test of :func:`_ready_graball`.
-_pyghmi_io_graball = getattr(pyghmi_session, "_pyghmi_io_graball", pyghmi_session._io_graball)
-pyghmi_session._pyghmi_io_graball = _pyghmi_io_graball
-pyghmi_session.select = _POLL_SELECT
-pyghmi_session._io_graball = _ready_graball
+#: pyghmi's own functions, as imported (also for the equivalence test of :func:`_ready_graball`).
+_PYGHMI_OWN = {
+    "_io_wait": pyghmi_session._io_wait,
+    "_io_sendto": pyghmi_session._io_sendto,
+    "_io_graball": pyghmi_session._io_graball,
+    "select": pyghmi_session.select,
+}
+_pyghmi_io_graball = _PYGHMI_OWN["_io_graball"]
+_REPLACEMENTS = {
+    "_io_wait": _bounded_io_wait,
+    "_io_sendto": _nonblocking_sendto,
+    "_io_graball": _ready_graball,
+    "select": _POLL_SELECT,
+}
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Put this module's I/O loop into pyghmi, in this process, once.
+
+    Called when the first IPMI client session starts (:meth:`_Pump.get`), never at import:
+    importing solcap changes nothing in pyghmi, and a process that only serves pyghmi BMCs (the
+    simulator, ``python -m solcap.sim.bmc``) keeps pyghmi's own loop. pyghmi's state is
+    process-global, so this is process-global too; it is not undone.
+    """
+    with _install_lock:
+        if installed():
+            return
+        for name, replacement in _REPLACEMENTS.items():
+            setattr(pyghmi_session, name, replacement)
+
+
+def installed() -> bool:
+    """Whether pyghmi in this process runs on solcap's I/O loop."""
+    return all(getattr(pyghmi_session, n) is r for n, r in _REPLACEMENTS.items())
 
 
 class _Pump:
@@ -320,8 +348,10 @@ class _Pump:
 
     @classmethod
     def get(cls) -> _Pump:
+        """The pump; the first call installs solcap's I/O loop into pyghmi (:func:`install`)."""
         with cls._lock:
             if cls._instance is None:
+                install()
                 cls._instance = _Pump()
             return cls._instance
 

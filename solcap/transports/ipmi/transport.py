@@ -3,7 +3,10 @@
 ``IpmiSolTransport`` raises in the caller's thread what pyghmi reports as dicts passed to a
 data callback (:class:`~solcap.errors.ConnectError`, :class:`SolBusyError`,
 :class:`~solcap.errors.ConsoleClosed`), and :meth:`IpmiSolTransport.close` deactivates and
-logs out (BMCs have few session slots).
+logs out (BMCs have few session slots). Once the payload is active its data path is handed
+to the SOL engine (:mod:`solcap.transports.ipmi.engine`) unless ``engine=False`` or
+``SOLCAP_SOL_ENGINE=0``; then :class:`~solcap.transports.ipmi.sol.SolConsole` in pyghmi's pump
+thread carries it, as before the engine.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pyghmi.exceptions as pyghmi_exc
 from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
 from solcap.transports.base import Transport
+from solcap.transports.ipmi import engine as handover
 from solcap.transports.ipmi.ioloop import _Pump
 from solcap.transports.ipmi.session import _login_error, negotiate
 from solcap.transports.ipmi.sol import SolConsole
@@ -30,6 +34,7 @@ from solcap.transports.ipmi.target import (
     SolDeactivated,
     SolSessionLost,
 )
+from solcap.transports.sol_engine import EngineSession, Sink, SolEngine
 
 if TYPE_CHECKING:
     from solcap.transports.registry import OpenOptions
@@ -49,7 +54,13 @@ class IpmiSolTransport(Transport):
         steal: bool = False,
         connect_timeout: float = CONNECT_TIMEOUT,
         liveness: Liveness | None = None,
+        engine: SolEngine | bool | None = None,
+        sink: Sink | None = None,
     ) -> None:
+        """``engine``: the :class:`SolEngine` to hand the active session to, True for the
+        process's own, False for pyghmi's data path, None for the default (the engine unless
+        ``SOLCAP_SOL_ENGINE=0``). ``sink``: with the engine, received bytes go straight to it
+        in the engine thread (a recorder's ``feed``) and :meth:`read` only reports the end."""
         self.target = target
         self.name = f"ipmi://{target.user}@{target.name}"
         self._cond = threading.Condition()
@@ -59,6 +70,10 @@ class IpmiSolTransport(Transport):
         self._closed = False
         self._interrupted = False
         self.events: list[tuple[str, str]] = []
+        self._engine = handover.choose_engine(engine)
+        self._sink = sink if self._engine is not None else None
+        self._handover: handover.Handover | None = None
+        self._ended: str | None = None
         self._pump = _Pump.get()
         self._steal = steal
         self._password = password
@@ -125,6 +140,12 @@ class IpmiSolTransport(Transport):
             self._cond.notify_all()
 
     def _on_event(self, kind: str, text: str) -> None:
+        if kind == "active" and self._engine is not None and self._handover is None:
+            try:
+                self._take_over()
+            except Exception as exc:  # never into pyghmi's loop
+                log.exception("SOL engine hand-over failed")
+                kind, text = "error", f"SOL engine hand-over failed: {exc}"
         try:
             with self._cond:
                 self.events.append((kind, text))
@@ -145,6 +166,35 @@ class IpmiSolTransport(Transport):
         except Exception:  # never into pyghmi's loop
             log.exception("SOL event handler failed")
 
+    # ---- the SOL engine (pump thread, then engine thread) ----------------------------------
+    def _take_over(self) -> None:
+        console = self._console_of_this_attempt()
+        self._pump.consoles.discard(console)
+        engine = self._engine
+        assert engine is not None
+        done = handover.take_over(console, self._sink or self._on_data, self._engine_end, self.name)
+        self._handover = done
+        engine.add(done.session)
+
+    def _console_of_this_attempt(self) -> SolConsole:
+        for console in list(self._pump.consoles):
+            if console.on_data == self._on_data:
+                return console
+        raise RuntimeError("no console for this transport")
+
+    def _engine_end(self, session: EngineSession, reason: str) -> None:
+        self._ended = reason
+        closed = SolDeactivated if session.channel.deactivated else SolSessionLost
+        with self._cond:
+            if self._error is None:
+                self._error = closed(self.target.name, reason)
+            self._cond.notify_all()
+
+    @property
+    def engine_session(self) -> EngineSession | None:
+        """The engine's session once the payload is active (None on pyghmi's data path)."""
+        return None if self._handover is None else self._handover.session
+
     # ---- Transport -------------------------------------------------------------------------
     @property
     def negotiated_suite(self) -> int | None:
@@ -160,6 +210,9 @@ class IpmiSolTransport(Transport):
     @property
     def last_heard(self) -> float:
         """Wall-clock time (``time.time()``) of the last SOL packet from the BMC."""
+        if self._handover is not None:
+            quiet = time.monotonic() - self._handover.session.channel.last_heard
+            return time.time() - quiet
         return float(self._console.last_heard_wall)
 
     @property
@@ -202,6 +255,9 @@ class IpmiSolTransport(Transport):
         with self._cond:
             if self._error is not None or self._closed:
                 raise self._eof()
+        if self._handover is not None:
+            self._handover.session.write(data)
+            return
         try:
             self._console.send_data(data)
         except pyghmi_exc.IpmiException as exc:
@@ -211,6 +267,9 @@ class IpmiSolTransport(Transport):
         with self._cond:
             if self._error is not None or self._closed:
                 raise self._eof()
+        if self._handover is not None:
+            self._handover.session.send_break()
+            return
         try:
             self._console.send_break()
         except pyghmi_exc.IpmiException as exc:
@@ -218,6 +277,8 @@ class IpmiSolTransport(Transport):
 
     def pending_output(self) -> int:
         """Bytes queued for the BMC and not yet acknowledged."""
+        if self._handover is not None:
+            return self._handover.session.pending_output()
         with self._console.outputlock:
             queued = sum(len(x) for x in self._console.pendingoutput if isinstance(x, bytes))
         return queued + (len(self._console.lasttext) if self._console.awaitingack else 0)
@@ -240,6 +301,18 @@ class IpmiSolTransport(Transport):
         self._teardown()
 
     def _teardown(self) -> None:
+        done = self._handover
+        if done is not None:
+            assert self._engine is not None
+            if not self._engine.remove(done.session):
+                log.warning("%s: the SOL engine did not let go of the session", self.name)
+            try:
+                self._pump.call(lambda: handover.give_back(done, self._ended), 15)
+            except TimeoutError:
+                log.warning("%s: logout did not finish", self.target.name)
+            except ConsoleClosed:
+                pass
+            return
         console = getattr(self, "_console", None)
         if console is None:
             return
@@ -259,12 +332,15 @@ def open_ipmi(
     steal: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT,
     liveness: Liveness | None = None,
+    engine: SolEngine | bool | None = None,
+    sink: Sink | None = None,
 ) -> IpmiSolTransport:
     """Open SOL at ``ipmi://user@host[:port][?cipher=17|3]`` once (no reconnection); the
     password never comes from argv. For tests and tools that want the bare transport: commands
     open consoles through :func:`solcap.connect.open_console`.
 
-    The Kg key comes from ``kg`` if given, else from ``kg_file`` / ``$IPMI_KGKEY``.
+    The Kg key comes from ``kg`` if given, else from ``kg_file`` / ``$IPMI_KGKEY``. ``engine``
+    and ``sink``: see :class:`IpmiSolTransport`.
     """
     from solcap.transports.registry import OpenOptions
 
@@ -278,15 +354,23 @@ def open_ipmi(
         connect_timeout=connect_timeout,
         liveness=liveness,
     )
-    return transport_factory(url, options)
+    return transport_factory(url, options, engine=engine, sink=sink)
 
 
-def transport_factory(url: str, options: OpenOptions) -> IpmiSolTransport:
+def transport_factory(
+    url: str,
+    options: OpenOptions,
+    *,
+    engine: SolEngine | bool | None = None,
+    sink: Sink | None = None,
+) -> IpmiSolTransport:
     """The ``ipmi://`` factory for :mod:`solcap.transports.registry`: one login and activation
     with the options' (already resolved) password and Kg, cipher (over the URL's), steal and
     timeouts. The serial line settings do not apply to SOL: the BMC owns the bit rate.
 
-    This is the one place an :class:`IpmiSolTransport` is made.
+    This is the one place an :class:`IpmiSolTransport` is made. ``engine`` and ``sink``: see
+    :class:`IpmiSolTransport` (the registry passes neither: the engine unless
+    ``SOLCAP_SOL_ENGINE=0``).
     """
     target = IpmiTarget.parse(url)
     if options.password is None:
@@ -307,4 +391,6 @@ def transport_factory(url: str, options: OpenOptions) -> IpmiSolTransport:
         steal=options.steal,
         connect_timeout=timeout,
         liveness=liveness,
+        engine=engine,
+        sink=sink,
     )
