@@ -143,6 +143,8 @@ class FaultProxy:
         self._tie = itertools.count()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Callers of :meth:`blackhole` waiting for the proxy to relay what was sent before.
+        self._syncs: list[threading.Event] = []
         self._t0 = time.monotonic()
 
     @classmethod
@@ -188,12 +190,41 @@ class FaultProxy:
 
     # ---- control -------------------------------------------------------------------------------
     def blackhole(self, duration: float, *, after: float = 0.0) -> tuple[float, float]:
-        """Drop everything from ``after`` s from now for ``duration`` s; returns the window."""
+        """Drop everything from ``after`` s from now for ``duration`` s; returns the window.
+
+        A window starting now drops what is *sent* from now on: packets sent before this call
+        but not yet read by the proxy thread (in its sockets' receive buffers; on a loaded
+        machine, an ACK sent just before) are relayed under the rules before it first. Else
+        the window would eat a packet its sender had sent before it opened — a client's last
+        ACK, so the BMC rightly sends that chunk again to the next session.
+        """
+        if after <= 0:
+            self._relay_pending()
         start = time.monotonic() - self._t0 + after
         window = (start, start + duration)
         with self._lock:
             self._windows.append(window)
         return window
+
+    def _relay_pending(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) until the proxy thread has read every packet already sent to it."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return
+        done = threading.Event()
+        with self._lock:
+            self._syncs.append(done)
+        done.wait(timeout)
+
+    def _serve_syncs(self) -> None:
+        with self._lock:
+            syncs, self._syncs = self._syncs, []
+        if not syncs:
+            return
+        for sock in [self._sock, *self._by_upstream]:
+            self._drain(sock)
+        for done in syncs:
+            done.set()
 
     def in_blackhole(self, now: float | None = None) -> bool:
         """Whether a blackhole window is open (``now`` is a monotonic time)."""
@@ -209,13 +240,15 @@ class FaultProxy:
             if now >= deadline:
                 return
             self._flush_due(now)
-            timeout = 0.05
+            self._serve_syncs()
+            timeout = 0.01 if self._syncs else 0.05
             if self._queue:
                 timeout = max(0.0, min(timeout, self._queue[0][0] - now))
             for key, _mask in self._selector.select(timeout):
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
                 self._drain(sock)
+            self._serve_syncs()
             self._release_stale_holds(time.monotonic())
 
     def _drain(self, sock: socket.socket) -> None:

@@ -53,11 +53,6 @@ def _wait_event(tr: ReconnectingTransport, kind: str, timeout: float) -> dict[st
     raise AssertionError(f"no {kind} event in {timeout} s: {tr.events}")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent defect (1 run in ~6 under load): bytes around the gap differ "
-    "after the reconnect; under investigation, see the stop 19 note",
-)
 def test_blackhole_longer_than_keepalive_reconnects_with_an_exact_gap(
     bmc: BmcProcess, pty_pair, tmp_path
 ) -> None:
