@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "solinfo",
     "serve",
     "status",
+    "web",
 )
 
 DEFAULT_KEYS = "h,q,u,m,e,i,r"

@@ -33,6 +33,8 @@ PACKAGES = {
     "conman": "conman",
     "ser2net": "ser2net",
     "ansible-inventory": "ansible-core",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 
 # Where Debian puts administrator programs that a non-root PATH often lacks.

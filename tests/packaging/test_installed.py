@@ -99,3 +99,17 @@ def test_unknown_runbook_names_the_search_path(unpacked: Path) -> None:
         "solcap: error: no runbook named 'no-such-runbook' (not a file here; searched "
         f"{unpacked / 'solcap' / '_shipped' / 'runbooks'})\n"
     )
+
+
+def test_wheel_ships_the_web_views_static_files_byte_for_byte(unpacked: Path) -> None:
+    """xterm.js, its fit addon, their licences and the pages' scripts: no CDN, so the wheel
+    must carry them all (package data), exactly as vendored."""
+    source = ROOT / "solcap" / "web" / "static"
+    shipped = unpacked / "solcap" / "web" / "static"
+    names = sorted(p.name for p in source.iterdir() if p.is_file())
+    assert {"xterm.js", "xterm.css", "addon-fit.js", "LICENSE.xterm", "LICENSE.addon-fit"} <= set(
+        names
+    )
+    assert sorted(p.name for p in shipped.iterdir()) == names
+    for name in names:
+        assert (shipped / name).read_bytes() == (source / name).read_bytes(), name
