@@ -128,6 +128,8 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None
 
 
 LINK: web.AppKey[LiveLink] = web.AppKey("live_link", LiveLink)
+#: The open browser sockets, closed (1001, going away) when the server shuts down.
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets", set)
 
 
 def _ago(when: object) -> str:
@@ -247,8 +249,19 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
                     "state": reply.get("state"), "host": host})
     )  # fmt: skip
     relay = _Relay(ws, reader, writer, role=role, may_write=granted >= auth.Scope.WRITE)
-    await relay.run()
+    request.app[SOCKETS].add(ws)
+    try:
+        await relay.run()
+    finally:
+        request.app[SOCKETS].discard(ws)
     return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for ws in list(sockets):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), 2)
 
 
 class _Relay:
@@ -347,6 +360,8 @@ class _Relay:
 
 
 def add_routes(app: web.Application) -> None:
+    app[SOCKETS] = set()
+    app.on_shutdown.append(_close_sockets)
     app.router.add_get("/live/{host}", console_page)
     app.router.add_get("/live/{host}/ws", console_ws)
     app.router.add_get("/api/consoles", status_json)

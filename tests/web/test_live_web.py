@@ -1,0 +1,93 @@
+"""Live consoles in headless Chromium, through a real ``solcap serve`` holding a real pty.
+
+The web server is the in-process ``WebServer`` with a link to serve's control socket (what
+``solcap web --control SOCKET`` runs); serve runs in its own process, as in production.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from solcap.web.app import WebServer
+from solcap.web.auth import Tokens
+from solcap.web.catalog import Catalog
+from solcap.web.live import LiveLink
+from tests.serve.conftest import Pty, ServeProcess, write_inventory
+from tests.web.conftest import WAIT, terminal_text, wait_for
+
+pytestmark = pytest.mark.timeout(150)
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[Pty, ServeProcess, WebServer]]:
+    pty = Pty()
+    inventory = tmp_path / "inventory.yaml"
+    write_inventory(inventory, {"node09": pty.path})
+    serve = ServeProcess(tmp_path, inventory).start()
+    assert serve.socket is not None
+    web = WebServer(Catalog(serve.root), Tokens.fresh(), live_link=LiveLink(serve.socket))
+    web.start()
+    try:
+        yield pty, serve, web
+    finally:
+        web.stop()
+        serve.stop()
+        pty.close()
+
+
+def _status(web: WebServer, path: str, **headers: str) -> int:
+    conn = http.client.HTTPConnection(web.host, web.port, timeout=WAIT)
+    try:
+        conn.request("GET", path, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_live_console_shows_screen_and_stream_and_only_a_write_token_types(
+    page: Any, lab: tuple[Pty, ServeProcess, WebServer], shots: Path
+) -> None:
+    pty, serve, web = lab
+    wait_for("serve to hold node09", lambda: serve.status()["node09"]["state"] == "up")
+    pty.write_all(b"\x1b[2J\x1b[Hscreen-before-open 4411\r\nroot@node09:~# ")
+    serve.wait_bytes("node09", 20)
+    # The start page lists the console with its state.
+    page.get(web.url(web.tokens.write))
+    rows = wait_for(
+        "the console table",
+        lambda: page.find_elements("css selector", "table.consoles tbody tr"),
+    )
+    assert rows[0].find_elements("xpath", "./td")[0].text == "node09"
+    assert rows[0].find_elements("xpath", "./td")[1].text.startswith("up")
+    page.save_screenshot(str(shots / "start-live.png"))
+    # The console page: the current screen on open, then the live stream.
+    page.get(f"{web.url()}live/node09")
+    wait_for("the screen", lambda: "screen-before-open 4411" in terminal_text(page))
+    pty.write_all(b"live-line 5522\r\n")
+    wait_for("the stream", lambda: "live-line 5522" in terminal_text(page))
+    # Typing with the write token reaches the host once the write side is granted.
+    page.find_element("id", "write").click()
+    body = page.find_element("css selector", "body")
+    wait_for("the write side", lambda: body.get_attribute("data-role") == "writer")
+    page.find_element("css selector", ".xterm-helper-textarea").send_keys("typed-7788")
+    got = pty.read_until(b"typed-7788", WAIT)
+    assert got.endswith(b"typed-7788"), got
+    page.save_screenshot(str(shots / "live.png"))
+    # Refused without the write token (403) and without any token (401); bad Origin 403.
+    path = "/live/node09/ws?mode=write"
+    assert _status(web, path, Authorization=f"Bearer {web.tokens.read}", **UPGRADE) == 403
+    assert _status(web, path, **UPGRADE) == 401
+    evil = {"Origin": "http://evil.example", "Authorization": f"Bearer {web.tokens.write}"}
+    assert _status(web, "/live/node09/ws", **evil, **UPGRADE) == 403
+    # serve recorded the web attach and the keystrokes' source.
+    events = (serve.root / "node09").glob("*_serve/events.jsonl")
+    text = "".join(p.read_text() for p in events)
+    assert '"event": "attach"' in text and "web 127.0.0.1 (write token)" in text
+    assert '"event": "write"' in text
