@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from solcap.commands import web as web_options
 from solcap.commands.argtypes import seconds
 from solcap.errors import UsageError
 from solcap.inventory import parse_shard
@@ -69,6 +70,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--backoff-base", type=seconds(maximum=3600), default=1.0, metavar="SECONDS"
     )
+    parser.add_argument(
+        "--web",
+        metavar="ADDR:PORT",
+        help="also serve the web view here (docs/web.md; loopback unless --tls-cert/--tls-key)",
+    )
+    web_options.add_web_options(parser, listen_option="--web")
     parser.set_defaults(func=cmd_serve)
 
 
@@ -109,8 +116,21 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         ),
         backoff=Backoff(base=args.backoff_base, cap=args.backoff_max),
     )
+    if args.web is not None:
+        web_options.check_web(args, args.web, args.root)  # refused before any console opens
     server = Server(options)
+    web: list[Any] = []
+
+    def ready() -> None:
+        print(f"ready {server.socket_path}", file=out, flush=True)
+        if args.web is not None:
+            web.append(
+                web_options.start_web(args, args.web, args.root, out, control=server.socket_path)
+            )
+
     try:
-        return server.run(ready=lambda: print(f"ready {server.socket_path}", file=out, flush=True))
+        return server.run(ready=ready)
     finally:
+        for running in web:
+            running.stop()
         logger.removeHandler(handler)

@@ -61,6 +61,19 @@ def register(sub: Any) -> None:
     web.set_defaults(func=cmd_web)
 
 
+def check_web(args: argparse.Namespace, listen: str, root: Path, option: str = "--web") -> None:
+    """Refuse a bad address, TLS pair or Origin before anything is opened (exit 2, one line)."""
+    from solcap.web import auth
+
+    host, _ = auth.parse_listen(listen, option)
+    auth.check_tls(host, args.tls_cert, args.tls_key, option)
+    for origin in args.web_origin:
+        if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
+            raise UsageError(f"--web-origin {origin!r}: expected scheme://host[:port]")
+    if args.token_file is not None:
+        auth.load_token_file(args.token_file)
+
+
 def start_web(
     args: argparse.Namespace,
     listen: str,

@@ -91,3 +91,42 @@ def test_live_console_shows_screen_and_stream_and_only_a_write_token_types(
     text = "".join(p.read_text() for p in events)
     assert '"event": "attach"' in text and "web 127.0.0.1 (write token)" in text
     assert '"event": "write"' in text
+
+
+def test_serve_web_serves_the_same_pages_from_inside_serve(page: Any, tmp_path: Path) -> None:
+    pty = Pty()
+    inventory = tmp_path / "inventory.yaml"
+    write_inventory(inventory, {"node11": pty.path})
+    serve = ServeProcess(tmp_path, inventory, "--web", "127.0.0.1:0").start()
+    try:
+        assert serve.proc is not None and serve.proc.stdout is not None
+        lines = [serve.proc.stdout.readline().decode() for _ in range(2)]
+        assert lines[0].startswith("web: read-only  http://127.0.0.1:"), lines
+        assert lines[1].startswith("web: read-write http://127.0.0.1:"), lines
+        page.get(lines[0].split()[-1])
+        rows = wait_for(
+            "the console table",
+            lambda: page.find_elements("css selector", "table.consoles tbody tr"),
+        )
+        assert rows[0].find_elements("xpath", "./td")[0].text == "node11"
+    finally:
+        serve.stop()
+        pty.close()
+
+
+def test_serve_web_off_loopback_without_tls_is_refused_before_any_console_opens(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    inventory = tmp_path / "inventory.yaml"
+    write_inventory(inventory, {"node12": "/dev/null"})
+    done = subprocess.run(
+        [sys.executable, "-m", "solcap.cli", "serve", "--inventory", str(inventory), "--root",
+         str(tmp_path / "rec"), "--web", "0.0.0.0:0"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "needs TLS" in done.stderr
+    assert not (tmp_path / "rec").exists()
