@@ -63,6 +63,7 @@ __all__ = [
     "SecretSource",
     "bmc_kg",
     "bmc_password",
+    "bmc_sources",
     "open_console",
     "open_recorded_transport",
     "resolve_options",
@@ -182,6 +183,15 @@ def bmc_password(host: Host) -> SecretRef:
 def bmc_kg(host: Host) -> SecretSource:
     """The inventory's Kg reference (``env:NAME`` or ``file:PATH``); none: ``$IPMI_KGKEY``."""
     return host.kg if host.kg is not None else kg_source()
+
+
+def bmc_sources(host: Host) -> tuple[PasswordSource, PasswordSource]:
+    """The host's BMC password and Kg as sources for BMC commands besides the console (power,
+    SOL configuration), resolved here like the console's."""
+    return (
+        as_password_source(bmc_password(host), owner=host.name, what="BMC password"),
+        as_password_source(bmc_kg(host), owner=host.name, what="Kg"),
+    )
 
 
 def _expand(path: str | None) -> str | None:

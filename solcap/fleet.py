@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from solcap import __version__
 from solcap.capture import DEFAULT_ROOT, Recording, iso, utc_now
+from solcap.connect import ConsoleSpec, RecordedConsole, RecordingFactory, open_console
 from solcap.console import Console
-from solcap.errors import ExitStatus, SolcapError, TargetError, UsageError
+from solcap.errors import ExitStatus, TargetError, UsageError
 from solcap.harvest import harvest_keys
-from solcap.inventory import Host, SecretRef
+from solcap.inventory import Host
 from solcap.limits import decode_utf8, read_bytes
-from solcap.transports.base import Transport
-from solcap.transports.registry import connection_meta
+from solcap.outcomes import OUTCOMES, HostResult, Outcome, classify, one_line
 from solcap.xen import quiet_period, refuse_dangerous
 
 if TYPE_CHECKING:
@@ -65,8 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["ok", "failed", "timeout", "error"]
-OUTCOMES: tuple[Outcome, ...] = ("ok", "failed", "timeout", "error")
 
 #: Seconds a cancelled job gets to return before its slot is freed and it is reported anyway.
 CANCEL_GRACE = 10.0
@@ -77,36 +75,6 @@ SUMMARY_VERSION = 1
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class HostResult:
-    """One host's outcome, as the summary reports it. ``error`` is one line or None."""
-
-    name: str
-    outcome: Outcome
-    error: str | None = None
-    bytes: int = 0
-    duration: float = 0.0
-    recording: Path | None = None
-    #: Job-specific facts for the JSON summary (the harvest puts its segments here).
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-    def to_json(self) -> dict[str, Any]:
-        value: dict[str, Any] = {
-            "host": self.name,
-            "outcome": self.outcome,
-            "error": self.error,
-            "bytes": self.bytes,
-            "duration": round(self.duration, 3),
-            "recording": str(self.recording) if self.recording is not None else None,
-        }
-        value.update(self.details)
-        return value
 
 
 class Cancelled(TargetError):
@@ -138,6 +106,11 @@ class HostContext:
     @property
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the job started."""
+        return self._clock() - self.started
 
     def remaining(self, default: float) -> float:
         """Seconds left before the deadline (``default`` if there is none), at least 0.1."""
@@ -173,7 +146,7 @@ class HostContext:
             outcome=outcome,
             error=error,
             bytes=bytes,
-            duration=self._clock() - self.started,
+            duration=self.elapsed,
             recording=recording if recording is not None else self.recording,
             details=dict(details or {}),
         )
@@ -198,26 +171,6 @@ def _call_quietly(closer: Callable[[], None], host: str) -> None:
 
 
 Job = Callable[[Host, HostContext], HostResult]
-
-
-def one_line(exc: BaseException, host: str | None = None) -> str:
-    """An exception as one line: solcap's own message, or the type and text of a bug.
-
-    A leading ``<host>: `` is dropped when it only repeats the host the summary names anyway
-    (a BMC address in front of the message is kept: it says which side failed).
-    """
-    if isinstance(exc, SolcapError):
-        text = exc.one_line()
-        if host is not None and text.startswith(f"{host}: "):
-            text = text[len(host) + 2 :]
-    else:
-        text = f"internal error ({type(exc).__name__}): {exc}"
-    return " ".join(text.split())
-
-
-def classify(exc: BaseException) -> Outcome:
-    """``failed`` when the far side failed (TargetError), ``error`` for anything local."""
-    return "failed" if isinstance(exc, TargetError) else "error"
 
 
 # --------------------------------------------------------------------------- summary
@@ -713,59 +666,30 @@ def _interrupted(
 # --------------------------------------------------------------------------- opening a host
 
 
-def _secret(ref: SecretRef | None, host: Host, what: str) -> str | None:
-    if ref is None:
-        return None
-    try:
-        return ref.resolve()
-    except UsageError as exc:
-        raise UsageError(f"{host.name}: {what}: {exc.one_line()}") from exc
+def open_host_console(
+    host: Host,
+    recording: Recording | RecordingFactory,
+    ctx: HostContext | None = None,
+    *,
+    death_strings: Sequence[bytes | re.Pattern[bytes]] = (),
+) -> RecordedConsole:
+    """A started console for ``host`` (:func:`solcap.connect.open_console`: reconnecting over
+    SOL, credentials from the inventory's references, the login bounded by the host's
+    remaining time), recording into ``recording`` (created once the console is open).
 
-
-def open_host_transport(host: Host, ctx: HostContext | None = None) -> Transport:
-    """The host's console transport: ``console``/``via``, its serial device/URL, else SOL.
-
-    The BMC password (and Kg) come from the inventory's ``env:``/``file:`` references and never
-    from a prompt, so an unattended run cannot hang on one; the login is bounded by the host's
-    remaining time.
+    With a context, the console is registered to be closed when the host is cancelled (which
+    also stops a reconnection in progress).
     """
-    given = host.console if host.console is not None else host.serial
-    if given is not None:  # console:/via: (exec:, ssh+FLAVOUR://) or the serial device
-        from solcap.transports.registry import open_transport
+    from solcap.transports.ipmi.target import CONNECT_TIMEOUT
 
-        return open_transport(given, line=host.line)
-    if host.bmc is None:
-        raise UsageError(f"{host.name}: no console (serial: or bmc:) in the inventory")
-    if host.password is None:
-        raise UsageError(f"{host.name}: the inventory gives no BMC password reference")
-    from solcap.transports.ipmi import CONNECT_TIMEOUT, IpmiSolTransport, IpmiTarget
-
-    password = _secret(host.password, host, "BMC password")
-    assert password is not None  # a reference was given; resolve() raises rather than be empty
-    target = IpmiTarget.parse(host.bmc_url or host.bmc.url)
-    timeout = ctx.remaining(CONNECT_TIMEOUT) if ctx is not None else CONNECT_TIMEOUT
-    return IpmiSolTransport(
-        target, password, kg=_secret(host.kg, host, "Kg"), connect_timeout=timeout
-    )
-
-
-def open_host_console(host: Host, recording: Recording, ctx: HostContext | None = None) -> Console:
-    """A started :class:`Console` for ``host`` recording into ``recording``.
-
-    With a context, the console is registered to be closed when the host is cancelled.
-    """
-    transport = open_host_transport(host, ctx)
-    meta = connection_meta(transport)
-    recording.set_meta(**meta)
-    recording.event("connect", target=host.console_url, **meta)
-    console = Console(transport, host=host.name, sink=recording.feed)
+    timeout = ctx.remaining(CONNECT_TIMEOUT) if ctx is not None else None
+    spec = ConsoleSpec.from_host(host, connect_timeout=timeout)
+    console = open_console(spec, recording=recording, death_strings=death_strings)
     if ctx is not None:
+        if console.recording is not None:
+            ctx.recording = console.recording.path
         ctx.on_cancel(console.close)
-    try:
-        return console.start()
-    except BaseException:
-        console.close()
-        raise
+    return console
 
 
 # --------------------------------------------------------------------------- harvest
@@ -790,8 +714,18 @@ def harvest_job(
 
     def job(host: Host, ctx: HostContext) -> HostResult:
         ctx.check()
-        recording = Recording(host.name, label=label, root=ctx.root, meta={"keys": keys})
-        ctx.recording = recording.path
+
+        def make_recording() -> Recording:
+            return Recording(host.name, label=label, root=ctx.root, meta={"keys": keys})
+
+        try:
+            console = open_host_console(host, make_recording, ctx)
+        except Exception as exc:  # nothing was recorded: the console never opened
+            return ctx.result(
+                classify(exc), error=one_line(exc, host.name), details={"segments": []}
+            )
+        recording = console.recording
+        assert recording is not None
         outcome: Outcome = "error"
         error: str | None = "interrupted"
         segments: list[dict[str, Any]] = []
@@ -799,7 +733,7 @@ def harvest_job(
             try:
                 baud = host.line.baud if host.line is not None else 38400
                 wait = quiet if quiet is not None else quiet_period(baud, floor=1.0)
-                with open_host_console(host, recording, ctx) as console:
+                with console:
                     ctx.check()
                     result = harvest_keys(
                         console,
@@ -827,6 +761,7 @@ def harvest_job(
                 outcome, error = classify(exc), one_line(exc, host.name)
                 recording.event("failed", outcome=outcome, error=error)
         finally:
+            console.close()
             summary = recording.close(outcome=outcome, error=error, stop_reason=error or "done")
         return ctx.result(
             outcome,
@@ -889,15 +824,15 @@ def runbook_job(plans: Sequence[HostPlan], *, runbook_name: str) -> Job:
 
     def job(host: Host, ctx: HostContext) -> HostResult:
         def console_factory(
-            host: Host, recording: Recording, *, death_strings: Sequence[re.Pattern[bytes]]
+            host: Host,
+            recording: RecordingFactory,
+            *,
+            death_strings: Sequence[re.Pattern[bytes]],
         ) -> Console:  # solcap.runner.ConsoleFactory, plus closing on cancel
-            ctx.recording = recording.path
-            console = runner.open_host_console(host, recording, death_strings=death_strings)
-            ctx.on_cancel(console.close)
-            return console
+            return open_host_console(host, recording, ctx, death_strings=death_strings)
 
         ctx.check()
-        outcome = runner.run_host(
+        result = runner.run_host(
             by_name[host.name],
             console_factory=console_factory,
             power=runner.bmc_power if host.bmc is not None else None,
@@ -909,11 +844,6 @@ def runbook_job(plans: Sequence[HostPlan], *, runbook_name: str) -> Job:
         # Timed by the fleet from the job's start, like every other job: the runner's own
         # clock starts later (after planning), so a host cancelled at its timeout would
         # otherwise report less than the timeout it ran into.
-        return ctx.result(
-            outcome.outcome,
-            error=outcome.error,
-            bytes=outcome.bytes,
-            recording=outcome.recording,
-        )
+        return replace(result, duration=ctx.elapsed)
 
     return job

@@ -195,7 +195,7 @@ class VcpuPinStep(Step):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class OutcomeRule:
     """Success if no step failed, no ``failure`` pattern was seen and (when given) a
     ``success`` pattern was seen in the console output of the run."""
 
@@ -213,7 +213,7 @@ class Runbook:
     vars: Mapping[str, Scalar | None]
     death_strings: tuple[bytes, ...]  # regex sources
     steps: tuple[Step, ...]
-    outcome: Outcome
+    outcome: OutcomeRule
     doc: Doc = field(repr=False, compare=False)
 
 
@@ -225,7 +225,7 @@ class HostPlan:
     vars: Mapping[str, Scalar]
     steps: tuple[Step, ...]
     death_strings: tuple[bytes, ...]
-    outcome: Outcome
+    outcome: OutcomeRule
     needs: frozenset[str]  # subset of {"bmc", "console", "ssh"}
 
 
@@ -712,14 +712,14 @@ class _Reader:
                     out.append(re.escape(text.encode("utf-8")))
         return tuple(out)
 
-    def outcome(self, raw: Any) -> Outcome:
+    def outcome(self, raw: Any) -> OutcomeRule:
         key: Key = ("outcome",)
         if raw is None:
-            return Outcome()
+            return OutcomeRule()
         body = self.mapping(raw, key, frozenset({"success", "failure"}), [])
         success = self.regex_list(body["success"], (*key, "success")) if "success" in body else ()
         failure = self.regex_list(body["failure"], (*key, "failure")) if "failure" in body else ()
-        return Outcome(success, failure)
+        return OutcomeRule(success, failure)
 
 
 def _scalar_text(value: Scalar) -> str:
@@ -1042,7 +1042,7 @@ def list_runbooks(directory: str | os.PathLike[str] | None = None) -> list[Path]
 
 __all__ = [
     "ACTIONS", "ConfigError", "DebugKeysStep", "ExpectStep", "Fetch", "GrubStep", "HostPlan",
-    "MarkStep", "OnTimeout", "Outcome", "Plan", "PowerStep", "Runbook", "Secret",
+    "MarkStep", "OnTimeout", "OutcomeRule", "Plan", "PowerStep", "Runbook", "Secret",
     "SendSecretStep", "SendStep", "SettleStep", "SshStep", "Step", "VcpuPinStep", "XenInputStep",
     "describe_step", "list_runbooks", "load_runbook", "load_runbook_doc", "plan",
     "plan_host", "render_plan",

@@ -5,10 +5,14 @@
 injected, so the same engine runs against real hosts, the virtual lab and test doubles:
 
 ``console_factory(host, recording, death_strings=…)``
-    opens and *starts* a :class:`~solcap.console.Console` whose sink is ``recording.feed``, so
-    the recording holds every byte from the first one. It receives the runbook's death strings
-    because a Console takes them in its constructor (they must be watched from the first byte,
-    not only while a step waits). :func:`open_host_console` is the default for real hosts.
+    opens and *starts* a :class:`~solcap.console.Console`, then calls ``recording()`` (which
+    creates the run's :class:`~solcap.capture.Recording`) and makes its sink
+    ``recording.feed``, so the recording holds every byte from the first one and a host whose
+    console cannot be opened leaves no recording behind. It receives the runbook's death
+    strings because a Console takes them in its constructor (they must be watched from the
+    first byte, not only while a step waits). :func:`open_host_console` is the default for
+    real hosts (:func:`solcap.connect.open_console`: reconnecting over SOL, so a step waiting
+    when the link drops keeps waiting through the reconnection, its timeout still counting).
 ``power(host, action)``
     ``on`` / ``off`` / ``cycle`` / ``reset`` (a BMC, a PDU, or the virtual host's methods).
 ``ssh_factory(host)``
@@ -20,15 +24,17 @@ injected, so the same engine runs against real hosts, the virtual lab and test d
     ``/etc/default/grub`` and friends, regenerated with the host's own tool); the step's
     ``entry`` overrides its entry pattern.
 
-Outcomes (one per host, never a traceback):
+Outcomes (one :class:`~solcap.outcomes.HostResult` per host, never a traceback), the
+vocabulary of :mod:`solcap.outcomes`:
 
 ``ok``      every step succeeded and the runbook's ``outcome`` rule holds;
-``failed``  the host did not do what the runbook expects: a wait timed out, a death string
-            appeared (the error quotes the line), a Dom0 command failed or is not installed,
-            a ``failure`` pattern was printed or no ``success`` pattern was;
-``error``   solcap could not carry the run out: the console or SSH could not be opened or
-            went away, the local recording failed, a needed capability (power control,
-            GRUB one-shot editing) was not provided, or solcap itself hit a bug.
+``failed``  the far side did not do what the runbook expects: the console or SSH could not be
+            opened or went away for good, a wait timed out, a death string appeared (the
+            error quotes the line), a Dom0 command failed or is not installed, a ``failure``
+            pattern was printed or no ``success`` pattern was;
+``error``   solcap could not carry the run out locally: the recording failed, a needed
+            capability (power control, GRUB one-shot editing) was not provided, the inventory
+            lacks a reference, or solcap itself hit a bug.
 
 Secrets (``send_secret``) are sent as bytes and appear in events, messages and the outcome only
 as ``<redacted:N bytes>``; any error text that happens to quote one (e.g. a timeout showing the
@@ -50,16 +56,16 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, is_dataclass, replace
 from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from solcap import outcomes
 from solcap.capture import Recording
+from solcap.connect import ConsoleSpec, RecordingFactory, bmc_sources, open_console
 from solcap.console import EOF, TIMEOUT, Console
-from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import (
-    ConnectError,
     ConsoleClosed,
     ExpectTimeout,
     SolcapError,
@@ -67,6 +73,7 @@ from solcap.errors import (
     UsageError,
 )
 from solcap.inventory import Host
+from solcap.outcomes import HostResult, Outcome, one_line
 from solcap.parsers import parse_dump
 from solcap.profiles import Profile, load_profile
 from solcap.runbook import (
@@ -75,7 +82,7 @@ from solcap.runbook import (
     GrubStep,
     HostPlan,
     MarkStep,
-    Outcome,
+    OutcomeRule,
     PowerStep,
     SendSecretStep,
     SendStep,
@@ -87,8 +94,6 @@ from solcap.runbook import (
     describe_step,
 )
 from solcap.ssh import SshConnection, SshTarget, connect
-from solcap.transports.base import Transport
-from solcap.transports.registry import connection_meta, open_transport
 from solcap.virtmode import classify
 from solcap.xen import XenConsole, refuse_dangerous
 
@@ -98,8 +103,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ConsoleFactory",
     "GrubOneshot",
-    "HostOutcome",
-    "OutcomeKind",
     "bmc_power",
     "bmc_sol_rate",
     "default_grub_oneshot",
@@ -108,8 +111,6 @@ __all__ = [
     "open_host_ssh",
     "run_host",
 ]
-
-OutcomeKind = Literal["ok", "failed", "error"]
 
 #: Default bound on ``on_timeout: {goto: …}`` jumps in one run (a loop must end somewhere).
 MAX_JUMPS = 100
@@ -120,12 +121,12 @@ _SCAN_OVERLAP = 1 << 16
 
 
 class ConsoleFactory(Protocol):
-    """Open and start a console for ``host`` whose sink is ``recording.feed``."""
+    """Open and start a console for ``host``, then create ``recording()`` as its sink."""
 
     def __call__(
         self,
         host: Host,
-        recording: Recording,
+        recording: RecordingFactory,
         *,
         death_strings: Sequence[re.Pattern[bytes]],
     ) -> Console: ...
@@ -133,33 +134,6 @@ class ConsoleFactory(Protocol):
 
 #: ``grub_oneshot(console, profile, entry_regex_or_None)`` edits the entry once and boots it.
 GrubOneshot = Callable[[Console, Profile, str | None], object]
-
-
-@dataclass(frozen=True)
-class HostOutcome:
-    """The result of one host's run, as a fleet summary reports it."""
-
-    host: str
-    outcome: OutcomeKind
-    error: str | None
-    bytes: int
-    duration: float
-    recording: Path
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready mapping (``recording`` as a string)."""
-        return {
-            "host": self.host,
-            "outcome": self.outcome,
-            "error": self.error,
-            "bytes": self.bytes,
-            "duration": round(self.duration, 3),
-            "recording": str(self.recording),
-        }
 
 
 class _StepFailed(TargetError):
@@ -170,55 +144,22 @@ class _StepFailed(TargetError):
 
 
 def open_host_console(
-    host: Host, recording: Recording, *, death_strings: Sequence[re.Pattern[bytes]] = ()
+    host: Host,
+    recording: RecordingFactory,
+    *,
+    death_strings: Sequence[re.Pattern[bytes]] = (),
 ) -> Console:
-    """The console factory for real hosts: ``console``/``via`` (an ``exec:`` console client or a
-    BMC's SSH console), else the serial device/URL, else the BMC's SOL.
+    """The console factory for real hosts (see :func:`solcap.connect.ConsoleSpec.from_host`):
+    ``console``/``via``, else the serial device/URL, else the BMC's SOL, reconnecting where
+    the scheme allows; the SOL bit rate is checked against the host's profile.
 
     A BMC console gets its password from the inventory's reference (``env:``/``file:``), never
     from a prompt, so unattended fleet runs cannot hang on one.
     """
-    target = host.console_url
-    transport: Transport
-    if target is None:
+    if host.console_url is None:
         raise UsageError(f"{host.name}: no console (serial: or bmc:) in the inventory")
-    if host.console is None and host.serial is None and host.bmc is not None:
-        from solcap.transports.ipmi import open_ipmi
-
-        transport = open_ipmi(_bmc_url(host), password_source=_bmc_password(host), kg=_kg(host))
-        _check_sol_rate(host, recording)
-    else:
-        transport = open_transport(target, line=host.line)
-    meta = connection_meta(transport)
-    recording.set_meta(**meta)
-    recording.event("connect", target=target, **meta)
-    console = Console(transport, host=host.name, sink=recording.feed, death_strings=death_strings)
-    try:
-        return console.start()
-    except BaseException:
-        console.close()
-        raise
-
-
-def _check_sol_rate(host: Host, recording: Recording) -> None:
-    """Warn (event + stderr) when the BMC's SOL bit rate is not the profile's console speed."""
-    if host.profile is None:
-        return
-    from solcap.bmc import line_rate_warning, sol_config
-
-    try:
-        profile = load_profile(host.profile)
-        config = sol_config(_bmc_url(host), password_source=_bmc_password(host), kg=_kg(host))
-    except SolcapError as exc:
-        recording.event("sol-config-unavailable", error=exc.one_line())
-        return
-    recording.event("sol-config", enabled=config.enabled, bit_rate=config.bit_rate)
-    if profile.console is None:
-        return
-    warning = line_rate_warning(config, profile.console.baud, host=host.name, profile=profile.name)
-    if warning is not None:
-        recording.event("warning", message=warning)
-        print(f"solcap: warning: {warning}", file=sys.stderr)
+    spec = ConsoleSpec.from_host(host)
+    return open_console(spec, recording=recording, death_strings=death_strings)
 
 
 def bmc_sol_rate(host: Host) -> int | None:
@@ -232,7 +173,8 @@ def bmc_sol_rate(host: Host) -> int | None:
     from solcap.bmc import sol_config
 
     try:
-        config = sol_config(_bmc_url(host), password_source=_bmc_password(host), kg=_kg(host))
+        password, kg = bmc_sources(host)
+        config = sol_config(_bmc_url(host), password_source=password, kg=kg)
     except SolcapError:
         return None
     return config.bit_rate
@@ -245,31 +187,12 @@ def _bmc_url(host: Host) -> str:
     return url
 
 
-def _bmc_password(host: Host) -> PasswordSource:
-    """The inventory's reference as a source that never prompts (unattended runs)."""
-    ref = host.password
-    if ref is None:
-        raise UsageError(f"{host.name}: the inventory gives no BMC password reference")
-    if ref.scheme == "env":
-        return PasswordSource(env_name=ref.ref, prompt=False)
-    return PasswordSource(env={}, file=os.path.expanduser(ref.ref), prompt=False)
-
-
-def _kg(host: Host) -> PasswordSource:
-    """The inventory's Kg reference (``env:NAME`` or ``file:PATH``); none: ``$IPMI_KGKEY``."""
-    ref = host.kg
-    if ref is None:
-        return kg_source()
-    if ref.scheme == "env":
-        return PasswordSource(env_name=ref.ref, prompt=False)
-    return PasswordSource(env={}, file=os.path.expanduser(ref.ref), prompt=False)
-
-
 def bmc_power(host: Host, action: str) -> None:
     """The ``power`` callable for real hosts: chassis control through the host's BMC."""
     from solcap.bmc import power
 
-    power(_bmc_url(host), action, password_source=_bmc_password(host), kg=_kg(host))
+    password, kg = bmc_sources(host)
+    power(_bmc_url(host), action, password_source=password, kg=kg)
 
 
 def host_ssh_target(host: Host) -> SshTarget:
@@ -336,7 +259,7 @@ class _Run:
     def __init__(
         self,
         hp: HostPlan,
-        recording: Recording,
+        recording: RecordingFactory,
         *,
         console_factory: ConsoleFactory | None,
         power: Callable[[Host, str], None] | None,
@@ -349,7 +272,8 @@ class _Run:
     ) -> None:
         self.hp = hp
         self.host = hp.host
-        self.rec = recording
+        self._make_recording = recording
+        self.recording: Recording | None = None
         self.console_factory = console_factory
         self.power_fn = power
         self.ssh_factory = ssh_factory
@@ -373,8 +297,19 @@ class _Run:
         if self.console_factory is None:
             raise UsageError(f"{self.host.name}: this runbook needs a console; none was given")
         deaths = [re.compile(source) for source in self.hp.death_strings]
-        self.console = self.console_factory(self.host, self.rec, death_strings=deaths)
+        self.console = self.console_factory(self.host, self._recording, death_strings=deaths)
         self.xen = XenConsole(self.console)
+
+    def _recording(self) -> Recording:
+        """Create the run's recording (once): after the console opened, or at the first event
+        of a run without a console."""
+        if self.recording is None:
+            self.recording = self._make_recording()
+        return self.recording
+
+    @property
+    def rec(self) -> Recording:
+        return self._recording()
 
     def close(self) -> None:
         if self.console is not None:
@@ -842,7 +777,7 @@ class _Run:
             with contextlib.suppress(ConsoleClosed):
                 self.console.expect([TIMEOUT, EOF], timeout=0)
 
-    def evaluate(self, outcome: Outcome) -> None:
+    def evaluate(self, outcome: OutcomeRule) -> None:
         """The runbook's ``outcome`` rule over everything the console printed in this run."""
         if not outcome.success and not outcome.failure:
             return
@@ -881,26 +816,32 @@ def run_host(
     meta: Mapping[str, Any] | None = None,
     grub_layout: RemoteLayout | None = None,
     sol_rate: Callable[[Host], int | None] | None = None,
-) -> HostOutcome:
-    """Run ``host_plan`` and return its :class:`HostOutcome`; errors become the outcome.
+) -> HostResult:
+    """Run ``host_plan`` and return its :class:`~solcap.outcomes.HostResult`; errors become
+    the outcome.
 
-    The recording ``<recordings_root>/<host>/<stamp>_<runbook_name>/`` is created first and
-    closed (``meta.json`` with outcome and error) on every path. KeyboardInterrupt (and any
+    The recording ``<recordings_root>/<host>/<stamp>_<runbook_name>/`` is created once the
+    console is open (first thing for a run without a console; never for a host whose console
+    could not be opened: its result has no recording) and closed (``meta.json`` with outcome
+    and error) on every path. KeyboardInterrupt (and any
     other BaseException that is not an Exception) closes everything and propagates.
     ``sol_rate(host)`` gives the BMC's SOL bit rate for the baud check before a harvest or a
     one-shot edit (:func:`bmc_sol_rate` for real hosts; None: not known).
     """
     host = host_plan.host
     begin = clock()
-    recording = Recording(
-        host.name,
-        label=runbook_name,
-        root=Path(recordings_root) if recordings_root is not None else None,
-        meta={"runbook": runbook_name, **(meta or {})},
-    )
+
+    def make_recording() -> Recording:
+        return Recording(
+            host.name,
+            label=runbook_name,
+            root=Path(recordings_root) if recordings_root is not None else None,
+            meta={"runbook": runbook_name, **(meta or {})},
+        )
+
     run = _Run(
         host_plan,
-        recording,
+        make_recording,
         console_factory=console_factory,
         power=power,
         ssh_factory=ssh_factory,
@@ -910,7 +851,7 @@ def run_host(
         grub_layout=grub_layout,
         sol_rate=sol_rate,
     )
-    kind: OutcomeKind = "error"
+    kind: Outcome = "error"
     error: str | None = "interrupted"
     try:
         try:
@@ -922,22 +863,25 @@ def run_host(
             run.evaluate(host_plan.outcome)
             kind, error = "ok", None
         except Exception as exc:
-            kind, error = _classify(exc), run.redact(_message(exc))
-            run.event("failed", outcome=kind, error=error)
-            run.close_open_marks(f"the run stopped: {error}")
+            kind, error = outcomes.classify(exc), run.redact(one_line(exc))
+            if run.recording is not None:  # a console that never opened left nothing behind
+                run.event("failed", outcome=kind, error=error)
+                run.close_open_marks(f"the run stopped: {error}")
     finally:
         run.close()
         duration = clock() - begin
-        summary = recording.close(
-            outcome=kind, error=error, duration=round(duration, 3), stop_reason=error or "done"
-        )
-    return HostOutcome(
-        host=host.name,
+        summary = None
+        if run.recording is not None:
+            summary = run.recording.close(
+                outcome=kind, error=error, duration=round(duration, 3), stop_reason=error or "done"
+            )
+    return HostResult(
+        name=host.name,
         outcome=kind,
         error=error,
-        bytes=summary.bytes,
+        bytes=summary.bytes if summary is not None else 0,
         duration=duration,
-        recording=summary.path,
+        recording=summary.path if summary is not None else None,
     )
 
 
@@ -953,20 +897,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TargetError) and text.startswith(f"{exc.host}: "):
         return text[len(exc.host) + 2 :]
     return text
-
-
-def _classify(exc: BaseException) -> OutcomeKind:
-    if isinstance(exc, (ConnectError, ConsoleClosed)):
-        return "error"
-    if isinstance(exc, TargetError):
-        return "failed"
-    return "error"
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, SolcapError):
-        return exc.one_line()
-    return f"internal error ({type(exc).__name__}): {' '.join(str(exc).split())}"
 
 
 def _show(source: bytes) -> str:

@@ -24,9 +24,9 @@ from solcap.commands.ipmiopts import refuse_unless_ipmi, secret_refs
 from solcap.commands.sshopts import add_ssh_options, inventory_target
 from solcap.errors import ExitStatus, UsageError
 from solcap.inventory import BmcAddress, Host, Scalar
+from solcap.outcomes import HostResult
 from solcap.runbook import GrubStep, HostPlan, PowerStep, load_runbook, plan, render_plan
 from solcap.runner import (
-    HostOutcome,
     bmc_power,
     bmc_sol_rate,
     open_host_console,
@@ -160,10 +160,10 @@ def _check_capabilities(plans: tuple[HostPlan, ...]) -> None:
                     ) from exc
 
 
-def _line(outcome: HostOutcome) -> str:
+def _line(outcome: HostResult) -> str:
     state = outcome.outcome.upper() if outcome.outcome != "ok" else "ok"
-    text = f"{outcome.host}: {state} in {outcome.duration:.1f}s, {outcome.bytes} bytes"
-    text += f", recording {outcome.recording}"
+    text = f"{outcome.name}: {state} in {outcome.duration:.1f}s, {outcome.bytes} bytes"
+    text += f", recording {outcome.recording}" if outcome.recording else ", nothing recorded"
     if outcome.error:
         text += f"\n  {outcome.error}"
     return text
@@ -195,7 +195,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         job = fleet.runbook_job(the_plan.hosts, runbook_name=runbook.name)
         meta = {"kind": "run", "runbook": runbook.name}
         return run_fleet(args, hosts, job, out, label=runbook.name, meta=meta)
-    outcomes: list[HostOutcome] = []
+    outcomes: list[HostResult] = []
     for hp in the_plan.hosts:
         outcome = run_host(
             hp,

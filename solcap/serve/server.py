@@ -46,17 +46,14 @@ _log = logging.getLogger("solcap.serve")
 def open_held_transport(host: Host) -> Transport:
     """How the server opens a console: the library's inventory opener, stealing a busy SOL
     payload only when the host says ``steal: true`` (``vars: {steal: true}``)."""
-    from solcap import fleet
+    from solcap.connect import ConsoleSpec, open_recorded_transport
 
-    if host.vars.get("steal") is True and host.console is None and host.serial is None:
-        from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
-
-        if host.bmc is None or host.password is None:
-            raise UsageError(f"{host.name}: the inventory gives no BMC address or password")
-        kg = host.kg.resolve() if host.kg is not None else None
-        target = IpmiTarget.parse(host.bmc_url or host.bmc.url)
-        return IpmiSolTransport(target, host.password.resolve(), kg=kg, steal=True)
-    return fleet.open_host_transport(host)
+    spec = ConsoleSpec.from_host(host)
+    if host.vars.get("steal") is True and spec.scheme == "ipmi":
+        spec = dataclasses.replace(spec, steal=True)
+    # One session, as before: the server holds and reopens its consoles itself.
+    transport, _ = open_recorded_transport(spec, reconnect=False)
+    return transport
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,6 +140,9 @@ def test_fifty_hosts_one_wrong_password(lab: LabRun, fifty: FirstRun) -> None:
     assert bad["outcome"] == "failed"
     assert "authentication failed" in bad["error"] and "\n" not in bad["error"]
     assert bad["segments"] == []
+    # Its console never opened, so nothing was recorded: no empty recording directory.
+    assert bad["recording"] is None and bad["bytes"] == 0
+    assert not (lab.dir / "recordings" / BAD).exists()
     for name, entry in entries.items():
         if name == BAD:
             continue

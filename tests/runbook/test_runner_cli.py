@@ -121,7 +121,9 @@ def test_partial_success_exits_4(tmp_path: Path, booted: VirtualHost) -> None:
     status, text = cli(["run", str(rb), "--inventory", str(inv), "--root", str(tmp_path / "r")])
     assert status == 4, text
     # Inventory runs go through the fleet: one line per host, then the table and totals.
-    assert "good: ok" in text and "gone: error" in text and "2 hosts: 1 ok, 1 error" in text
+    assert "good: ok" in text and "gone: failed" in text and "2 hosts: 1 ok, 1 failed" in text
+    # The host whose console could not be opened left no (empty) recording directory.
+    assert (tmp_path / "r" / "good").is_dir() and not (tmp_path / "r" / "gone").exists()
 
 
 def test_bad_input_exits_2_before_any_traffic(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from solcap.inventory import BmcAddress, Host
+from solcap.outcomes import HostResult
 from solcap.runbook import load_runbook, plan
-from solcap.runner import HostOutcome, open_host_console, run_host
+from solcap.runner import open_host_console, run_host
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,7 +28,7 @@ def run_text(
     *,
     host: Host | None = None,
     power: Callable[[Host, str], None] | None = None,
-) -> HostOutcome:
+) -> HostResult:
     path = tmp_path / f"{threading.get_ident()}.yaml"
     path.write_text(text)
     rb = load_runbook(path)
@@ -41,7 +42,7 @@ def run_text(
     )
 
 
-def kinds(outcome: HostOutcome) -> list[str]:
+def kinds(outcome: HostResult) -> list[str]:
     lines = (outcome.recording / "events.jsonl").read_text().splitlines()
     return [json.loads(line)["event"] for line in lines]
 
@@ -124,7 +125,7 @@ def test_ctrl_c_closes_the_recording_and_propagates(tmp_path: Path) -> None:
 
 
 def test_hosts_run_in_parallel_threads_keep_separate_recordings(tmp_path: Path) -> None:
-    results: dict[str, HostOutcome] = {}
+    results: dict[str, HostResult] = {}
 
     def one(name: str) -> None:
         results[name] = run_text(

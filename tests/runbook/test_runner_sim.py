@@ -18,9 +18,10 @@ import pytest
 from solcap.console import Console
 from solcap.grub.menu import apply_oneshot
 from solcap.inventory import BmcAddress, Host
+from solcap.outcomes import HostResult
 from solcap.profiles import Profile
 from solcap.runbook import load_runbook, plan, render_plan
-from solcap.runner import HostOutcome, open_host_console, run_host
+from solcap.runner import open_host_console, run_host
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.transports.registry import open_transport
@@ -83,7 +84,7 @@ def run(
     overrides: dict[str, str | int | float | bool] | None = None,
     env: dict[str, str] | None = None,
     **options: object,
-) -> HostOutcome:
+) -> HostResult:
     rb = load_runbook(runbook)
     hp = plan(rb, [host], overrides=overrides, env=env).hosts[0]
     return run_host(
@@ -97,7 +98,7 @@ def run(
     )
 
 
-def events(outcome: HostOutcome) -> list[dict[str, object]]:
+def events(outcome: HostResult) -> list[dict[str, object]]:
     lines = (outcome.recording / "events.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 

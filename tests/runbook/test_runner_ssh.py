@@ -22,8 +22,9 @@ import pytest
 from solcap.console import Console
 from solcap.grub.remote import RemoteLayout
 from solcap.inventory import Host, SshTarget
+from solcap.outcomes import HostResult
 from solcap.runbook import load_runbook, plan
-from solcap.runner import HostOutcome, open_host_ssh, run_host
+from solcap.runner import open_host_ssh, run_host
 from solcap.sim.dom0ssh import Dom0SshServer
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
@@ -38,7 +39,7 @@ GRUB_DATA = Path(__file__).resolve().parent.parent / "profiles" / "data"
 BOOT_DONE = re.compile(rb"login: root \(automatic login\)")
 
 
-def run(runbook: str | Path, host: Host, root: Path) -> HostOutcome:
+def run(runbook: str | Path, host: Host, root: Path) -> HostResult:
     rb = load_runbook(runbook)
     return run_host(
         plan(rb, [host]).hosts[0],
@@ -50,7 +51,7 @@ def run(runbook: str | Path, host: Host, root: Path) -> HostOutcome:
     )
 
 
-def events(outcome: HostOutcome) -> list[dict[str, object]]:
+def events(outcome: HostResult) -> list[dict[str, object]]:
     lines = (outcome.recording / "events.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
@@ -202,7 +203,7 @@ def test_virt_mode_analysis_of_a_guest_dmesg(sshd: Sshd, tmp_path: Path) -> None
     assert found["mode"] == "PVH" and found["evidence"]
 
 
-def test_unknown_host_key_is_an_error_outcome_not_a_traceback(
+def test_unknown_host_key_is_a_failed_outcome_not_a_traceback(
     sshd: Sshd,  # noqa: F811
     tmp_path: Path,
 ) -> None:
@@ -222,8 +223,11 @@ def test_unknown_host_key_is_an_error_outcome_not_a_traceback(
         ),
     )
     outcome = run("dom0-topology", host, tmp_path / "rec")
-    assert outcome.outcome == "error"
+    # A refused connection is the far side's (solcap.outcomes: ConnectError is a TargetError),
+    # the same word a harvest fleet uses for it.
+    assert outcome.outcome == "failed"
     assert outcome.error is not None and "unknown host key" in outcome.error
+    assert outcome.recording is not None
     assert json.loads((outcome.recording / "meta.json").read_text())["finished"]
 
 
