@@ -21,6 +21,9 @@ from tests.serve.conftest import Pty, ServeProcess, write_inventory
 from tests.web.conftest import WAIT, terminal_text, wait_for
 
 pytestmark = pytest.mark.timeout(150)
+#: MiB sent past a stalled browser: well beyond its 1 MiB buffer plus what the kernel's
+#: loopback socket buffers absorb (a few MiB), so only the web's own limit can drop it.
+FLOOD = 16
 UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
 
@@ -130,3 +133,42 @@ def test_serve_web_off_loopback_without_tls_is_refused_before_any_console_opens(
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and "needs TLS" in done.stderr
     assert not (tmp_path / "rec").exists()
+
+
+def test_a_stalled_browser_slows_neither_the_capture_nor_another_viewer(
+    page: Any, lab: tuple[Pty, ServeProcess, WebServer]
+) -> None:
+    import socket
+
+    pty, serve, web = lab
+    wait_for("serve to hold node09", lambda: serve.status()["node09"]["state"] == "up")
+    stalled = socket.create_connection((web.host, web.port), timeout=WAIT)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    head = "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
+    stalled.sendall(
+        f"GET /live/node09/ws HTTP/1.1\r\nHost: {web.host}:{web.port}\r\n"
+        f"Authorization: Bearer {web.tokens.read}\r\n{head}\r\n".encode()
+    )
+    assert stalled.recv(12) == b"HTTP/1.1 101"  # attached, and from now on never read
+    page.get(web.url(web.tokens.read))
+    page.get(f"{web.url()}live/node09")
+    body = wait_for("the page", lambda: page.find_element("css selector", "body"))
+    wait_for("the viewer", lambda: body.get_attribute("data-state") == "attached")
+    block = (b"x" * 1023 + b"\n") * 1024  # 1 MiB
+    before = serve.status()["node09"]["bytes"]
+    for _ in range(FLOOD):
+        pty.write_all(block)
+    pty.write_all(b"\r\nafter-the-flood 9911\r\n")
+    total = before + FLOOD * len(block) + len(b"\r\nafter-the-flood 9911\r\n")
+    serve.wait_bytes("node09", total, timeout=WAIT)
+    wait_for("the other viewer's stream", lambda: "after-the-flood 9911" in terminal_text(page))
+
+    def detached() -> bool:
+        logs = (serve.root / "node09").glob("*_serve/events.jsonl")
+        return '"event": "detach", "who": "web 127.0.0.1' in "".join(p.read_text() for p in logs)
+
+    # The web dropped the stalled one when its buffer overflowed (serve's own 8 MiB queue never
+    # did): its serve connection is gone while the other viewer is still attached.
+    wait_for("the stalled browser to be dropped", detached)
+    assert body.get_attribute("data-state") == "attached"
+    stalled.close()
