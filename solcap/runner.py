@@ -219,14 +219,10 @@ def open_host_ssh(host: Host) -> SshConnection:
 
 
 def default_grub_oneshot(console: Console, profile: Profile, entry: str | None) -> object:
-    """:func:`solcap.grub.menu.apply_oneshot` with its defaults (imported on first use)."""
-    try:
-        from solcap.grub.menu import apply_oneshot
-    except ImportError as exc:
-        raise UsageError(
-            "grub: {mode: oneshot} needs solcap.grub.menu (one-shot GRUB editing), "
-            f"which is not available: {exc}"
-        ) from exc
+    """:func:`solcap.grub.menu.apply_oneshot` with its defaults (imported on first use: the
+    GRUB menu stack is only loaded by runs that edit GRUB)."""
+    from solcap.grub.menu import apply_oneshot
+
     if entry is None:
         return apply_oneshot(console, profile)
     return apply_oneshot(console, profile, entry=entry)

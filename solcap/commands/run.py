@@ -25,7 +25,7 @@ from solcap.commands.sshopts import add_ssh_options, inventory_target
 from solcap.errors import ExitStatus, UsageError
 from solcap.inventory import BmcAddress, Host, Scalar
 from solcap.outcomes import HostResult
-from solcap.runbook import GrubStep, HostPlan, PowerStep, load_runbook, plan, render_plan
+from solcap.runbook import HostPlan, PowerStep, load_runbook, plan, render_plan
 from solcap.runner import (
     bmc_power,
     bmc_sol_rate,
@@ -150,14 +150,6 @@ def _check_capabilities(plans: tuple[HostPlan, ...]) -> None:
                     "which only a BMC gives: --host ipmi://user@bmc, or an inventory host "
                     "with a bmc: address"
                 )
-            if isinstance(step, GrubStep) and step.mode == "oneshot":
-                try:
-                    import solcap.grub.menu  # noqa: F401 - availability check only
-                except ImportError as exc:
-                    raise UsageError(
-                        f"{step.where}: one-shot GRUB editing (solcap.grub.menu) is not "
-                        f"available: {exc}"
-                    ) from exc
 
 
 def _line(outcome: HostResult) -> str:
