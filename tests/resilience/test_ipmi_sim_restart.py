@@ -111,3 +111,80 @@ def test_run_inventory_carries_on_across_an_ipmi_sim_restart(
         proc.terminate()
         proc.wait(10)
         os.environ.pop("SIM_PW", None)
+
+
+def test_console_carries_on_across_an_ipmi_sim_restart(tmp_path: Path) -> None:
+    """``solcap console`` (a real process on a pty) says the console went down and came back,
+    records the gap, and shows what the host prints afterwards."""
+    import pty
+    import select
+    import sys
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    listener.settimeout(20)
+    port = free_udp_port()
+    serial_port = listener.getsockname()[1]
+    proc = _start_sim(tmp_path, port, serial_port)
+    serial, _ = listener.accept()
+    master, slave = pty.openpty()
+    root = tmp_path / "rec"
+    env = dict(os.environ, IPMI_PASSWORD=PASSWORD)
+    argv = [sys.executable, "-m", "solcap.cli", "console", f"ipmi://{USER}@127.0.0.1:{port}"]
+    client = subprocess.Popen(
+        [*argv, "--root", str(root)],
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(slave)
+    seen = bytearray()
+
+    def read_for(want: bytes, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while want not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    seen.extend(os.read(master, 65536))
+                except OSError:
+                    break
+        return want in seen
+
+    try:
+        deadline = time.monotonic() + 30
+        while not any(e.get("event") == "connect" for e in _events(root)):
+            assert time.monotonic() < deadline, "the console never connected"
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait(10)
+        serial.close()
+        proc = _start_sim(tmp_path, port, serial_port)
+        serial, _ = listener.accept()
+        deadline = time.monotonic() + 90
+        while not any(e.get("event") == "gap" for e in _events(root)):
+            assert time.monotonic() < deadline, "no gap event"
+            assert client.poll() is None, "solcap console ended"
+            time.sleep(0.2)
+        back = False
+        for _ in range(20):
+            serial.sendall(b"host-is-back\r\n")
+            if read_for(b"host-is-back", 1.0):
+                back = True
+                break
+        assert back, bytes(seen)
+        os.write(master, b"\r~.")
+        assert client.wait(20) == 0
+        err = client.stderr.read().decode() if client.stderr else ""
+        assert "console down" in err and "console up again" in err, err
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+        os.close(master)
+        serial.close()
+        listener.close()
+        proc.terminate()
+        proc.wait(10)
