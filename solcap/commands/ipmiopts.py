@@ -54,12 +54,15 @@ def kg(args: argparse.Namespace) -> PasswordSource:
     return kg_source(_path(args.kg_file))
 
 
-def secret_refs(args: argparse.Namespace) -> tuple[SecretRef, SecretRef]:
-    """The options as inventory-style references, for a host built from the command line."""
+def secret_refs(args: argparse.Namespace) -> tuple[SecretRef, SecretRef | None]:
+    """The options as inventory-style references, for a host built from the command line.
+
+    Without ``--kg-file`` the Kg is left unset (None), so the connect layer reads the optional
+    ``$IPMI_KGKEY``/``$IPMI_KG``: most BMCs have no Kg, and an unset variable is no error."""
     password_file = _path(args.password_file)
     kg_file = _path(args.kg_file)
     pw = SecretRef("file", password_file) if password_file else SecretRef("env", PASSWORD_ENV)
-    key = SecretRef("file", kg_file) if kg_file else SecretRef("env", KG_ENV)
+    key = SecretRef("file", kg_file) if kg_file else None
     return pw, key
 
 
