@@ -513,6 +513,15 @@ def build(
                 "--label": st.text(max_size=6),
             },
         )
+    elif command == "status":
+        argv = ["status", "--inventory", data.draw(f("inventory"))]
+        argv += options(
+            data,
+            {
+                "--control-dir": st.sampled_from([str(work / "ctl"), "", "/dev/null/x"]),
+                "--json": None,
+            },
+        )
     elif command == "lab":
         action = data.draw(st.sampled_from(["up", "down", "status"]))
         argv = ["lab", action, "--dir", str(work / "lab")]
@@ -659,7 +668,11 @@ COMMANDS = [
     "console",
     "lab",
     "run",
+    "status",
 ]
+#: Long-running servers: a valid fuzzed command line would serve until killed, so their bad
+#: input is tested by tests/serve and tests/web (exit 2, one line, before anything listens).
+SERVERS = {"serve", "web"}
 
 SETTINGS = settings(
     max_examples=60,
@@ -692,4 +705,4 @@ def test_every_subcommand_is_fuzzed() -> None:
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == set(COMMANDS)  # type: ignore[arg-type]
+    assert set(sub.choices) == set(COMMANDS) | SERVERS  # type: ignore[arg-type]
