@@ -37,6 +37,9 @@ _HEADER: Final = struct.Struct("!cI")
 _MAX_FRAME: Final = 16 * 1024 * 1024
 #: Close code sent to a browser that fell behind (the page reconnects on it).
 BEHIND: Final = 4000
+#: Close code sent when serve's end of the relay went away (serve restarting, or the console
+#: closed by a SIGHUP): RFC 6455's "service restart", on which the page reconnects too.
+SERVE_GONE: Final = 1012
 
 
 class LiveError(Exception):
@@ -284,6 +287,7 @@ class _Relay:
         self.queue: asyncio.Queue[tuple[bytes, bytes] | None] = asyncio.Queue()
         self.queued = 0
         self.behind = False
+        self.serve_gone = False
 
     async def run(self) -> None:
         tasks = [
@@ -303,16 +307,23 @@ class _Relay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.wait_closed(), 2)
             if not self.ws.closed:
-                code = BEHIND if self.behind else 1000
-                message = b"fell behind; reconnect for the current screen" if self.behind else b""
+                code, message = 1000, b""
+                if self.behind:
+                    code, message = BEHIND, b"fell behind; reconnect for the current screen"
+                elif self.serve_gone:
+                    code, message = SERVE_GONE, b"solcap serve went away; reconnect"
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.ws.close(code=code, message=message), 2)
 
     async def _from_serve(self) -> None:
         """Never waits for the browser: over :data:`CLIENT_BUFFER` queued, the browser goes."""
         while True:
-            frame = await read_frame(self.reader)
+            try:
+                frame = await read_frame(self.reader)
+            except (LiveError, OSError):
+                frame = None  # serve died mid-frame: the same as a clean end for the page
             if frame is None:
+                self.serve_gone = True
                 self.queue.put_nowait(None)
                 return
             kind, payload = frame

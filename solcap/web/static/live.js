@@ -66,9 +66,12 @@
     socket.onclose = (event) => {
       if (socket !== ws || closing) return;
       body.dataset.state = "closed";
-      if (event.code === 4000 || event.code === 1006 || event.code === 1001) {
+      // 4000: this page fell behind; 1012: solcap serve went away (restarting); 1001: the web
+      // server is shutting down; 1006: the connection dropped (or the upgrade was refused while
+      // the server is not back yet). Each one retries, with jitter so many tabs do not move in step.
+      if (event.code === 4000 || event.code === 1012 || event.code === 1006 || event.code === 1001) {
         show(event.code === 4000 ? "this page fell behind; reconnecting" : "connection lost; reconnecting");
-        setTimeout(() => connect(mode === "force" ? "write" : mode), 1000);
+        setTimeout(() => connect(mode === "force" ? "write" : mode), 500 + Math.random() * 1000);
       } else if (event.code !== 1000) {
         show("the server refused (" + event.code + "): " + (event.reason || "see the server's log"));
       }
