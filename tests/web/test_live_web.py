@@ -172,3 +172,82 @@ def test_a_stalled_browser_slows_neither_the_capture_nor_another_viewer(
     wait_for("the stalled browser to be dropped", detached)
     assert body.get_attribute("data-state") == "attached"
     stalled.close()
+
+
+def test_a_stalled_viewer_leaves_another_viewer_and_the_recording_byte_exact(
+    lab: tuple[Pty, ServeProcess, WebServer],
+) -> None:
+    """Browser-less: one WebSocket that never reads, one that reads; SHA-256 of all three."""
+    import asyncio
+    import hashlib
+    import socket
+    import threading
+    import time
+
+    import aiohttp
+
+    from tests.serve.conftest import raw_of
+
+    pty, serve, web = lab
+    wait_for("serve to hold node09", lambda: serve.status()["node09"]["state"] == "up")
+    stalled = socket.create_connection((web.host, web.port), timeout=WAIT)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    head = "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
+    stalled.sendall(
+        f"GET /live/node09/ws HTTP/1.1\r\nHost: {web.host}:{web.port}\r\n"
+        f"Authorization: Bearer {web.tokens.read}\r\n{head}\r\n".encode()
+    )
+    assert stalled.recv(12) == b"HTTP/1.1 101"  # attached, and from now on never read
+    sent = hashlib.shake_256(b"stalled-viewer").digest(FLOOD * 1024 * 1024)
+    stream = bytearray()  # what the reading viewer got after the screen
+    attached = threading.Event()
+    errors: list[BaseException] = []
+
+    def detached() -> bool:
+        logs = (serve.root / "node09").glob("*_serve/events.jsonl")
+        return '"event": "detach", "who": "web 127.0.0.1' in "".join(p.read_text() for p in logs)
+
+    async def view() -> None:
+        auth_header = {"Authorization": f"Bearer {web.tokens.read}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{web.url()}live/node09/ws", headers=auth_header) as ws,
+        ):
+            first = await ws.receive(timeout=WAIT)
+            assert first.type == aiohttp.WSMsgType.TEXT and '"attached"' in first.data
+            attached.set()
+            screen: bytes | None = None  # the first binary message; not part of the stream
+            while len(stream) < len(sent):
+                message = await ws.receive(timeout=WAIT)
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    if screen is None:
+                        screen = bytes(message.data)
+                    else:
+                        stream.extend(message.data)
+                elif message.type != aiohttp.WSMsgType.TEXT:
+                    raise AssertionError(f"the reading viewer was closed: {message}")
+            # Still attached here, so a web detach in serve's log is the stalled one's.
+            deadline = time.monotonic() + WAIT
+            while not detached():
+                assert time.monotonic() < deadline, "the stalled viewer was never dropped"
+                await asyncio.sleep(0.05)
+
+    def run() -> None:
+        try:
+            asyncio.run(view())
+        except BaseException as exc:  # reported by the test thread below
+            errors.append(exc)
+            attached.set()
+
+    viewer = threading.Thread(target=run, daemon=True)
+    viewer.start()
+    assert attached.wait(WAIT) and not errors, errors
+    assert serve.status()["node09"]["bytes"] == 0, "a silent console, so the hashes line up"
+    pty.write_all(sent)
+    serve.wait_bytes("node09", len(sent), timeout=WAIT)
+    viewer.join(2 * WAIT)
+    assert not viewer.is_alive() and not errors, errors
+    want = hashlib.sha256(sent).hexdigest()
+    assert hashlib.sha256(stream).hexdigest() == want
+    assert hashlib.sha256(raw_of(serve.root, "node09")).hexdigest() == want
+    stalled.close()
