@@ -152,7 +152,7 @@ def _open_subdir(parent_fd: int, name: str, path: Path, *, create: bool) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP or _is_link_at(parent_fd, name):
             raise UsageError(f"{path}: refusing to record through a symbolic link") from exc
-        raise UsageError(f"{path}: cannot create recording directory: {exc.strerror}") from exc
+        raise RecordingError(f"{path}: cannot create recording directory: {exc.strerror}") from exc
 
 
 def _make_recording_dir(base: Path, host: str, name: str) -> int:
@@ -166,7 +166,7 @@ def _make_recording_dir(base: Path, host: str, name: str) -> int:
         os.makedirs(base, 0o700, exist_ok=True)
         root_fd = os.open(base, _DIR_FLAGS)
     except OSError as exc:
-        raise UsageError(f"{base}: cannot create recordings root: {exc.strerror}") from exc
+        raise RecordingError(f"{base}: cannot create recordings root: {exc.strerror}") from exc
     try:
         _check_not_shared(root_fd, base)
         host_fd = _open_subdir(root_fd, host, base / host, create=True)
@@ -194,7 +194,9 @@ def _open_private_at(dir_fd: int, name: str, where: Path, append: bool = True) -
     try:
         return os.open(name, flags, 0o600, dir_fd=dir_fd)
     except OSError as exc:
-        raise UsageError(f"{where / name}: cannot create recording file: {exc.strerror}") from exc
+        raise RecordingError(
+            f"{where / name}: cannot create recording file: {exc.strerror}"
+        ) from exc
 
 
 class _DerivedFile:
@@ -413,7 +415,7 @@ class Recording:
         """Cut ``console.raw[start:end]`` into ``keys/<name>.txt`` and note it in the metadata."""
         with self._lock:
             if not 0 <= start <= end <= self._bytes:
-                raise ValueError(f"segment {name} [{start}, {end}) outside 0..{self._bytes}")
+                raise UsageError(f"segment {name} [{start}, {end}) outside 0..{self._bytes}")
             self._sync_locked(time.monotonic())
         data = self.read_range(start, end)
         file_name = f"{safe_name(name)}.txt"

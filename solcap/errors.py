@@ -80,6 +80,8 @@ class TargetError(SolcapError):
 
     def __init__(self, host: str, message: str) -> None:
         self.host = host
+        #: The cause without the host (for a caller that re-words it under another class).
+        self.message = message
         super().__init__(f"{host}: {message}")
 
 

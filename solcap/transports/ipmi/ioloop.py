@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyghmi.ipmi.private.session as pyghmi_session
 
+from solcap.errors import TargetError
+
 if TYPE_CHECKING:
     from solcap.transports.ipmi.sol import SolConsole
 
@@ -326,6 +328,15 @@ def installed() -> bool:
     return all(getattr(pyghmi_session, n) is r for n, r in _REPLACEMENTS.items())
 
 
+class PumpTimeout(TargetError):
+    """The pump did not start or finish a piece of pyghmi work in time.
+
+    Raised by :meth:`_Pump.call` itself, naming the BMC it was for, so no built-in
+    ``TimeoutError`` leaves this package: every caller gets solcap's tree (exit 3) and may
+    narrow it (a login turns it into a :class:`~solcap.errors.ConnectError`).
+    """
+
+
 class _Pump:
     """The one thread per process that drives pyghmi (its state is process-global)."""
 
@@ -356,9 +367,17 @@ class _Pump:
             return cls._instance
 
     def call(
-        self, fn: Callable[[], Any], timeout: float, *, queue_timeout: float = QUEUE_TIMEOUT
+        self,
+        fn: Callable[[], Any],
+        timeout: float,
+        *,
+        host: str,
+        queue_timeout: float | None = None,
     ) -> Any:
         """Run ``fn`` in the pump thread and return its result (or raise its exception).
+
+        ``host`` names the BMC in the :class:`PumpTimeout` raised when the pump is too busy
+        to start ``fn`` or ``fn`` does not finish.
 
         ``timeout`` bounds ``fn`` itself, from when the pump starts it; waiting in the queue
         behind other sessions' work (a wave of logouts from a fleet) is bounded separately by
@@ -366,6 +385,8 @@ class _Pump:
         """
         if threading.current_thread() is self.thread:
             return fn()
+        if queue_timeout is None:
+            queue_timeout = QUEUE_TIMEOUT
         started = threading.Event()
         done = threading.Event()
         abandoned = threading.Event()
@@ -387,9 +408,10 @@ class _Pump:
         if not started.wait(queue_timeout):
             abandoned.set()
             if not started.is_set():
-                raise TimeoutError(f"IPMI pump busy for {queue_timeout:g}s")
+                busy = f"the IPMI I/O thread was busy for {queue_timeout:g}s (too many sessions?)"
+                raise PumpTimeout(host, busy)
         if not done.wait(timeout):
-            raise TimeoutError("IPMI pump did not answer")
+            raise PumpTimeout(host, f"the IPMI I/O thread did not answer within {timeout:g}s")
         if "error" in box:
             raise box["error"]
         return box.get("result")

@@ -30,7 +30,7 @@ import pyghmi.exceptions as pyghmi_exc
 import pyghmi.ipmi.command as pyghmi_command
 
 from solcap.errors import ConnectError, TargetError
-from solcap.transports.ipmi.ioloop import _Pump
+from solcap.transports.ipmi.ioloop import PumpTimeout, _Pump
 from solcap.transports.ipmi.session import _login_error, _Session, negotiate, pinned_suite
 from solcap.transports.ipmi.target import CONNECT_TIMEOUT, IpmiTarget
 
@@ -110,11 +110,11 @@ class PowerSession:
             )  # fmt: skip
 
         try:
-            self._session = self._pump.call(make, connect_timeout)
+            self._session = self._pump.call(make, connect_timeout, host=target.name)
         except pyghmi_exc.IpmiException as exc:
             raise _login_error(self._asked, str(exc) or "timeout") from exc
-        except TimeoutError as exc:
-            raise ConnectError(target.name, "the IPMI pump did not answer") from exc
+        except PumpTimeout as exc:
+            raise ConnectError(target.name, f"cannot start the session: {exc.message}") from exc
         if not logged_in.wait(connect_timeout):
             self.close()
             raise ConnectError(target.name, f"no answer from the BMC on UDP port {target.port}")
@@ -132,10 +132,10 @@ class PowerSession:
     def _run(self, what: str, fn: Callable[[], T], timeout: float) -> T:
         """Run ``fn`` in the pump thread; pyghmi failures become a TargetError naming the BMC."""
         try:
-            result: T = self._pump.call(fn, timeout)
+            result: T = self._pump.call(fn, timeout, host=self.target.name)
         except pyghmi_exc.IpmiException as exc:
             raise TargetError(self.target.name, f"{what} failed: {exc}") from exc
-        except TimeoutError as exc:
+        except PumpTimeout as exc:
             raise TargetError(self.target.name, f"{what}: no answer within {timeout:g} s") from exc
         return result
 
@@ -211,8 +211,8 @@ class PowerSession:
             except Exception:  # pyghmi's logout can trip over its own half-torn state
                 pass
 
-        with contextlib.suppress(TimeoutError):
-            self._pump.call(logout, 15.0)
+        with contextlib.suppress(PumpTimeout):
+            self._pump.call(logout, 15.0, host=self.target.name)
 
     def __enter__(self) -> PowerSession:
         return self

@@ -23,7 +23,7 @@ from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
 from solcap.transports.base import Transport
 from solcap.transports.ipmi import engine as handover
-from solcap.transports.ipmi.ioloop import _Pump
+from solcap.transports.ipmi.ioloop import PumpTimeout, _Pump
 from solcap.transports.ipmi.session import _login_error, negotiate
 from solcap.transports.ipmi.sol import SolConsole
 from solcap.transports.ipmi.target import (
@@ -114,7 +114,10 @@ class IpmiSolTransport(Transport):
             return console
 
         connect_timeout = max(0.5, self._deadline - time.monotonic())
-        self._console = self._pump.call(make, connect_timeout)
+        try:
+            self._console = self._pump.call(make, connect_timeout, host=target.name)
+        except PumpTimeout as exc:
+            raise ConnectError(target.name, f"cannot start the session: {exc.message}") from exc
         deadline = time.monotonic() + connect_timeout
         with self._cond:
             while not self._active and self._error is None:
@@ -307,8 +310,10 @@ class IpmiSolTransport(Transport):
             if not self._engine.remove(done.session):
                 log.warning("%s: the SOL engine did not let go of the session", self.name)
             try:
-                self._pump.call(lambda: handover.give_back(done, self._ended), 15)
-            except TimeoutError:
+                self._pump.call(
+                    lambda: handover.give_back(done, self._ended), 15, host=self.target.name
+                )
+            except PumpTimeout:
                 log.warning("%s: logout did not finish", self.target.name)
             except ConsoleClosed:
                 pass
@@ -318,8 +323,8 @@ class IpmiSolTransport(Transport):
             return
         self._pump.consoles.discard(console)
         try:
-            self._pump.call(console.shutdown, 15)
-        except TimeoutError:
+            self._pump.call(console.shutdown, 15, host=self.target.name)
+        except PumpTimeout:
             log.warning("%s: logout did not finish", self.target.name)
 
 
