@@ -71,6 +71,12 @@ def register(sub: Any) -> None:
         "--backoff-base", type=seconds(maximum=3600), default=1.0, metavar="SECONDS"
     )
     parser.add_argument(
+        "--connect-timeout",
+        type=seconds(maximum=600),
+        metavar="SECONDS",
+        help="longest one BMC login may take (default 10)",
+    )
+    parser.add_argument(
         "--web",
         metavar="ADDR:PORT",
         help="also serve the web view here (docs/web.md; loopback unless --tls-cert/--tls-key)",
@@ -115,6 +121,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             keep_age=args.keep_age,
         ),
         backoff=Backoff(base=args.backoff_base, cap=args.backoff_max),
+        connect_timeout=args.connect_timeout,
     )
     if args.web is not None:
         web_options.check_web(args, args.web, args.root)  # refused before any console opens

@@ -7,12 +7,15 @@ to end. Every chunk, on the console's reader thread and under one lock: the cont
 first (the truth), then the screen tail, then each client's queue — so every client sees the
 same bytes in the same order as ``console.raw``.
 
-When the console cannot be opened or goes away, the holder waits with *full jitter* backoff
-(``uniform(0, min(cap, base·2^n))``, AWS' "exponential backoff and jitter"), so a thousand BMCs
-coming back at once do not reconnect in lock-step, and logs **one line per state change**,
-not per attempt (xCAT's 3-second retries flooded logs). A busy SOL payload (another client
-holds it) is state ``busy`` and is never stolen unless the host says ``steal: true``
-(inventory ``vars: {steal: true}``); the holder keeps retrying and reports since when.
+When the console cannot be opened or goes away, the holder waits with jittered exponential
+backoff (``uniform(c/2, c)`` with ``c = min(cap, base·2^n)``, "equal jitter" in AWS'
+"exponential backoff and jitter": never less than half the ceiling, so a dead BMC is not
+hammered, and spread over the other half, so a thousand BMCs coming back at once do not
+reconnect in lock-step), and logs **one line per state change**, not per attempt (xCAT's
+3-second retries flooded logs); ``attempts`` in the status counts the tries since the last
+change. A busy SOL payload (another client holds it) is state ``busy`` and is never stolen
+unless the host says ``steal: true`` (inventory ``vars: {steal: true}``); the holder keeps
+retrying and reports since when and the BMC's answer.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ _FOCUS = re.compile(rb"\*\*\* Serial input to (DOM0|Xen)")
 
 @dataclass(frozen=True)
 class Backoff:
-    """Reconnect delays: full jitter over an exponential ceiling."""
+    """Reconnect delays: equal jitter (``[c/2, c]``) under an exponential, capped ceiling."""
 
     base: float = 1.0
     cap: float = 60.0
@@ -121,6 +124,8 @@ class HostStatus:
     clients: list[dict[str, Any]]
     writer: str | None
     reconnects: int
+    #: Opening attempts since the state last changed (a ``busy``/``down`` console retrying).
+    attempts: int
     detail: str | None
     recording: str | None
     panics: int
@@ -161,6 +166,7 @@ class ConsoleHolder:
         self._received = 0
         self._last_output: float | None = None
         self._reconnects = 0
+        self._attempts = 0
         self._panics = 0
         self._xen_cmdline: str | None = None
         self._focus: str | None = None
@@ -202,6 +208,7 @@ class ConsoleHolder:
             self._state, self._detail = state, detail
             if changed:
                 self._since = time.time()
+                self._attempts = 0
         if changed:  # one line per state change, never one per attempt
             _log.info("%s: %s%s", self.name, state, f" ({detail})" if detail else "")
             self.log.event("state", state=state, detail=detail)
@@ -216,6 +223,8 @@ class ConsoleHolder:
             # monitoring sees a console that is down, not one flapping to "connecting".
             if self._state not in ("down", "busy"):
                 self._set_state("connecting", None)
+            with self._lock:
+                self._attempts += 1
             try:
                 transport = self._opener(self.host)
             except ConsoleBusy as exc:
@@ -379,6 +388,7 @@ class ConsoleHolder:
                 clients=[{"who": c.who, "uid": c.uid, "role": c.role} for c in self._clients],
                 writer=self._writer.who if self._writer is not None else None,
                 reconnects=self._reconnects,
+                attempts=self._attempts,
                 detail=self._detail,
                 recording=str(self.log.current_path) if self.log.current_path else None,
                 panics=self._panics,

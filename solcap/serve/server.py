@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -43,12 +44,13 @@ from solcap.transports.base import Transport
 _log = logging.getLogger("solcap.serve")
 
 
-def open_held_transport(host: Host) -> Transport:
+def open_held_transport(host: Host, *, connect_timeout: float | None = None) -> Transport:
     """How the server opens a console: the library's inventory opener, stealing a busy SOL
-    payload only when the host says ``steal: true`` (``vars: {steal: true}``)."""
+    payload only when the host says ``steal: true`` (``vars: {steal: true}``).
+    ``connect_timeout`` bounds one BMC login (a dark BMC costs that long per attempt)."""
     from solcap.connect import ConsoleSpec, open_recorded_transport
 
-    spec = ConsoleSpec.from_host(host)
+    spec = ConsoleSpec.from_host(host, connect_timeout=connect_timeout)
     if host.vars.get("steal") is True and spec.scheme == "ipmi":
         spec = dataclasses.replace(spec, steal=True)
     # One session, as before: the server holds and reopens its consoles itself.
@@ -68,6 +70,8 @@ class ServeOptions:
     spy_group: int | None = None
     policy: RotationPolicy = dataclasses.field(default_factory=RotationPolicy)
     backoff: Backoff = dataclasses.field(default_factory=Backoff)
+    #: Seconds one BMC login may take (None: the transport's default, 10 s).
+    connect_timeout: float | None = None
 
 
 class Server:
@@ -75,7 +79,9 @@ class Server:
 
     def __init__(self, options: ServeOptions, *, opener: Opener | None = None) -> None:
         self.options = options
-        self._opener = opener or open_held_transport
+        self._opener = opener or functools.partial(
+            open_held_transport, connect_timeout=options.connect_timeout
+        )
         self._holders: dict[str, ConsoleHolder] = {}
         self._hosts: dict[str, Host] = {}
         self._lock = threading.Lock()
