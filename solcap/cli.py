@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import os
 import re
@@ -84,10 +85,13 @@ def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False)
         parser.add_argument("--label", help="label in the recording directory name")
 
 
-def _open(args: argparse.Namespace, line: LineSettings) -> RecordedConsole:
+def _open(
+    args: argparse.Namespace, line: LineSettings, *, serve_mode: str = "write"
+) -> RecordedConsole:
     """Open and start the console (reconnecting where the scheme allows), then its recording:
     a target that cannot be opened (or a password that is missing) leaves no empty recording
-    directory behind."""
+    directory behind. A target some ``solcap serve`` holds is opened through it, attached
+    as ``serve_mode`` (a capture only watches, so it leaves the write side to others)."""
     spec = ConsoleSpec.from_url(
         args.target,
         host=args.host,
@@ -95,6 +99,7 @@ def _open(args: argparse.Namespace, line: LineSettings) -> RecordedConsole:
         password_file=args.password_file,
         kg_file=args.kg_file,
     )
+    spec = dataclasses.replace(spec, serve_mode=serve_mode)
 
     def make_recording() -> Recording:
         return Recording(spec.host, label=args.label_name, root=args.root)
@@ -113,7 +118,7 @@ def cmd_capture(args: argparse.Namespace, out: TextIO) -> int:
     line = LineSettings.parse(args.line)
     check_root(args.root)
     args.label_name = args.label or "capture"
-    console = _open(args, line)
+    console = _open(args, line, serve_mode="spy")
     recording = console.recording
     assert recording is not None
     reason = "closed"

@@ -17,6 +17,11 @@ they all behave alike:
   ``ipmi://`` and a BMC's SSH console — unless the address says ``reconnect=0`` or the caller
   passes ``reconnect=False``. A Console reading through it only sees a quiet spell, so a
   step waiting for a prompt keeps waiting through the reconnection, its timeout still counting.
+* **A running ``solcap serve``** holding the console comes first: when one holds the
+  inventory host (a server of the same inventory) or the target (a served host's BMC or
+  serial URL), the console is opened *through it* (:mod:`solcap.serve.client`) instead of a
+  second SOL session, which the BMC would refuse or take from the server; the server's
+  continuous log gets the same bytes. No server: everything below, unchanged.
 * **The recording** is created only once the console is open (a host whose console cannot
   be opened leaves no empty recording directory), gets the connection's metadata and a
   ``connect`` event, and then every byte from the first one.
@@ -55,6 +60,7 @@ from solcap.xen import XenConsole
 
 if TYPE_CHECKING:
     from solcap.harvest import HarvestResult
+    from solcap.serve.client import ServedHost, ServedTransport
 
 __all__ = [
     "ConsoleSpec",
@@ -66,7 +72,9 @@ __all__ = [
     "bmc_sources",
     "open_console",
     "open_recorded_transport",
+    "open_through_server",
     "resolve_options",
+    "serving",
 ]
 
 #: Where a secret comes from: a command line's source, an inventory reference, or nothing.
@@ -100,6 +108,12 @@ class ConsoleSpec:
     #: Who the secrets' error messages name (an inventory host), or None.
     owner: str | None = None
     profile: str | None = None
+    #: The inventory file of an inventory host: a ``solcap serve`` of that inventory holding
+    #: ``host`` is used instead of opening the console (see :func:`serving`).
+    inventory: str | None = None
+    #: How to attach through a server: ``write`` (a command: fails if someone writes),
+    #: ``auto`` (write if free, else spy), ``spy`` or ``force``.
+    serve_mode: str = "write"
 
     @classmethod
     def from_url(
@@ -149,9 +163,14 @@ class ConsoleSpec:
         so an unattended run cannot hang on one; no Kg reference means ``$IPMI_KGKEY`` (or
         none).
         """
+        from solcap.serve.client import inventory_of
+
+        inventory = inventory_of(host.origin)
         given = host.console if host.console is not None else host.serial
         if given is not None:
-            return cls(target=given, host=host.name, line=host.line, owner=host.name)
+            return cls(
+                target=given, host=host.name, line=host.line, owner=host.name, inventory=inventory
+            )
         if host.bmc is None:
             raise UsageError(f"{host.name}: no console (serial: or bmc:) in the inventory")
         return cls(
@@ -163,6 +182,7 @@ class ConsoleSpec:
             connect_timeout=connect_timeout,
             owner=host.name,
             profile=host.profile,
+            inventory=inventory,
         )
 
     @property
@@ -292,12 +312,49 @@ def _tee(*sinks: Callable[..., None] | None) -> EventSink | None:
     return sink
 
 
+def serving(spec: ConsoleSpec) -> ServedHost | None:
+    """The running ``solcap serve`` holding ``spec``'s console, or None: by inventory host
+    when the spec comes from an inventory, else by target (see
+    :func:`solcap.serve.client.find_serving`)."""
+    from solcap.serve.client import find_serving
+
+    if spec.inventory is not None:
+        return find_serving(spec.host, inventory=spec.inventory)
+    return find_serving(target=split_reconnect_option(spec.target)[0])
+
+
+def open_through_server(
+    spec: ConsoleSpec, found: ServedHost | None = None, **options: Any
+) -> ServedTransport | None:
+    """``spec``'s console through the server holding it (``found``, else :func:`serving`),
+    attached as ``spec.serve_mode``; None when no server holds it. ``options`` go to
+    :func:`solcap.serve.client.open_served`."""
+    from solcap.serve.client import open_served
+
+    found = found if found is not None else serving(spec)
+    if found is None:
+        return None
+    options.setdefault("wait", spec.connect_timeout or 10.0)
+    return open_served(found, mode=spec.serve_mode, **options)
+
+
+def _served_meta(transport: ServedTransport) -> dict[str, Any]:
+    attachment = transport.attachment
+    return {
+        "via": "solcap serve",
+        "serve_socket": str(attachment.path),
+        "serve_role": transport.role,
+        "serve_offset": attachment.offset,
+    }
+
+
 def open_recorded_transport(
     spec: ConsoleSpec,
     *,
     recording: Recording | RecordingFactory | None = None,
     reconnect: ReconnectPolicy | bool | None = None,
     on_event: EventSink | None = None,
+    through_server: bool = True,
 ) -> tuple[Transport, Recording | None]:
     """Open ``spec``'s transport (reconnecting where that applies), then its recording.
 
@@ -305,15 +362,21 @@ def open_recorded_transport(
     None. ``reconnect``: a policy, True/False to force, None for the scheme's default (the
     address's ``reconnect=`` wins over a default). Reconnection events go to the recording
     and to ``on_event`` (e.g. to tell an attached person that the console is down or up).
+    ``through_server=False`` never looks for a ``solcap serve`` (the server itself opening).
     """
-    target, wanted = split_reconnect_option(spec.target)
-    policy = _policy(spec, wanted, reconnect)
-    options = resolve_options(spec)
+    served = open_through_server(spec) if through_server else None
+    if served is not None:
+        transport: Transport = served
+        policy = None  # the server reconnects; its state notices become events here
+    else:
+        target, wanted = split_reconnect_option(spec.target)
+        policy = _policy(spec, wanted, reconnect)
+        options = resolve_options(spec)
 
-    def connect() -> Transport:
-        return open_transport(target, options)
+        def connect() -> Transport:
+            return open_transport(target, options)
 
-    transport = connect() if policy is None else ReconnectingTransport(connect, policy=policy)
+        transport = connect() if policy is None else ReconnectingTransport(connect, policy=policy)
     try:
         rec = recording() if callable(recording) else recording
     except BaseException:
@@ -322,8 +385,10 @@ def open_recorded_transport(
     sink = _tee(rec.event if rec is not None else None, on_event)
     if isinstance(transport, ReconnectingTransport):
         transport.set_event_sink(sink)
+    if served is not None and sink is not None:
+        served.on_notice = _notice_events(sink)
     if rec is not None:
-        meta = connection_meta(transport)
+        meta = _served_meta(served) if served is not None else connection_meta(transport)
         rec.set_meta(**meta)
         line = str(spec.line) if spec.line is not None and spec.scheme != "ipmi" else None
         fields: dict[str, Any] = {"target": spec.target, **meta}
@@ -335,6 +400,16 @@ def open_recorded_transport(
         if spec.profile is not None and spec.scheme == "ipmi":
             check_sol_rate(spec, rec)
     return transport, rec
+
+
+def _notice_events(sink: EventSink) -> Callable[[dict[str, Any]], None]:
+    """A server's notices (``forced``, ``state``, ``notice``) as ``serve-…`` events."""
+
+    def on_notice(notice: dict[str, Any]) -> None:
+        fields = {k: v for k, v in notice.items() if k != "event"}
+        sink(f"serve-{notice.get('event', 'notice')}", **fields)
+
+    return on_notice
 
 
 def check_sol_rate(spec: ConsoleSpec, recording: Recording) -> None:

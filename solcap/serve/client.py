@@ -6,10 +6,12 @@ come from the server's ``D`` frames and whose writes go out as ``I`` frames, so 
 their own recording while the server's continuous log gets the same bytes, and no second SOL
 session is ever opened (the BMC would refuse it, or worse, hand it over).
 
-:func:`served_transport` is the hook the console openers call first: it finds the server
-holding the host (:func:`solcap.serve.paths.find_server`) and returns None when there is none,
-so without a server every command behaves as it always did. Inside the server itself it
-always returns None (the server is the one that opens consoles).
+:func:`find_serving` is *the* discovery: which running server holds a console, found from an
+inventory host (the server must serve the same inventory, as ``solcap status`` matches) or
+from a console target (a served host's BMC or serial URL). :func:`solcap.connect.open_console`
+asks it first and opens the console itself only when it answers None, so without a server
+every command behaves as it always did. Inside the server process it always answers None
+(the server is the one that opens consoles). :func:`open_served` attaches to what it found.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import os
 import select
 import socket
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +69,7 @@ class Attachment:
 
     def __init__(self, path: Path, host: str, *, mode: str = "auto", who: str = "") -> None:
         self.host = host
+        self.path = path
         self._sock = _connect(path)
         try:
             self._sock.sendall(
@@ -155,10 +161,15 @@ class ServedTransport(Transport):
         ``quiet_spy`` a spy's writes are sent for the server to refuse (and tell) instead of
         raising, as an interactive spy types keys that go nowhere."""
         self.attachment = attachment
-        self._on_notice = on_notice
+        #: Called (on the reader's thread) with each notice the server pushes.
+        self.on_notice = on_notice
         self._quiet_spy = quiet_spy
         self.name = f"serve:{attachment.host}"
         self.role = attachment.role
+        #: The server's console state (``up``, ``connecting``, ``down``, ``busy``, ``stopped``).
+        self.state: str = str(attachment.reply.get("state", "up"))
+        self.detail: str | None = attachment.reply.get("detail")
+        self.forced_by: str | None = None
         self.notices: list[dict[str, Any]] = []
         self._buf = bytearray()
         self._eof: str | None = None
@@ -199,16 +210,48 @@ class ServedTransport(Transport):
         elif kind == protocol.JSON:
             notice = protocol.decode_json(payload)
             self.notices.append(notice)
-            if self._on_notice is not None:
-                self._on_notice(notice)
+            if self.on_notice is not None:
+                self.on_notice(notice)
             if notice.get("event") == "forced":
                 self.role = "spy"
-            if notice.get("event") == "state" and notice.get("state") == "stopped":
-                self._eof = "the console server stopped"
+                self.forced_by = str(notice.get("by") or "another client")
+            if notice.get("event") == "state":
+                self.state = str(notice.get("state"))
+                self.detail = notice.get("detail")
+                if self.state == "stopped":
+                    self._eof = "the console server stopped"
+
+    def wait_up(self, timeout: float) -> None:
+        """Return once the server's console is up; ConnectError/ConsoleBusy if it is down or
+        busy, or still connecting after ``timeout`` seconds (output meanwhile is kept)."""
+        host = self.attachment.host
+        deadline = time.monotonic() + timeout
+        while self.state == "connecting":
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectError(
+                    host, f"solcap serve is still connecting to the console after {timeout:g}s"
+                )
+            ready, _, _ = select.select([self.attachment.fileno()], [], [], remaining)
+            if ready:
+                self._pump()
+        if self.state == "up":
+            return
+        why = f"the console held by solcap serve is {self.state}" + (
+            f": {self.detail}" if self.detail else ""
+        )
+        if self.state == "busy":
+            raise ConsoleBusy(host, why)
+        raise ConnectError(host, why)
 
     def write(self, data: bytes) -> None:
         if self.role != "writer" and not self._quiet_spy:
-            raise ConsoleClosed(self.attachment.host, "read-only through the server (a spy)")
+            why = (
+                f"the write side was taken by {self.forced_by} (--force)"
+                if self.forced_by
+                else "read-only through the server (a spy)"
+            )
+            raise ConsoleClosed(self.attachment.host, why)
         try:
             self.attachment.send(data)
         except OSError as exc:
@@ -237,25 +280,83 @@ def inventory_of(origin: str) -> str | None:
     return path if path and os.path.exists(path) else None
 
 
-def served_transport(
-    name: str, *, origin: str = "", mode: str = "write", directory: Path | None = None
-) -> ServedTransport | None:
-    """A transport through the server holding ``name``; None without one (or in the server)."""
-    if _IN_SERVER.is_set():
-        return None
-    found = paths.find_server(name, inventory=inventory_of(origin), directory=directory)
-    if found is None:
-        return None
-    return ServedTransport(Attachment(found.socket, name, mode=mode))
+@dataclass(frozen=True)
+class ServedHost:
+    """A console some running server holds: the server's announcement, the host's name there."""
+
+    server: paths.Announcement
+    host: str
+
+    @property
+    def socket(self) -> Path:
+        return self.server.socket
 
 
-def served_target(
-    target: str, *, mode: str = "write", directory: Path | None = None
-) -> ServedTransport | None:
-    """Like :func:`served_transport`, for a console given as a target (``ipmi://…``)."""
+def _target_key(target: str) -> tuple[str, ...]:
+    """What makes two console targets the same console: scheme, user, address and port of a
+    URL (not its options, e.g. ``?cipher=17``); the real path of a device."""
+    if "://" not in target:
+        return ("path", os.path.realpath(target))
+    parts = urllib.parse.urlsplit(target)
+    try:
+        port = str(parts.port or "")
+    except ValueError:
+        port = ""
+    return (
+        parts.scheme.lower(),
+        parts.username or "",
+        (parts.hostname or "").lower(),
+        port or ("623" if parts.scheme.lower() == "ipmi" else ""),
+        parts.path.rstrip("/"),
+    )
+
+
+def find_serving(
+    host: str | None = None,
+    *,
+    inventory: str | None = None,
+    target: str | None = None,
+    directory: Path | None = None,
+) -> ServedHost | None:
+    """The running server that holds a console, or None (then open it yourself).
+
+    ``host`` with ``inventory``: a server of that same inventory (its real path) whose
+    announcement lists ``host`` — with ``--shard i/N`` servers, the one owning the host's
+    shard. ``target``: a server one of whose hosts has that console (BMC URL, serial device),
+    matched by address, not spelling. Never in the server process itself.
+    """
     if _IN_SERVER.is_set():
         return None
-    found = paths.find_target(target, directory=directory)
-    if found is None:
-        return None
-    return ServedTransport(Attachment(found[0].socket, found[1], mode=mode))
+    if host is not None and inventory is not None:
+        found = paths.find_server(host, inventory=inventory, directory=directory)
+        return ServedHost(found, host) if found is not None else None
+    if target is not None:
+        wanted = _target_key(target)
+        for announced in paths.announcements(directory):
+            for name, url in announced.targets:
+                if _target_key(url) == wanted:
+                    return ServedHost(announced, name)
+    return None
+
+
+def open_served(
+    found: ServedHost,
+    *,
+    mode: str = "write",
+    wait: float | None = 10.0,
+    on_notice: Callable[[dict[str, Any]], None] | None = None,
+    quiet_spy: bool = False,
+    who: str = "",
+) -> ServedTransport:
+    """Attach to ``found`` as a transport. With ``wait`` (seconds), a console the server is
+    still connecting is waited for, and one that is down or busy is an error at once (the
+    server already retries it; opening it ourselves would collide with the server)."""
+    attachment = Attachment(found.socket, found.host, mode=mode, who=who)
+    transport = ServedTransport(attachment, on_notice=on_notice, quiet_spy=quiet_spy)
+    if wait is not None:
+        try:
+            transport.wait_up(wait)
+        except BaseException:
+            transport.close()
+            raise
+    return transport

@@ -189,13 +189,14 @@ class ControlServer:
             )
             return
         try:
-            state = holder.status().state
+            now = holder.status()
             reply = {
                 "ok": True,
                 "role": client.role,
                 "offset": offset,
                 "notice": notice,
-                "state": state,
+                "state": now.state,
+                "detail": now.detail,
                 "host": name,
             }
             conn.sendall(protocol.json_frame(reply) + protocol.frame(protocol.SCREEN, snapshot))
@@ -217,7 +218,8 @@ class ControlServer:
             if kind == protocol.INPUT:
                 if not holder.write(client, payload) and not warned:
                     warned = True
-                    client.put(protocol.JSON, _text_notice("read-only: input not sent"))
+                    why = "read-only" if client.role != "writer" else "console not up"
+                    client.put(protocol.JSON, _text_notice(f"{why}: input not sent"))
                 elif client.role == "writer":
                     warned = False
             elif kind == protocol.JSON:

@@ -212,9 +212,10 @@ class ConsoleHolder:
         if changed:  # one line per state change, never one per attempt
             _log.info("%s: %s%s", self.name, state, f" ({detail})" if detail else "")
             self.log.event("state", state=state, detail=detail)
+            notice = _notice("state", state=state, detail=detail)
             with self._lock:
                 for client in self._clients:
-                    client.put(b"J", f'{{"event":"state","state":"{state}"}}'.encode())
+                    client.put(b"J", notice)
 
     def _run(self) -> None:
         attempt = 0

@@ -142,21 +142,10 @@ def announcements(directory: Path | None = None) -> list[Announcement]:
 def find_server(
     host: str, *, inventory: str | None = None, directory: Path | None = None
 ) -> Announcement | None:
-    """The live server holding ``host`` (one serving ``inventory`` first, if given)."""
+    """The live server holding ``host``; with ``inventory``, only a server of that inventory
+    (a host of the same name in someone else's inventory is another machine)."""
     candidates = [a for a in announcements(directory) if host in a.hosts]
     if inventory is not None:
         real = os.path.realpath(inventory)
-        same = [a for a in candidates if a.inventory == real]
-        candidates = same or candidates
+        candidates = [a for a in candidates if a.inventory == real]
     return candidates[0] if candidates else None
-
-
-def find_target(target: str, *, directory: Path | None = None) -> tuple[Announcement, str] | None:
-    """The live server whose host has console ``target`` (given as a URL or device), and the
-    host's name there."""
-    wanted = target.rstrip("/")
-    for found in announcements(directory):
-        for name, url in found.targets:
-            if url.rstrip("/") == wanted:
-                return found, name
-    return None

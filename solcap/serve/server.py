@@ -54,7 +54,7 @@ def open_held_transport(host: Host, *, connect_timeout: float | None = None) -> 
     if host.vars.get("steal") is True and spec.scheme == "ipmi":
         spec = dataclasses.replace(spec, steal=True)
     # One session, as before: the server holds and reopens its consoles itself.
-    transport, _ = open_recorded_transport(spec, reconnect=False)
+    transport, _ = open_recorded_transport(spec, reconnect=False, through_server=False)
     return transport
 
 

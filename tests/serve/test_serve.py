@@ -16,7 +16,7 @@ import pytest
 from solcap.cli import main
 from solcap.errors import ConsoleBusy
 from solcap.serve import protocol
-from solcap.serve.client import Attachment, served_transport
+from solcap.serve.client import Attachment, find_serving
 from tests.serve.conftest import events, meta, pieces, raw_of, wait_for, write_inventory
 
 pytestmark = pytest.mark.timeout(120)
@@ -205,6 +205,6 @@ def test_status_command_and_its_exit_codes(tmp_path, ptys, serve, capsys):
 
 
 def test_without_a_server_nothing_is_found(tmp_path):
-    assert served_transport("h1", directory=tmp_path / "none") is None
+    assert find_serving("h1", inventory=str(tmp_path), directory=tmp_path / "none") is None
     os.mkdir(tmp_path / "empty", 0o700)
-    assert served_transport("h1", directory=tmp_path / "empty") is None
+    assert find_serving("h1", inventory=str(tmp_path), directory=tmp_path / "empty") is None
