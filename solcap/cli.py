@@ -17,14 +17,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from solcap import __version__
 from solcap.capture import Recording, RecordingSummary, check_root
 from solcap.commands import ipmiopts
-from solcap.commands.argtypes import OneLineParser, count, seconds
+from solcap.commands.argtypes import OneLineParser, count, directory, seconds
 from solcap.connect import ConsoleSpec, RecordedConsole, open_console
 from solcap.console import Console
 from solcap.errors import ConsoleClosed, ExitStatus, ExpectTimeout, SolcapError, UsageError
@@ -71,7 +70,7 @@ def _add_target_options(parser: argparse.ArgumentParser, *, fleet: bool = False)
         parser.add_argument("target", help=help_target)
     parser.add_argument("--line", default="38400,8n1", help="line settings (default 38400,8n1)")
     parser.add_argument("--host", help="name for the recording directory (default: from TARGET)")
-    parser.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    parser.add_argument("--root", type=directory(), help="recordings root (default: ./recordings)")
     ipmiopts.add_ipmi_options(parser)
     if fleet:
         parser.add_argument(
@@ -273,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pace the virtual line at 38400 baud instead of the fast test rate",
     )
-    demo.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    demo.add_argument("--root", type=directory(), help="recordings root (default: ./recordings)")
     demo.set_defaults(func=cmd_demo)
 
     for name in COMMAND_MODULES:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 else:
     paramiko = lazy_module("paramiko")  # only `lab up` makes a host key
 
-from solcap.errors import TargetError, UsageError
+from solcap.errors import ConfigError, TargetError, UsageError
+from solcap.limits import check_depth, read_text
 
 LABHOST_MODULE = "solcap.sim.labhost"
 
@@ -83,11 +84,25 @@ class Lab:
         return value
 
     def hosts(self) -> list[LabHost]:
-        try:
-            data = json.loads((self.directory / "lab.json").read_text())
-        except FileNotFoundError:
+        """The hosts ``lab.json`` lists; none when there is no lab here.
+
+        A damaged ``lab.json`` (cut short, edited, not this lab's) is one ConfigError naming
+        the file and the field: ``down`` must not guess which processes to signal.
+        """
+        path = self.directory / "lab.json"
+        if not path.exists() and not path.is_symlink():
             return []
-        return [LabHost(**h) for h in data["hosts"]]
+        text = read_text(path, "meta")
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise ConfigError(str(path), "not valid JSON (a damaged lab file)", line=line) from None
+        check_depth(data, str(path))
+        entries = data.get("hosts") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ConfigError(str(path), "expected a list of lab hosts", field="hosts")
+        return [_lab_host(entry, str(path), i) for i, entry in enumerate(entries)]
 
     def up(
         self,
@@ -241,6 +256,26 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
+
+
+_HOST_FIELDS = {"name": str, "address": str, "port": int, "pid": int}
+
+
+def _lab_host(entry: object, path: str, index: int) -> LabHost:
+    """One ``hosts[i]`` entry of lab.json, checked field by field."""
+    where = f"hosts[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(path, "expected an object", field=where)
+    for name, kind in _HOST_FIELDS.items():
+        value = entry.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(path, f"missing or not a {kind.__name__}", field=f"{where}.{name}")
+    ssh_port = entry.get("ssh_port")
+    if ssh_port is not None and (not isinstance(ssh_port, int) or isinstance(ssh_port, bool)):
+        raise ConfigError(path, "not a whole number", field=f"{where}.ssh_port")
+    if entry["pid"] <= 1:
+        raise ConfigError(path, f"{entry['pid']} is not a lab host's process", field=f"{where}.pid")
+    return LabHost(entry["name"], entry["address"], entry["port"], entry["pid"], ssh_port)
 
 
 def _is_our_process(pid: int, directory: Path) -> bool:

@@ -10,6 +10,8 @@ one-line message naming the option, file or URL; callers use these and nothing e
 * :func:`seconds`, :func:`count`, :func:`number` — finite, in range, no NaN or infinity;
 * :func:`read_text`, :func:`read_bytes` — a size cap per kind of file (:data:`FILE_CAPS`),
   non-UTF-8 named with its line, directories and unreadable files as one line;
+* :func:`directory_path`, :func:`output_file` — paths solcap will create or write (never
+  empty, never through a regular file);
 * :func:`check_depth` — nesting of loaded data (a TOML or JSON nested thousands deep);
 * :func:`split_url` — ``urllib.parse.urlsplit`` whose ``ValueError`` (unclosed ``[``, a bad
   or zero port) becomes one line naming the URL.
@@ -184,6 +186,60 @@ def check_depth(data: Any, shown: str, limit: int = MAX_DEPTH) -> None:
     """Refuse data nested more than ``limit`` levels (iterative: never a RecursionError)."""
     if depth_of(data, limit) > limit:
         raise ConfigError(shown, f"nested more than {limit} levels deep")
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _blocked_by_file(path: Path) -> str | None:
+    """Why ``path`` can never be a directory: an ancestor (or itself) that is not one."""
+    for part in (path, *path.parents):
+        if str(part) in ("", ".", "/"):
+            return None
+        if part.is_dir():
+            return None
+        if part.is_symlink() and not part.exists():
+            return f"{part} is a dangling symbolic link"
+        if part.exists():
+            return f"{part} is not a directory"
+    return None
+
+
+def _nonempty_path(value: str, what: str) -> Path:
+    if not value.strip():
+        raise UsageError(_say(what, "an empty path; give a directory or file name"))
+    if "\0" in value:
+        raise UsageError(_say(what, f"{value!r}: a NUL byte is not allowed in a path"))
+    return Path(os.path.expanduser(value))
+
+
+def directory_path(value: str, what: str) -> Path:
+    """A directory solcap may create (``--root``, ``--dir``, ``--recordings``, …).
+
+    Refused: an empty path (``Path('')`` is the working directory, so ``--root ''`` used to
+    scatter recordings there), a NUL byte, and a path that runs through a regular file, which
+    no mkdir could ever create. Checked when the command line is parsed, before anything is
+    created or sent; permissions still surface when the directory is made.
+    """
+    path = _nonempty_path(value, what)
+    problem = _blocked_by_file(path)
+    if problem is not None:
+        raise UsageError(_say(what, f"{value}: {problem}"))
+    return path
+
+
+def output_file(value: str, what: str) -> Path:
+    """A file solcap will write (``--summary``): not a directory, in an existing directory."""
+    path = _nonempty_path(value, what)
+    if path.is_dir():
+        raise UsageError(_say(what, f"{value}: is a directory; expected a file name"))
+    parent = path.parent
+    problem = _blocked_by_file(parent)
+    if problem is not None:
+        raise UsageError(_say(what, f"{value}: {problem}"))
+    if not parent.is_dir():
+        raise UsageError(_say(what, f"{value}: no such directory {parent}"))
+    return path
 
 
 # --------------------------------------------------------------------------- URLs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from solcap import limits
@@ -47,6 +48,16 @@ def number(*, minimum: float, maximum: float, allow_minimum: bool = True) -> Cal
             text, "", minimum=minimum, maximum=maximum, allow_minimum=allow_minimum
         )
     )
+
+
+def directory() -> Callable[[str], Path]:
+    """A directory option solcap may create: not empty, not through a regular file."""
+    return _adapt(lambda text: limits.directory_path(text, ""))
+
+
+def output_file() -> Callable[[str], Path]:
+    """A file option solcap will write: not empty, not a directory, its directory exists."""
+    return _adapt(lambda text: limits.output_file(text, ""))
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
 from solcap.attach import DEFAULT_ESCAPE, attach, parse_escape, show_char
 from solcap.capture import Recording
 from solcap.commands import ipmiopts
+from solcap.commands.argtypes import directory
 from solcap.connect import ConsoleSpec, open_recorded_transport
 from solcap.errors import ExitStatus
 from solcap.transports.base import Transport
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--line", default="38400,8n1", help="serial line settings")
     parser.add_argument("--host", help="name for the recording directory (default: from HOST)")
-    parser.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    parser.add_argument("--root", type=directory(), help="recordings root (default: ./recordings)")
     parser.add_argument("--label", default="console", help="label in the recording directory")
     ipmiopts.add_ipmi_options(parser)
     parser.set_defaults(func=cmd_console)

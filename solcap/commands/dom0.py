@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from solcap import recordings
 from solcap.capture import Recording, safe_name
-from solcap.commands.argtypes import seconds
+from solcap.commands.argtypes import directory, seconds
 from solcap.commands.sshopts import ALIASES, add_ssh_options, ssh_target
 from solcap.connect import ConsoleSpec, open_console
 from solcap.dom0 import (
@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
     dom0.add_argument("--line", default="38400,8n1", help="serial line settings for --serial")
     dom0.add_argument("--quiet", type=seconds(), help="silence that ends the dump (s)")
     dom0.add_argument("--host", help="name for the recording directory (default: SSH host)")
-    dom0.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    dom0.add_argument("--root", type=directory(), help="recordings root (default: ./recordings)")
     dom0.add_argument("--label", help="label in the recording directory name")
     dom0.set_defaults(func=cmd_dom0)
 

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from solcap.commands.argtypes import count, seconds
+from solcap.commands.argtypes import count, output_file, seconds
 from solcap.errors import UsageError
 from solcap.fleet import (
     FleetInterrupted,
@@ -74,7 +74,9 @@ def add_fleet_options(
         metavar="S",
         help="give up on a host after S seconds (its console is closed; outcome timeout)",
     )
-    group.add_argument("--summary", metavar="FILE", help="also write the JSON summary here")
+    group.add_argument(
+        "--summary", metavar="FILE", type=output_file(), help="also write the JSON summary here"
+    )
     group.add_argument(
         "--retry-failed",
         metavar="SUMMARY",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from solcap.commands import ipmiopts, sshopts
+from solcap.commands.argtypes import directory
 from solcap.errors import ExitStatus, UsageError
 from solcap.grub.cfg import CMDLINE_VARIABLES
 from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent, xen_entries
@@ -234,7 +234,7 @@ def register(sub: Any) -> None:
         help="--oneshot: power-cycle through the BMC first, then catch GRUB's menu",
     )
     apply.add_argument("--bmc", metavar="URL", help="--oneshot: ipmi:// BMC for --power-cycle")
-    apply.add_argument("--recordings", type=Path, help="--oneshot: recordings root")
+    apply.add_argument("--recordings", type=directory(), help="--oneshot: recordings root")
     ipmiopts.add_ipmi_options(
         apply,
         title="IPMI credentials (--oneshot on ipmi://, --power-cycle; never on the command line)",

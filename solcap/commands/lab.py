@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
-from solcap.commands.argtypes import count
+from solcap.commands.argtypes import count, directory
 from solcap.errors import ExitStatus
 from solcap.lab import Lab
 
@@ -22,13 +22,13 @@ def register(sub: Any) -> None:
         "--domains", type=count(minimum=0, maximum=64), default=2, help="guest domains per host"
     )
     up.add_argument("--real-rate", action="store_true", help="38400 baud instead of fast")
-    up.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    up.add_argument("--dir", type=directory(), default=DEFAULT_DIR)
     up.set_defaults(func=cmd_up)
     down = actions.add_parser("down", help="stop exactly the hosts this lab started")
-    down.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    down.add_argument("--dir", type=directory(), default=DEFAULT_DIR)
     down.set_defaults(func=cmd_down)
     status = actions.add_parser("status", help="list the lab's hosts")
-    status.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    status.add_argument("--dir", type=directory(), default=DEFAULT_DIR)
     status.set_defaults(func=cmd_status)
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any, TextIO
 
 from solcap import fleet
 from solcap.capture import safe_name
 from solcap.commands import ipmiopts
+from solcap.commands.argtypes import directory
 from solcap.commands.fleet import add_fleet_options, refuse_fleet_options, run_fleet, select
 from solcap.commands.ipmiopts import refuse_unless_ipmi, secret_refs
 from solcap.commands.sshopts import add_ssh_options, inventory_target
@@ -61,7 +61,7 @@ def register(sub: Any) -> None:
         "--var", action="append", default=[], metavar="K=V", help="override a runbook variable"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan; contact nothing")
-    parser.add_argument("--root", type=Path, help="recordings root (default: ./recordings)")
+    parser.add_argument("--root", type=directory(), help="recordings root (default: ./recordings)")
     single = parser.add_argument_group("with --host")
     single.add_argument("--name", help="host name for the recording (default: from TARGET)")
     single.add_argument("--line", default="38400,8n1", help="serial line settings")

@@ -13,11 +13,10 @@ import grp
 import logging
 import re
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
 from solcap.commands import web as web_options
-from solcap.commands.argtypes import seconds
+from solcap.commands.argtypes import directory, seconds
 from solcap.errors import UsageError
 from solcap.inventory import parse_shard
 
@@ -49,8 +48,8 @@ def register(sub: Any) -> None:
         "serve", help="hold every inventory console, record it all the time, share it"
     )
     parser.add_argument("--inventory", required=True, metavar="FILE", help="hosts to hold")
-    parser.add_argument("--root", required=True, type=Path, help="where the logs go")
-    parser.add_argument("--control-dir", type=Path, help="control socket directory")
+    parser.add_argument("--root", required=True, type=directory(), help="where the logs go")
+    parser.add_argument("--control-dir", type=directory(), help="control socket directory")
     parser.add_argument("--shard", type=_shard, metavar="I/N", help="hold only shard I of N")
     parser.add_argument("--group", type=_group, help="this group may attach read-write")
     parser.add_argument("--spy-group", type=_group, help="this group may only watch")

@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from solcap.commands.argtypes import directory
 from solcap.errors import ExitStatus, SolcapError
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("status", help="state of the consoles held by solcap serve")
     parser.add_argument("--inventory", required=True, metavar="FILE")
-    parser.add_argument("--control-dir", type=Path, help="control socket directory")
+    parser.add_argument("--control-dir", type=directory(), help="control socket directory")
     parser.add_argument("--json", action="store_true", help="one JSON document")
     parser.set_defaults(func=cmd_status)
 

@@ -83,9 +83,10 @@ def test_root_under_a_regular_file_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "plain").write_text("x")
-    status = main(["capture", "loop://", "--for", "0.1", "--root", str(tmp_path / "plain/rec")])
+    with pytest.raises(SystemExit) as stop:  # refused while the command line is parsed
+        main(["capture", "loop://", "--for", "0.1", "--root", str(tmp_path / "plain/rec")])
     err = capsys.readouterr().err
-    assert status == 2
+    assert stop.value.code == 2
     assert err.count("\n") == 1 and "plain is not a directory" in err
 
 
