@@ -182,7 +182,12 @@ def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
     try:
         with console:
             result = harvest_keys(
-                console, recording, keys, allow_dangerous=args.allow_dangerous, quiet=quiet
+                console,
+                recording,
+                keys,
+                allow_dangerous=args.allow_dangerous,
+                quiet=quiet,
+                start_timeout=args.start_timeout,
             )
     finally:
         summary = recording.close()
@@ -248,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=seconds(),
         metavar="SECONDS",
         help="silence that ends a dump (default: from the line rate, ≥ 1 s)",
+    )
+    harvest.add_argument(
+        "--start-timeout",
+        type=seconds(),
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a key may take to show its first line (default 10); above the BMC's "
+        "loss detection (about 12 s over SOL) a key pressed as the BMC restarts is waited "
+        "for through the reconnection",
     )
     harvest.add_argument(
         "--allow-dangerous",

@@ -168,7 +168,12 @@ def harvest_inventory(args: argparse.Namespace, out: TextIO) -> int:
     if args.host is not None:
         raise UsageError("harvest: --host names a single TARGET's recording; not with --inventory")
     keys = parse_keys(args.keys)
-    job = harvest_job(keys, quiet=args.quiet, allow_dangerous=args.allow_dangerous)
+    job = harvest_job(
+        keys,
+        quiet=args.quiet,
+        allow_dangerous=args.allow_dangerous,
+        start_timeout=args.start_timeout,
+    )
     hosts = select(args, list(args.label or []))
     if not hosts:
         print(f"{args.retry_failed}: every host was ok; nothing to retry", file=out)

@@ -11,10 +11,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import peers
+
+if TYPE_CHECKING:
+    from tests.ipmi.ipmisim import IpmiSim
 
 PASSWORD = "s3cret-pw-for-tests"
 USER = "admin"
@@ -126,3 +130,15 @@ def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return cond()
+
+
+@pytest.fixture
+def ipmi_sim(tmp_path: Path) -> Iterator[IpmiSim]:
+    """A fresh OpenIPMI ipmi_sim per test, its serial side connected (tests/ipmi/ipmisim.py)."""
+    from tests.ipmi.ipmisim import IpmiSim
+
+    sim = IpmiSim(tmp_path)
+    try:
+        yield sim.start()
+    finally:
+        sim.close()

@@ -25,11 +25,11 @@ from solcap.transports.ipmi import (
 )
 from solcap.transports.ipmi.session import _gccs_reply, _gccs_requests, _suite_ids
 from tests.ipmi.conftest import PASSWORD, USER
-from tests.ipmi.test_ipmi_sim import Sim, ipmi_sim, read_exactly
+from tests.ipmi.ipmisim import IpmiSim as Sim
+from tests.ipmi.ipmisim import read_exactly
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]
-__all__ = ["ipmi_sim"]  # the fixture, imported for these tests
 
 
 def _unpinned(sim: Sim) -> IpmiTarget:

@@ -9,99 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from solcap.errors import ConnectError, ConsoleClosed
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, SolBusyError
-from tests.ipmi.conftest import PASSWORD, USER, free_udp_port, need
+from tests.ipmi.conftest import PASSWORD, USER
+from tests.ipmi.ipmisim import IpmiSim, read_exactly
 
 pytestmark = pytest.mark.timeout(60)
 
-EMU = """mc_setbmc 0x20
-mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
-mc_enable 0x20
-"""
-
-
-class Sim:
-    """A running ipmi_sim and the TCP connection that plays its serial port."""
-
-    def __init__(self, port: int, serial: socket.socket, proc: subprocess.Popen[bytes]) -> None:
-        self.port = port
-        self.serial = serial
-        self.proc = proc
-
-    def target(self, user: str = USER) -> IpmiTarget:
-        return IpmiTarget("127.0.0.1", user, self.port, 3)
-
-    def serial_read_until(self, want: bytes, timeout: float) -> bytes:
-        got = b""
-        self.serial.settimeout(0.2)
-        deadline = time.monotonic() + timeout
-        while want not in got and time.monotonic() < deadline:
-            try:
-                chunk = self.serial.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                break
-            got += chunk
-        return got
-
-
-@pytest.fixture
-def ipmi_sim(tmp_path: Path) -> Iterator[Sim]:
-    binary = need("ipmi_sim")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(10)
-    port = free_udp_port()
-    (tmp_path / "bmc.emu").write_text(EMU)
-    (tmp_path / "lan.conf").write_text(
-        f"""name "solcap-test"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 {port}
-    priv_limit admin
-    allowed_auths_admin none md2 md5 straight
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  sol "tcp:127.0.0.1:{listener.getsockname()[1]}" 115200
-user 2 true "{USER}" "{PASSWORD}" admin 10 none md2 md5 straight
-"""
-    )
-    (tmp_path / "state").mkdir()
-    proc = subprocess.Popen(
-        [binary, "-n", "-c", "lan.conf", "-f", "bmc.emu", "-s", "state"],
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        serial, _ = listener.accept()
-        yield Sim(port, serial, proc)
-        serial.close()
-    finally:
-        listener.close()
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def read_exactly(tr: IpmiSolTransport, n: int, timeout: float) -> bytes:
-    got = bytearray()
-    deadline = time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
-        got += tr.read(65536, 0.5)
-    return bytes(got)
+Sim = IpmiSim
 
 
 def test_serial_bytes_arrive_byte_exact(ipmi_sim: Sim) -> None:

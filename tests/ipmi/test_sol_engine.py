@@ -25,7 +25,8 @@ from solcap.transports.sol_engine import (
     SolTiming,
 )
 from tests.ipmi.conftest import PASSWORD, USER, PtyPair, read_until
-from tests.ipmi.test_ipmi_sim import Sim, ipmi_sim, read_exactly  # noqa: F401 (fixture)
+from tests.ipmi.ipmisim import IpmiSim as Sim
+from tests.ipmi.ipmisim import read_exactly
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -213,7 +214,7 @@ def test_virtual_bmc_through_a_console(vbmc_process: tuple[int, PtyPair]) -> Non
     assert bytes(got) == data
 
 
-def test_ipmi_sim_stream_is_byte_exact_both_ways(ipmi_sim: Sim) -> None:  # noqa: F811
+def test_ipmi_sim_stream_is_byte_exact_both_ways(ipmi_sim: Sim) -> None:
     with EngineSolTransport(ipmi_sim.target(), PASSWORD) as tr:
         data = bytes(range(256)) * 64 + b"L" * 48 * 1024
         ipmi_sim.serial.sendall(data)
@@ -229,7 +230,7 @@ def test_ipmi_sim_stream_is_byte_exact_both_ways(ipmi_sim: Sim) -> None:  # noqa
         assert got.endswith(f"key{attempt}-".encode())
 
 
-def test_ipmi_sim_busy_then_steal(ipmi_sim: Sim) -> None:  # noqa: F811
+def test_ipmi_sim_busy_then_steal(ipmi_sim: Sim) -> None:
     first = EngineSolTransport(ipmi_sim.target(), PASSWORD)
     try:
         with pytest.raises(SolBusyError, match="--steal"):

@@ -21,8 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.ipmi.conftest import PASSWORD, USER, PtyPair
-from tests.ipmi.test_ipmi_sim import ipmi_sim  # noqa: F401 (a fixture for the tests here)
+from tests.ipmi.conftest import (
+    PASSWORD,
+    USER,
+    PtyPair,
+    ipmi_sim,  # noqa: F401 (a fixture for the tests here)
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
