@@ -230,12 +230,15 @@ def attach(
     escape: int | None = ord(DEFAULT_ESCAPE),
     host: str | None = None,
     notice: Callable[[str], None] | None = None,
+    screen_first: bytes = b"",
 ) -> AttachResult:
     """Relay the terminal on ``stdin_fd``/``stdout_fd`` to ``transport`` until told to stop.
 
     The transport is closed on return. ``notice`` shows local one-line messages (default:
     written to ``stdout_fd`` between CR LFs, as raw mode needs); they never enter the recording,
     which holds exactly the console's bytes plus events (attach, break, detach).
+    ``screen_first`` (a console server's current screen) is drawn once raw mode is on, before
+    the first console byte, and is not recorded.
     """
     screen: collections.deque[bytes] = collections.deque()
     wake_r, wake_w = os.pipe()
@@ -270,6 +273,8 @@ def attach(
         recording.event("attach", target=transport.name, escape=shown)
     try:
         with _signals_unwind(), raw_terminal(stdin_fd):
+            if screen_first:
+                _write_all(stdout_fd, screen_first)  # raw already: drawn exactly as sent
             try:
                 with console:
                     _relay(console, keys, stdin_fd, wake_r, flush_screen, say, recording, result)

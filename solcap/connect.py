@@ -38,6 +38,7 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from solcap.capture import Recording, RecordingSummary, safe_name
@@ -312,15 +313,16 @@ def _tee(*sinks: Callable[..., None] | None) -> EventSink | None:
     return sink
 
 
-def serving(spec: ConsoleSpec) -> ServedHost | None:
+def serving(spec: ConsoleSpec, *, directory: Path | None = None) -> ServedHost | None:
     """The running ``solcap serve`` holding ``spec``'s console, or None: by inventory host
     when the spec comes from an inventory, else by target (see
-    :func:`solcap.serve.client.find_serving`)."""
+    :func:`solcap.serve.client.find_serving`; ``directory``: the servers' control directory,
+    default ``$SOLCAP_SERVE_DIR`` or the runtime directory)."""
     from solcap.serve.client import find_serving
 
     if spec.inventory is not None:
-        return find_serving(spec.host, inventory=spec.inventory)
-    return find_serving(target=split_reconnect_option(spec.target)[0])
+        return find_serving(spec.host, inventory=spec.inventory, directory=directory)
+    return find_serving(target=split_reconnect_option(spec.target)[0], directory=directory)
 
 
 def open_through_server(

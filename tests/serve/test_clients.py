@@ -5,6 +5,7 @@ console a second time."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
@@ -81,3 +82,115 @@ def test_a_capture_of_a_served_console_goes_through_the_server(tmp_path, ptys, s
     assert _sha(raw_of(server.root, "h1")) == _sha(before + stream)
     kinds = [(e["event"], e.get("role")) for p in pieces(server.root, "h1") for e in events(p)]
     assert ("attach", "spy") in kinds and ("detach", "spy") in kinds
+
+
+class Terminal:
+    """``solcap console`` on a real pty (pexpect) as a person's terminal."""
+
+    def __init__(self, *argv: str) -> None:
+        import pexpect
+
+        self.shown = io.BytesIO()
+        self.child = pexpect.spawn(
+            sys.executable,
+            ["-m", "solcap.cli", "console", *argv],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=20,
+        )
+        self.child.logfile_read = self.shown
+
+    def expect(self, pattern: bytes) -> None:
+        self.child.expect(pattern)
+
+    def quit(self) -> int:
+        import pexpect
+
+        self.child.send(b"\r~.")
+        self.child.expect(pexpect.EOF)
+        self.child.close()
+        return int(self.child.exitstatus)
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.close(force=True)
+
+
+def _between(shown: bytes, start: bytes, end: bytes) -> bytes:
+    at = shown.index(start)
+    return shown[at : shown.index(end, at) + len(end)]
+
+
+def test_console_through_the_server_one_writer_spies_and_force(tmp_path, ptys, serve):
+    pty = ptys()
+    inv = tmp_path / "inv.yaml"
+    write_inventory(inv, {"h1": pty.path})
+    server = serve(inv)
+    wait_for(lambda: server.status()["h1"]["state"] == "up", 30, "h1 up")
+    pty.write_all(b"\x1b[2J\x1b[HWelcome to h1\r\nh1 login: ")
+    server.wait_bytes("h1", 20)
+    termrec = tmp_path / "terminal-recordings"
+    base = ["h1", "--inventory", str(inv), "--control-dir", str(server.control)]
+    base += ["--root", str(termrec)]
+    terms: list[Terminal] = []
+    try:
+        alice = Terminal(*base)
+        terms.append(alice)
+        alice.expect(rb"as writer")
+        alice.expect(rb"Welcome to h1\r\nh1 login:")  # the current screen first, exactly
+        bob = Terminal(*base)
+        terms.append(bob)
+        bob.expect(rb"as spy \(read-only\)")
+        bob.expect(rb"has the write side; you are a spy")
+        bob.expect(rb"Welcome to h1")
+        wait_for(lambda: len(server.status()["h1"]["clients"]) == 2, 30, "two clients")
+        # Both see the same live bytes (the same digest of what each terminal showed).
+        lines = b"".join(b"%06d %s\r\n" % (i, os.urandom(12).hex().encode()) for i in range(400))
+        stream = b"<<START>>" + lines + b"<<END>>"
+        pty.write_all(stream)
+        alice.expect(rb"<<END>>")
+        bob.expect(rb"<<END>>")
+        seen_a = _between(alice.shown.getvalue(), b"<<START>>", b"<<END>>")
+        seen_b = _between(bob.shown.getvalue(), b"<<START>>", b"<<END>>")
+        assert _sha(seen_a) == _sha(seen_b) == _sha(stream)
+        alice.child.send(b"alice-typed\r")
+        assert b"alice-typed\r" in pty.read_until(b"alice-typed\r", 10)
+        bob.child.send(b"bob-typed\r")
+        bob.expect(rb"read-only: input not sent")
+        # --force: carol takes the write side; alice is told on her screen.
+        carol = Terminal(*base, "--force")
+        terms.append(carol)
+        carol.expect(rb"as writer")
+        alice.expect(rb"took the write side \(--force\); you are a spy")
+        carol.child.send(b"carol-typed\r")
+        got = pty.read_until(b"carol-typed\r", 10)
+        assert b"carol-typed\r" in got and b"bob-typed" not in got
+        alice.child.send(b"alice-again\r")
+        alice.expect(rb"read-only: input not sent")
+        assert [t.quit() for t in terms] == [0, 0, 0]
+    finally:
+        for term in terms:
+            term.close()
+    assert b"alice-again" not in pty.read_until(b"alice-again", 0.5)
+    server.stop()
+    log = [e for p in pieces(server.root, "h1") for e in events(p)]
+    kinds = [e["event"] for e in log]
+    assert kinds.count("attach") == 3 and kinds.count("detach") == 3
+    (force,) = [e for e in log if e["event"] == "force"]
+    assert "pid" in force["by"] and "pid" in force["previous"] != force["by"]
+    assert kinds.count("write") >= 2
+    assert not termrec.exists()  # the server's log is the recording; no second one
+
+
+def test_spy_and_force_without_a_server_are_refused(tmp_path, capsys):
+    from solcap.cli import main
+
+    inv = tmp_path / "inv.yaml"
+    write_inventory(inv, {"h1": "/dev/null"})
+    control = ["--control-dir", str(tmp_path / "ctl")]
+    for flag in ("--spy", "--force"):
+        assert main(["console", "h1", "--inventory", str(inv), *control, flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "no running solcap serve holds" in err and flag in err
+    assert main(["console", "nosuch", "--inventory", str(inv), *control]) == 2
+    assert "no host named 'nosuch'" in capsys.readouterr().err
