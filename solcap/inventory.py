@@ -39,6 +39,7 @@ from solcap.docload import Doc, Key, LocatedConfigError, Pos, kind_of, load_file
 from solcap.errors import ConfigError, UsageError
 from solcap.limits import MAX_HOSTS, read_text
 from solcap.transports.serialport import LineSettings
+from solcap.triggers import TriggerSpec, parse_triggers
 
 Scalar = str | int | float | bool
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ _SECRET_HINT = (
 _SHARED = frozenset(
     {"bmc_user", "password", "kg", "cipher", "line", "ssh_user", "ssh_key", "known_hosts"}
     | {"profile", "labels", "vars"}
-    | {"via", "console_server"}
+    | {"via", "console_server", "on"}
 )
 _HOST_FIELDS = _SHARED | {"bmc", "serial", "ssh", "groups", "console", "console_name"}
 _GROUP_FIELDS = _SHARED | {"hosts"}
@@ -167,6 +168,8 @@ class Host:
     labels: frozenset[str] = frozenset()
     groups: tuple[str, ...] = ()
     vars: Mapping[str, Scalar] = field(default_factory=dict)
+    #: ``on:`` triggers for ``solcap serve`` (the most specific layer that sets ``on`` wins).
+    triggers: tuple[TriggerSpec, ...] = ()
 
     @property
     def bmc_url(self) -> str | None:
@@ -468,6 +471,8 @@ def _layer(doc: Doc, key: Key, data: Any, allowed: frozenset[str], label: str) -
             layer.values[name] = parse_labels(value, where)
         elif name == "vars":
             layer.values[name] = parse_vars(value, where, doc, (*key, name))
+        elif name == "on":
+            layer.values[name] = parse_triggers(value, doc, (*key, name), where.field)
         elif name in ("groups", "hosts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise where.error("expected a list of names")
@@ -550,6 +555,7 @@ def _build_host(
         labels=frozenset(labels),
         groups=groups,
         vars=variables,
+        triggers=merged.get("on", ()),
     )
 
 

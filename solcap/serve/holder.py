@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from solcap.console import EOF, TIMEOUT, Console
-from solcap.errors import ConsoleBusy, SolcapError, UsageError
+from solcap.errors import ConsoleBusy, ConsoleClosed, SolcapError, UsageError
 from solcap.inventory import Host
 from solcap.serve.rotation import RotatingLog
 from solcap.serve.screen import ScreenModel
 from solcap.transports.base import Transport
+from solcap.triggers import TriggerSpec
 
 _log = logging.getLogger("solcap.serve")
 
@@ -64,10 +65,16 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Trigger:
-    """``on: {pattern: …}``: a match becomes an event (and optionally runs a command)."""
+    """An inventory ``on:`` entry, compiled: a match is an event and is handed to the
+    holder's ``on_trigger`` (:mod:`solcap.serve.triggers` runs the runbook and the notify)."""
 
     name: str
     pattern: re.Pattern[bytes]
+    spec: TriggerSpec | None = None
+
+    @classmethod
+    def of(cls, spec: TriggerSpec) -> Trigger:
+        return cls(spec.name, spec.compiled(), spec)
 
 
 class Client:
@@ -156,6 +163,8 @@ class ConsoleHolder:
         self._rng = rng or random.Random()
         self._triggers = list(triggers)
         self._on_trigger = on_trigger
+        #: Called by :meth:`stop` after the clients are closed and before the log is.
+        self.on_stop: Callable[[], None] | None = None
         self.screen = ScreenModel()
         self._lock = threading.RLock()  # data path: log, screen, clients
         self._clients: list[Client] = []
@@ -195,6 +204,8 @@ class ConsoleHolder:
                 client.close()
             self._clients.clear()
             self._writer = None
+        if self.on_stop is not None:  # e.g. a trigger's runbook, whose console just closed
+            self.on_stop()
         self._set_state("stopped", None)
         self.log.close()
 
@@ -300,9 +311,15 @@ class ConsoleHolder:
         for trigger in self._triggers:
             for m in trigger.pattern.finditer(window):
                 if m.end() > start:
-                    self.log.event("trigger", trigger=trigger.name, match=m.group(0))
                     if self._on_trigger is not None:
                         self._on_trigger(self, trigger, m.group(0), base + m.start())
+                    else:
+                        self.log.event(
+                            "trigger",
+                            trigger=trigger.name,
+                            match=m.group(0).decode(errors="replace"),
+                            stream_offset=base + m.start(),
+                        )
         self._window = window[-4096:]
 
     # -- clients
@@ -364,6 +381,16 @@ class ConsoleHolder:
         except SolcapError:
             return False
         return True
+
+    def inject(self, data: bytes, who: str) -> None:
+        """Input from inside the server (a trigger's runbook): sent whoever holds the write
+        side, and logged as that writer's would be. ConsoleClosed when the console is not up."""
+        with self._lock:
+            console = self._console
+        if console is None:
+            raise ConsoleClosed(self.name, "the held console is not up")
+        self.log.event("write", who=who, bytes=len(data))
+        console.send(data)
 
     def send_break(self, client: Client) -> bool:
         with self._lock:

@@ -83,6 +83,7 @@ class RotatingLog:
         self._next_try = 0.0
         self._current: Recording | None = None
         self._opened_at = 0.0
+        self._piece_start = 0  # stream offset of the current piece's first byte
         self.rotations = 0
         previous = _pieces(self.root / safe_name(host))
         self._current = self._new_piece(previous[-1] if previous else None, restart=True)
@@ -99,6 +100,7 @@ class RotatingLog:
             time.sleep(0.001)
             rec = Recording(self.host, label=LABEL, root=self.root, meta=meta)
         self._opened_at = time.monotonic()
+        self._piece_start = self._stream
         if restart and previous is not None:
             old = _meta(previous)
             raw = previous / "console.raw"
@@ -226,6 +228,25 @@ class RotatingLog:
             if self._current is not None:
                 with contextlib.suppress(RecordingError):
                     self._current.event(kind, **fields)
+
+    def mark(self, name: str, start: int, end: int, *, reason: str = "") -> str | None:
+        """Cut stream bytes ``[start, end)`` into a segment of the current piece (clipped to
+        it: a rotation in between keeps the part after the seam); its ``keys/`` file name, or
+        None when nothing of it is in the current piece."""
+        with self._lock:
+            current = self._current
+            if current is None:
+                return None
+            begin = max(start - self._piece_start, 0)
+            stop = min(end - self._piece_start, current.offset)
+            if stop <= begin:
+                return None
+            complete = begin == start - self._piece_start
+        try:
+            segment = current.add_segment(name, begin, stop, complete=complete, reason=reason)
+        except (UsageError, OSError, RecordingError):
+            return None
+        return segment.file
 
     def rotate(self, reason: str = "requested") -> None:
         with self._lock:

@@ -35,10 +35,12 @@ from typing import Any
 from solcap.capture import check_root
 from solcap.errors import UsageError
 from solcap.inventory import Host, Shard, load_inventory, select_hosts
+from solcap.runbook import HostPlan
 from solcap.serve import paths
 from solcap.serve.control import ControlServer
 from solcap.serve.holder import Backoff, ConsoleHolder, Opener, Trigger
 from solcap.serve.rotation import RotatingLog, RotationPolicy
+from solcap.serve.triggers import TriggerRunner, plans_for
 from solcap.transports.base import Transport
 
 _log = logging.getLogger("solcap.serve")
@@ -84,6 +86,7 @@ class Server:
         )
         self._holders: dict[str, ConsoleHolder] = {}
         self._hosts: dict[str, Host] = {}
+        self._plans: dict[str, dict[str, HostPlan]] = {}
         self._lock = threading.Lock()
         self._started = time.time()
         self._control: ControlServer | None = None
@@ -106,29 +109,25 @@ class Server:
                 _log.warning("%s: no console in the inventory; not held", host.name)
                 continue
             held[host.name] = host
+        # Every trigger's runbook is loaded and planned now: an error is exit 2 at start
+        # (a SIGHUP with one keeps the running set), never a failure at the first panic.
+        self._plans = {name: plans_for(host) for name, host in held.items()}
         return held
-
-    def _triggers(self, host: Host) -> list[Trigger]:
-        import re
-
-        found = []
-        for key, value in sorted(host.vars.items()):
-            if key.startswith("on_") and isinstance(value, str):
-                found.append(
-                    Trigger(key.removeprefix("on_"), re.compile(re.escape(value.encode())))
-                )
-        return found
 
     def _holder_for(self, host: Host) -> ConsoleHolder:
         log = RotatingLog(host.name, self.options.root, self.options.policy)
-        return ConsoleHolder(
+        runner = TriggerRunner(host, self._plans.get(host.name, {}), self.options.root)
+        holder = ConsoleHolder(
             host,
             log,
             self._opener,
             backoff=self.options.backoff,
-            triggers=self._triggers(host),
+            triggers=[Trigger.of(spec) for spec in host.triggers],
+            on_trigger=runner.fire,
             rng=random.Random(self._rng.random()),
         )
+        runner.attach(holder)
+        return holder
 
     # -- lifecycle
 
