@@ -15,6 +15,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 from solcap.errors import UsageError
 from solcap.limits import FILE_CAPS
@@ -113,3 +114,34 @@ def kg_source(file: str | None = None) -> PasswordSource:
     """The Kg (BMC key) source: ``file``, then ``IPMI_KGKEY`` (or ``IPMI_KG``); absent means
     "use the password" (as IPMI v2.0 says for a BMC without a key)."""
     return PasswordSource(file=file, prompt=False, env_name=KG_ENV, env_fallbacks=(KG_ENV_OLD,))
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: ``env:NAME`` or ``file:PATH``. Never the secret itself."""
+
+    scheme: Literal["env", "file"]
+    ref: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.ref}"
+
+    @classmethod
+    def parse(cls, spec: str, what: str = "secret") -> SecretRef:
+        """``env:NAME`` or ``file:PATH``; a bare string (the secret itself) is refused, so a
+        secret never ends up in a shell history or ``/proc/PID/cmdline`` by accident."""
+        kind, _, rest = spec.partition(":")
+        if kind == "env" and rest:
+            return cls("env", rest)
+        if kind == "file" and rest:
+            return cls("file", rest)
+        raise UsageError(f"{what} source must be env:NAME or file:PATH, got {kind!r}")
+
+    def resolve(self, env: Mapping[str, str] | None = None) -> str:
+        """The secret's value (the file must be 0600); UsageError says what is missing."""
+        if self.scheme == "env":
+            value = (os.environ if env is None else env).get(self.ref)
+            if not value:
+                raise UsageError(f"environment variable {self.ref} is not set (needed by {self})")
+            return value
+        return read_secret_file(os.path.expanduser(self.ref))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from solcap.credentials import read_secret_file
+from solcap.credentials import SecretRef as SecretRef  # re-exported: its old home
 from solcap.docload import Doc, Key, LocatedConfigError, Pos, kind_of, load_file
 from solcap.errors import ConfigError, UsageError
 from solcap.limits import MAX_HOSTS, read_text
@@ -93,26 +93,6 @@ _TOP_FIELDS = frozenset({"defaults", "groups", "hosts"})
 
 
 # --------------------------------------------------------------------------- value types
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """Where a secret lives: ``env:NAME`` or ``file:PATH``. Never the secret itself."""
-
-    scheme: Literal["env", "file"]
-    ref: str
-
-    def __str__(self) -> str:
-        return f"{self.scheme}:{self.ref}"
-
-    def resolve(self, env: Mapping[str, str] | None = None) -> str:
-        """The secret's value (the file must be 0600); UsageError says what is missing."""
-        if self.scheme == "env":
-            value = (os.environ if env is None else env).get(self.ref)
-            if not value:
-                raise UsageError(f"environment variable {self.ref} is not set (needed by {self})")
-            return value
-        return read_secret_file(os.path.expanduser(self.ref))
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 else:
     paramiko = lazy_module("paramiko")  # ~30 MiB: loaded by the first connection
 
-from solcap.credentials import read_secret_file
+from solcap.credentials import SecretRef
 from solcap.errors import ConnectError, SolcapError, TargetError, UsageError
 from solcap.limits import read_text, split_url
 
@@ -64,20 +64,14 @@ _MISSING = 44
 
 
 def resolve_secret(spec: str, what: str = "password") -> str:
-    """Resolve ``env:NAME`` or ``file:PATH`` (0600); anything else is refused.
-
-    A bare string is refused rather than taken as the password itself, so a secret can never
-    end up in a shell history or in ``/proc/PID/cmdline`` by accident.
-    """
-    kind, _, rest = spec.partition(":")
-    if kind == "env" and rest:
-        value = os.environ.get(rest)
-        if not value:
-            raise UsageError(f"{what}: environment variable {rest} is not set or empty")
-        return value
-    if kind == "file" and rest:
-        return read_secret_file(rest)
-    raise UsageError(f"{what} source must be env:NAME or file:PATH, got {spec.split(':')[0]!r}")
+    """Resolve ``env:NAME`` or ``file:PATH`` (0600); anything else is refused
+    (:class:`solcap.credentials.SecretRef`, the one reader of secret references)."""
+    try:
+        return SecretRef.parse(spec, what).resolve()
+    except UsageError as exc:
+        if exc.one_line().startswith(f"{what} "):
+            raise
+        raise UsageError(f"{what}: {exc.one_line()}") from exc
 
 
 @dataclass(frozen=True)
