@@ -33,6 +33,8 @@ PACKAGES = {
     "conman": "conman",
     "ser2net": "ser2net",
     "ansible-inventory": "ansible-core",
+    "ansible-playbook": "ansible-core",
+    "systemd-analyze": "systemd",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
 }
