@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import re
 import shlex
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -77,7 +78,22 @@ def _k8s_expand(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
 
 
-def test_statefulset_pods_each_serve_their_own_shard_of_replicas() -> None:
+def _mounted(words: list[str], container: dict[str, Any], tmp: Path) -> list[str]:
+    """``words`` with each volume's mount path moved under ``tmp`` (the pod's filesystem),
+    so solcap's parser, which checks that directories exist, sees what the pod would."""
+    out = []
+    for word in words:
+        for mount in container["volumeMounts"]:
+            path = mount["mountPath"]
+            if word == path or word.startswith(f"{path}/"):
+                local = tmp / mount["name"]
+                local.mkdir(mode=0o700, exist_ok=True)
+                word = str(local) + word[len(path) :]
+        out.append(word)
+    return out
+
+
+def test_statefulset_pods_each_serve_their_own_shard_of_replicas(tmp_path: Path) -> None:
     sts = by_kind("serve.md")["StatefulSet"]
     assert by_kind("serve.md")["Service"]["metadata"]["name"] == sts["spec"]["serviceName"]
     replicas = sts["spec"]["replicas"]
@@ -91,15 +107,15 @@ def test_statefulset_pods_each_serve_their_own_shard_of_replicas() -> None:
     shards = set()
     for ordinal in range(replicas):
         argv = [_k8s_expand(a, {"SHARD_INDEX": str(ordinal)}) for a in container["args"]]
-        args = build_parser().parse_args(argv)
+        assert "--root" in argv and argv[argv.index("--root") + 1] in mounts
+        args = build_parser().parse_args(_mounted(argv, container, tmp_path))
         assert args.func.__name__ == "cmd_serve"
         assert args.shard == Shard(ordinal, replicas)
-        assert str(args.root) in mounts and str(args.inventory).startswith("/etc/solcap/")
         shards.add(str(args.shard))
     assert len(shards) == replicas
 
 
-def test_indexed_job_pods_each_harvest_their_own_shard_of_completions() -> None:
+def test_indexed_job_pods_each_harvest_their_own_shard_of_completions(tmp_path: Path) -> None:
     job = by_kind("fleet.md")["Job"]
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed"
@@ -109,7 +125,7 @@ def test_indexed_job_pods_each_harvest_their_own_shard_of_completions() -> None:
     for index in range(spec["completions"]):
         words = shlex.split(script.replace("${JOB_COMPLETION_INDEX}", str(index)))
         assert words[:2] == ["exec", "solcap"]
-        args = build_parser().parse_args(words[2:])
+        args = build_parser().parse_args(_mounted(words[2:], container, tmp_path))
         assert args.func.__name__ == "cmd_harvest"
         assert parse_shard(args.shard) == Shard(index, spec["completions"])
         assert str(args.summary).endswith(f"summary-{index}.json")
