@@ -1,11 +1,15 @@
 """A process hosting K virtual BMCs, each bridged to its own pty, driven over stdin/stdout.
 
-``python -m bench.bmcfarm --count K [--address A] [--port P]`` (password from IPMI_PASSWORD)
-prints ``{"ports": [...]}`` once every BMC listens, then obeys one JSON command per line:
+``python -m bench.bmcfarm --count K [--address A] [--port P] [--spread]`` (password from
+IPMI_PASSWORD; ``--spread``: BMC i on address A + i, every one at port P, for clients that
+reach port 623 only) prints ``{"ports": [...]}`` once every BMC listens, then obeys one JSON
+command per line:
 
 * ``{"cmd": "stream", "size": S, "rate": R, "seed0": n, "start": t}``: at monotonic time ``t``
   write ``make_stream(S, seed0 + i)`` into BMC i's pty at R bytes/s; answers with per-BMC first
   and last write times and stalls;
+* ``{"cmd": "mark", "text": T}``: write ``T.format(i=i)`` into BMC i's pty now (a BMC without
+  a SOL session keeps it until one activates), answering at once;
 * ``{"cmd": "echo"}``: echo every byte a client types (keystroke latency);
 * ``{"cmd": "active"}``: how many BMCs have an active SOL payload;
 * ``{"cmd": "usage"}``: this process's CPU seconds and peak RSS;
@@ -22,6 +26,7 @@ ptys exactly as ``VirtualBmc._pty_reader`` reads one.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import resource
@@ -83,14 +88,20 @@ class FarmBmc(simbmc.VirtualBmc):
 class Farm:
     """K FarmBmc objects, their pty masters, and the two shared threads."""
 
-    def __init__(self, count: int, address: str, port: int, password: str) -> None:
+    def __init__(
+        self, count: int, address: str, port: int, password: str, spread: bool = False
+    ) -> None:
         self.masters: list[int] = []
         self.bmcs: list[FarmBmc] = []
         for i in range(count):
             master, slave = os.openpty()
             tty.setraw(master, termios.TCSANOW)
             path = os.ttyname(slave)
-            bmc = FarmBmc(path, address=address, port=port if i == 0 else 0, password=password)
+            if spread:
+                where, at = str(ipaddress.IPv4Address(address) + i), port
+            else:
+                where, at = address, port if i == 0 else 0
+            bmc = FarmBmc(path, address=where, port=at, password=password)
             bmc.start()
             os.close(slave)  # the BMC opened its own descriptor of the slave
             self.masters.append(master)
@@ -166,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--spread", action="store_true", help="BMC i on --address + i")
     args = parser.parse_args(argv)
     password = os.environ.get("IPMI_PASSWORD", "")
     if not password:
         print("set IPMI_PASSWORD", file=sys.stderr)
         return 2
     pyghmi_fix.apply()  # see bench/pyghmi_fix.py: without it a farm can deadlock
-    farm = Farm(args.count, args.address, args.port, password)
+    farm = Farm(args.count, args.address, args.port, password, spread=args.spread)
 
     def say(value: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(value) + "\n")
@@ -184,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd = json.loads(line)
         if cmd["cmd"] == "stream":
             say(farm.stream(cmd["size"], cmd["rate"], cmd["seed0"], cmd["start"]))
+        elif cmd["cmd"] == "mark":
+            for i, fd in enumerate(farm.masters):
+                os.write(fd, cmd["text"].format(i=i).encode())
+            say({"marked": len(farm.masters), "at": time.monotonic()})
         elif cmd["cmd"] == "echo":
             echo = Echoer(farm.masters).start()
             say({"echo": True})

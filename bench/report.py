@@ -136,6 +136,182 @@ def latency_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _ratio(value: Any, base: Any) -> str:
+    if not isinstance(value, int | float) or not isinstance(base, int | float) or base <= 0:
+        return ""
+    return f" ({value / base:.2f}×)"
+
+
+SERVER_NOTE = {
+    "solcap": "one process",
+    "conserver": "daemon + children + one ipmiconsole per console (`type exec`)",
+    "conman": "one process (libipmiconsole threads)",
+}
+
+
+def _idle_cpu(row: dict[str, Any], ref: dict[str, Any]) -> str:
+    """Idle CPU per console; 0 ticks in the window is shown as below one tick, not as 0."""
+    value, res = row.get("idle_cpu_pct_per_console"), row.get("idle_cpu_resolution_pct")
+    if value == 0 and res:
+        return f"< {res:.4f} (no clock tick in the window)"
+    base = ref.get("idle_cpu_pct_per_console")
+    return f"{_f(value, '{:.4f}')}" + (_ratio(value, base) if base else "")
+
+
+def servers_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Console servers on the same BMCs; × is the ratio to solcap's row of the same N and mode."""
+    out = [
+        "| N | mode | server | SOL active / N (s to all) | processes | idle CPU % of a core "
+        "per console (× solcap) | RSS KiB per console (× solcap) | PSS KiB per console "
+        "(× solcap) | streams exact / missing bytes | CPU % of a core per console streaming "
+        "(× solcap) | BMC restart: logging again / restarted, p50 / max s | BMC farms CPU % "
+        "(idle / stream) | load1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = {(r["n"], r["mode"]): r for r in rows if r.get("server") == "solcap"}
+    for row in rows:
+        n, mode, name = row["n"], row["mode"], row["server"]
+        ref = base.get((n, mode), {})
+        if "error" in row and "active" not in row:
+            out.append(f"| {n} | {mode} | {name} | error: {row['error']} |" + " |" * 9)
+            continue
+        up = row.get("up_s")
+        active = (
+            f"{row.get('active')}/{n} ({_f(up, '{:.1f}')})"
+            if up
+            else f"{row.get('active')}/{n} (not all)"
+        )
+        stream = "—"
+        if row.get("stream_size"):
+            stream = f"{row.get('exact')}/{n} / {row.get('missing_bytes')}"
+            if not row.get("stream_complete"):
+                stream += " (some logs short at the deadline)"
+        restart = "—"
+        if row.get("restarted"):
+            restart = (
+                f"{row['back']}/{row['restarted']}, {_f(row.get('back_p50_s'), '{:.1f}')} / "
+                f"{_f(row.get('back_max_s'), '{:.1f}')}"
+                + (f" (cap {row['restart_cap_s']:.0f} s)" if row["back"] < row["restarted"] else "")
+            )
+        farms = f"{_f(row.get('farm_idle_cpu_pct'), '{:.0f}')}"
+        if row.get("farm_stream_cpu_pct") is not None:
+            farms += f" / {row['farm_stream_cpu_pct']:.0f}"
+        err = f" (error: {row['error']})" if "error" in row else ""
+        cpu_key = "stream_cpu_pct_per_console"
+        out.append(
+            f"| {n} | {mode} | {name}{' (rerun)' if row.get('rerun') else ''}{err} | {active} | "
+            f"{row.get('procs', '—')} | "
+            f"{_idle_cpu(row, ref)} | "
+            f"{_f(row.get('rss_per_console_kib'), '{:.0f}')}"
+            f"{_ratio(row.get('rss_per_console_kib'), ref.get('rss_per_console_kib'))} | "
+            f"{_f(row.get('pss_per_console_kib'), '{:.0f}')}"
+            f"{_ratio(row.get('pss_per_console_kib'), ref.get('pss_per_console_kib'))} | "
+            f"{stream} | "
+            f"{_f(row.get(cpu_key), '{:.2f}') if row.get(cpu_key) is not None else '—'}"
+            f"{_ratio(row.get(cpu_key), ref.get(cpu_key))} | "
+            f"{restart} | {farms} | {row.get('load1', 0):.1f}→{row.get('load1_end', 0):.1f} |"
+        )
+    return out
+
+
+def servers_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets for solcap serve, from the servers rows."""
+    out: list[str] = []
+    solcap = [r for r in rows if r.get("server") == "solcap" and "active" in r]
+    big = [r for r in solcap if r["mode"] == "idle" and r["n"] >= 1000]
+    for r in big:
+        total_cpu = r.get("idle_cpu_pct")
+        mib = r.get("rss_kib", 0) / 1024
+        ok = r.get("active") == r["n"] and total_cpu is not None and total_cpu <= 5 and mib <= 200
+        out.append(
+            f"| ≥ 1,000 idle consoles in one server, ≤ 5 % of a core, ≤ 200 MiB | "
+            f"{r.get('active')}/{r['n']} active, {_f(total_cpu, '{:.1f}')} % of a core, "
+            f"{mib:.0f} MiB RSS | {_mark(ok)} |"
+        )
+    for r in [r for r in solcap if r["mode"] == "stream"]:
+        ok = r.get("exact") == r["n"] and r.get("missing_bytes") == 0
+        out.append(
+            f"| {r['n']} simultaneous streams, 0 bytes lost | {r.get('exact')}/{r['n']} exact, "
+            f"{r.get('missing_bytes')} bytes missing | {_mark(ok)} |"
+        )
+    for key, what in (
+        ("idle_cpu_pct_per_console", "idle CPU per console"),
+        ("pss_per_console_kib", "PSS per console"),
+        ("stream_cpu_pct_per_console", "streaming CPU per console"),
+    ):
+        worse = []
+        compared = 0
+        for r in solcap:
+            for peer in rows:
+                if peer.get("server") == "solcap" or (peer["n"], peer["mode"]) != (
+                    r["n"],
+                    r["mode"],
+                ):
+                    continue
+                mine, theirs = r.get(key), peer.get(key)
+                if not mine or not theirs:
+                    continue  # below one clock tick: nothing to compare
+                if isinstance(mine, int | float) and isinstance(theirs, int | float):
+                    compared += 1
+                    if mine > theirs:
+                        worse.append(f"{peer['server']} N = {r['n']} ({mine / theirs:.2f}×)")
+        if compared:
+            text = "worse than " + ", ".join(worse) if worse else f"no worse in {compared} pairs"
+            out.append(f"| {what} no worse than conserver's and ConMan's | {text} | "
+                       f"{_mark(not worse)} |")  # fmt: skip
+    return out
+
+
+def web_table(rows: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for row in rows:
+        if "error" in row:
+            out.append(f"- {row['workload']}: error: {row['error']}")
+            continue
+        if row["workload"] == "viewers":
+            out += [
+                f"**{row['viewers']} viewers of one console streaming {row['stream_size'] // 1024} "
+                f"KiB at 115200** (load1 {row['load1']:.1f}→{row['load1_end']:.1f})",
+                "",
+                "| | no viewer | with the viewers |",
+                "|---|---|---|",
+                f"| stream wall s (line rate {row['ideal_s']:.1f} s) | {row['alone_wall_s']:.1f} | "
+                f"{row['watched_wall_s']:.1f} |",
+                f"| serve CPU s (% of a core) | {row['alone_cpu_s']:.2f} "
+                f"({row['cpu_pct_alone']:.1f} %) | {row['watched_cpu_s']:.2f} "
+                f"({row['cpu_pct_watched']:.1f} %) |",
+                f"| serve RSS MiB | {row['rss_alone_kib'] / 1024:.1f} | "
+                f"{row['rss_watched_kib'] / 1024:.1f} |",
+                f"| extra per viewer | | {row['extra_cpu_ms_per_viewer']:.1f} ms CPU for the "
+                f"stream, {row['rss_per_viewer_kib']:.0f} KiB RSS |",
+                f"| byte-exact (SHA-256) | recording {'yes' if row['recording_exact'] else 'NO'} | "
+                f"{row['viewers_exact']}/{row['viewers']} viewers |",
+                "",
+            ]
+        else:
+            out += [
+                f"**Start page over {row['consoles']} consoles** (idle serial consoles on ptys; "
+                f"load1 {row['load1']:.1f}→{row['load1_end']:.1f})",
+                "",
+                "| | value |",
+                "|---|---|",
+                f"| all consoles up | {'yes' if row['all_up'] else 'NO'} |",
+                f"| serve idle CPU, % of a core (all consoles, web on) | "
+                f"{row['idle_cpu_pct']:.2f} |",
+                f"| serve RSS MiB (peak) | {row['rss_kib'] / 1024:.1f} "
+                f"({_f((row.get('hwm_kib') or 0) / 1024, '{:.1f}')}) |",
+                f"| `/` p50 / max ms, serve CPU ms per request, KiB, consoles listed | "
+                f"{row['page_p50_ms']:.0f} / {row['page_max_ms']:.0f}, {row['page_cpu_ms']:.0f}, "
+                f"{row['page_kib']:.0f}, {row['page_consoles_listed']} |",
+                f"| `/fragment/consoles` (start.js, every 3 s) p50 / max ms, CPU ms, KiB, listed | "
+                f"{row['fragment_p50_ms']:.0f} / {row['fragment_max_ms']:.0f}, "
+                f"{row['fragment_cpu_ms']:.0f}, {row['fragment_kib']:.0f}, "
+                f"{row['fragment_consoles_listed']} |",
+                "",
+            ]
+    return out
+
+
 def targets(data: dict[str, Any]) -> list[str]:
     """One line per target: measured value, target, met/missed."""
     out = ["| target | measured | verdict |", "|---|---|---|"]
@@ -189,6 +365,7 @@ def targets(data: dict[str, Any]) -> list[str]:
     out.append(
         f"| ≥ 1000 sessions in one process | {held} held | {_mark(held >= SESSIONS_TARGET)} |"
     )
+    out += servers_targets(data.get("servers", []))
     return out
 
 
@@ -246,6 +423,43 @@ def render(data: dict[str, Any]) -> str:
         *latency_table(data["latency"]),
         "",
     ]
+    if data.get("servers"):
+        lines += [
+            "## Console servers: solcap serve, conserver and ConMan on the same virtual BMCs",
+            "",
+            "Each server holds N virtual BMCs (`bench/servers.py`; 50 per farm process, BMC i "
+            "at 127.0.100.1 + i, port 623, since ipmiconsole and ConMan's `ipmi:HOST` take no "
+            "port), configured as each is deployed: solcap serve with an inventory of "
+            "`ipmi://` hosts; conserver (Debian's build has no FreeIPMI) with `type exec` "
+            "consoles running `ipmiconsole -I 17`, as xCAT's generated conserver.cf does; "
+            'ConMan with `dev="ipmi:ADDR"`. The servers run one after another, so every '
+            "ratio (×, to solcap's row of the same N and mode) is from the same run. CPU, RSS "
+            "and PSS are of the server's whole process tree from `/proc` (conserver: "
+            + SERVER_NOTE["conserver"]
+            + "); PSS divides shared pages among the processes sharing them, so it is the "
+            "fairer memory figure for conserver's many processes. Idle: a 15 s window after "
+            "every payload is active. Streaming: every BMC sends 64 KiB at 115200 at once; "
+            "each console's log is searched for its stream (exact, else the 256-byte blocks "
+            "of it not found). BMC restart (N = 100): the first farm's 50 BMCs are killed, "
+            "started again 2 s later on the same addresses, and a marker is written into "
+            "each; seconds from the restart until the marker is in that console's log. The "
+            "BMC farms run on the same 2 cores: their CPU is shown, and where it and the "
+            "server together need more than the machine has, the row says more about the "
+            "machine than about the server.",
+            "",
+            *servers_table(data["servers"]),
+            "",
+        ]
+    if data.get("web"):
+        lines += [
+            "## Web view under load (`solcap serve --web`)",
+            "",
+            "`bench/webload.py`: serve in a process of its own (its CPU and memory from "
+            "`/proc`), the load generator (browser-less aiohttp WebSocket clients with a read "
+            "token, and HTTP GETs) in the benchmark's process on the same 2 cores.",
+            "",
+            *web_table(data["web"]),
+        ]
     findings = Path(__file__).with_name("findings.md")
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]

@@ -7,6 +7,10 @@
 2. the same with ipmitool and FreeIPMI ipmiconsole as peers;
 3. N sessions at once in one solcap process (and N ipmitool processes);
 4. keystroke latency (send -> echo seen);
+5. console servers beside each other: solcap serve, conserver and ConMan holding the same
+   virtual BMCs (:mod:`bench.servers`);
+6. the web view under load: 50 WebSocket viewers, a start page over 1,000 consoles
+   (:mod:`bench.webload`);
 
 and writes ``docs/benchmarks.md`` and ``docs/benchmarks.json``. Every client runs in a process
 of its own and every BMC in a farm process (:mod:`bench.bmcfarm`), so CPU and RSS belong to the
@@ -37,7 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import peers, report
+from bench import peers, report, servers
 from bench.workloads import line_rate, make_stream
 
 TOP = Path(__file__).resolve().parent.parent
@@ -59,6 +63,9 @@ MANY_BAUD = 115200
 #: BMCs per farm process.
 FARM_SIZE = 50
 LATENCY_KEYS = 200
+#: Console servers: (N, stream bytes per console (0 = idle), restart one farm of BMCs).
+FULL_SERVERS = [(100, 0, True), (1000, 0, False), (200, 64 * 1024, False)]
+QUICK_SERVERS = [(10, 0, True), (20, 16 * 1024, False)]
 
 
 class JsonProc:
@@ -619,15 +626,19 @@ def _row_key(part: str, row: dict[str, Any]) -> tuple[Any, ...]:
         return (row.get("client"), row.get("size"), row.get("baud"))
     if part == "many":
         return (row.get("client"), row.get("n"))
+    if part == "servers":
+        return (row.get("server"), row.get("n"), row.get("mode"))
+    if part == "web":
+        return (row.get("workload"),)
     return (row.get("client"),)
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``old`` with the rows ``new`` measured again replaced (marked ``rerun``)."""
-    for part in ("single", "many", "latency"):
-        fresh = {_row_key(part, r): r for r in new[part]}
+    for part in ("single", "many", "latency", "servers", "web"):
+        fresh = {_row_key(part, r): r for r in new.get(part, [])}
         rows = []
-        for row in old[part]:
+        for row in old.get(part, []):
             key = _row_key(part, row)
             rows.append(dict(fresh.pop(key), rerun=True) if key in fresh else row)
         rows += [dict(r, rerun=True) for r in fresh.values()]
@@ -649,8 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--many", help="comma-separated N values (default 10,100,300,1000)")
     parser.add_argument(
         "--only",
-        default="single,many,latency",
-        help="comma-separated parts to run: single, many, latency",
+        default="single,many,latency,servers,web",
+        help="comma-separated parts to run: single, many, latency, servers, web",
     )
     parser.add_argument(
         "--pyghmi-fix",
@@ -698,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         "single": [],
         "many": [],
         "latency": [],
+        "servers": [],
+        "web": [],
         "phases": [],
     }
     t_all = time.monotonic()
@@ -776,6 +789,31 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(load1=load, load1_end=os.getloadavg()[0])
                 ctx.say(f"  -> {row}")
                 data["many"].append(row)
+        if "servers" in parts:
+            for n, size, restart in QUICK_SERVERS if args.quick else FULL_SERVERS:
+                for name in servers.SERVERS:  # one after another, so the ratios share a run
+                    ctx.say(f"servers: {name} N={n} {'stream' if size else 'idle'}")
+                    try:
+                        row = servers.measure(
+                            name, n, stream_size=size, restart=restart, password=ctx.password,
+                            pwfile=ctx.pwfile, env=ctx.env, work=ctx.work, say=ctx.say,
+                        )  # fmt: skip
+                    except Exception as exc:
+                        row = {"server": name, "n": n, "mode": "stream" if size else "idle",
+                               "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+                    ctx.say(f"  -> {row}")
+                    data["servers"].append(row)
+        if "web" in parts:
+            from bench import webload
+
+            for workload in webload.WORKLOADS:
+                ctx.say(f"web: {workload}")
+                try:
+                    row = webload.measure(workload, quick=args.quick, work=ctx.work, say=ctx.say)
+                except Exception as exc:
+                    row = {"workload": workload, "error": f"{type(exc).__name__}: {exc}"}
+                ctx.say(f"  -> {row}")
+                data["web"].append(row)
     finally:
         data["load_end"] = os.getloadavg()
         data["duration_s"] = time.monotonic() - t_all
