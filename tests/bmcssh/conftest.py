@@ -3,8 +3,8 @@
 Each port's ``Match LocalPort`` block forces ``fake_bmc_cli.py FLAVOUR STATE`` as the session's
 command, so a client meets that vendor's CLI (prompt, start command, leave sequence, "in use"
 answer) and then the virtual Xen host's pty, whose path the test writes to ``STATE/pty``.
-Host key, client keys, config and state live in a temp directory; the machine's own sshd
-configuration is never read or touched.
+The sshd itself is started by tests/sshd.py (as for tests/grub); client keys and state live in
+a temp directory; the machine's own sshd configuration is never read or touched.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +24,7 @@ from solcap.console import Console
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.transports.registry import open_transport
-from tests import peers
+from tests.sshd import free_port, keygen, running_sshd
 
 FLAVOURS = ("openbmc", "idrac", "ilo", "smc", "console")
 CLI = Path(__file__).with_name("fake_bmc_cli.py")
@@ -81,75 +78,18 @@ class BmcSshd:
         (self.state / "pty").write_text(host.pty_path + "\n")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "solcap-test", "-f", str(path)],
-        check=True,
-    )
-
-
-def _wait_for_banner(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    last: OSError | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-                if sock.recv(8).startswith(b"SSH-"):
-                    return
-        except OSError as exc:
-            last = exc
-            time.sleep(0.05)  # sshd is still binding: poll the condition
-    raise RuntimeError(f"sshd did not accept connections on {port}: {last}")
-
-
 @pytest.fixture(scope="session")
 def bmc_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BmcSshd]:
-    sshd = peers.need("sshd")
-    peers.need("ssh-keygen")
     tmp = tmp_path_factory.mktemp("bmcsshd")
     state = tmp / "state"
     state.mkdir()
-    host_key, client_key, other_key = tmp / "host_ed25519", tmp / "client", tmp / "other"
-    for key in (host_key, client_key, other_key):
-        _keygen(key)
-    authorized = tmp / "authorized_keys"
-    shutil.copy(f"{client_key}.pub", authorized)
-    authorized.chmod(0o600)
-    ports = {flavour: _free_port() for flavour in FLAVOURS}
-    listen = "".join(f"ListenAddress 127.0.0.1:{port}\n" for port in ports.values())
+    client_key, other_key = keygen(tmp / "client"), keygen(tmp / "other")
+    ports = {flavour: free_port() for flavour in FLAVOURS}
     matches = "".join(
         f"Match LocalPort {port}\n    ForceCommand {sys.executable} {CLI} {flavour} {state}\n"
         for flavour, port in ports.items()
     )
-    config = tmp / "sshd_config"
-    config.write_text(
-        f"""{listen}HostKey {host_key}
-PidFile {tmp / "sshd.pid"}
-AuthorizedKeysFile {authorized}
-StrictModes no
-UsePAM no
-PermitRootLogin yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-LogLevel VERBOSE
-{matches}"""
-    )
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    log = open(tmp / "sshd.log", "wb")  # noqa: SIM115 - closed in the teardown below
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
-    try:
-        for port in ports.values():
-            _wait_for_banner(port, proc, time.monotonic() + 15)
-        pub = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
+    with running_sshd(tmp, list(ports.values()), [client_key], extra=matches) as pub:
         known_hosts = tmp / "known_hosts"
         known_hosts.write_text("".join(f"[127.0.0.1]:{p} {pub}\n" for p in ports.values()))
         yield BmcSshd(
@@ -161,14 +101,6 @@ LogLevel VERBOSE
             state=state,
             tmp=tmp,
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
 def boot(host: VirtualHost, until: re.Pattern[bytes] = BOOT_DONE) -> None:
