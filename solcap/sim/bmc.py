@@ -71,6 +71,33 @@ _ST_DEACTIVATED = 0b0001_0000
 _OP_BREAK = 0b0001_0000
 
 
+class SolQuirks:
+    """Ways a real BMC's SOL differs from the tidy default, switched on one by one for tests.
+
+    ``retransmit_extra``: each chunk goes out first as its front half; the client's ACK of that
+    half is taken as lost and the chunk is sent again, whole, under the same sequence number
+    (a retransmission that carries more than the first copy). ``accept_at_most``: take at
+    most this many characters of each client packet, acknowledged as a partial ACK without
+    the NACK bit (the client must send the rest). ``nack_every_other``: every other new client
+    packet is refused with NACK and an accepted count of 0 (the client backs off, sends again).
+    ``activate_busy_once``: a session's first Activate Payload activates SOL but is answered
+    0x80, as a BMC answers a retransmitted Activate whose first reply was lost.
+    """
+
+    def __init__(
+        self,
+        *,
+        retransmit_extra: bool = False,
+        accept_at_most: int | None = None,
+        nack_every_other: bool = False,
+        activate_busy_once: bool = False,
+    ) -> None:
+        self.retransmit_extra = retransmit_extra
+        self.accept_at_most = accept_at_most
+        self.nack_every_other = nack_every_other
+        self.activate_busy_once = activate_busy_once
+
+
 _wake_lock = threading.Lock()
 
 
@@ -323,6 +350,8 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
         self.sent_at = 0.0
         self.retries = 0
         self.resume_at = 0.0
+        self.whole = b""  # retransmit_extra: the full chunk to send once the half is ACKed
+        self.nacked_last = False  # nack_every_other: whether the last new packet was refused
 
     @property
     def owner_id(self) -> bytes:
@@ -354,6 +383,8 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
         if not chunk:
             return
         self.myseq = self.myseq % 15 + 1
+        if self.bmc.quirks.retransmit_extra and len(chunk) >= 2:
+            self.whole, chunk = chunk, chunk[: len(chunk) // 2]
         self.inflight = chunk
         self.inflight_status = self._status()
         self.retries = 0
@@ -371,20 +402,34 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
         ackseq = payload[1] & 0x0F
         accepted = payload[2]
         op = payload[3]
+        quirks = self.bmc.quirks
         if newseq:
             data = bytes(payload[4:])
-            if newseq == self.remseq:
-                # A retransmission; it may carry more than the copy we already took.
-                fresh = data[self.lastsize :] if len(data) > self.lastsize else b""
-            else:
-                fresh = data
-                self.remseq = newseq
-            self.lastsize = len(data)
-            self._send(bytes([0, newseq, len(data), self._status()]))
-            if op & _OP_BREAK:
-                self.bmc.got_break()
-            if fresh:
-                self.bmc.give_input(fresh)
+            if newseq != self.remseq and quirks.nack_every_other:
+                self.nacked_last = not self.nacked_last
+                if self.nacked_last:
+                    self._send(bytes([0, newseq, 0, self._status() | _ST_NACK]))
+                    newseq = 0  # refused: neither taken nor remembered
+            if newseq:
+                cap = quirks.accept_at_most or len(data)
+                taken = min(len(data), cap)
+                if newseq == self.remseq:
+                    # A retransmission; it may carry more than the copy we already took.
+                    fresh = data[self.lastsize : taken] if taken > self.lastsize else b""
+                else:
+                    fresh = data[:taken]
+                    self.remseq = newseq
+                self.lastsize = taken
+                self._send(bytes([0, newseq, taken, self._status()]))
+                if op & _OP_BREAK:
+                    self.bmc.got_break()
+                if fresh:
+                    self.bmc.give_input(fresh)
+        if ackseq and self.awaitingack and ackseq == self.myseq and self.whole:
+            # retransmit_extra: treat this ACK of the front half as lost; send it all again.
+            self.inflight, self.whole = self.whole, b""
+            self._transmit(time.monotonic())
+            return
         if ackseq and self.awaitingack and ackseq == self.myseq:
             self.awaitingack = False
             rest = self.inflight[accepted:] if accepted < len(self.inflight) else b""
@@ -407,8 +452,8 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
         if self.ipmi_session.sol_handler == self._got_sol_payload:
             self.ipmi_session.sol_handler = None
         if self.inflight:
-            self.bmc.unget_output(self.inflight)
-            self.inflight = b""
+            self.bmc.unget_output(self.whole or self.inflight)
+            self.inflight = self.whole = b""
 
 
 #: Bytes of host output kept while no SOL session is active (older ones are discarded).
@@ -458,6 +503,8 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         #: Answer every Activate Payload with this completion code (0x81 SOL disabled, 0x82
         #: session limit, 0x83/0x84 encryption required/unsupported), as a real BMC may.
         self.refuse_activation: int | None = None
+        self.quirks = SolQuirks()
+        self._told_busy: set[int] = set()  # sessions whose first Activate got 0x80 (quirk)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> VirtualBmc:
@@ -698,6 +745,12 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         if self.sol is not None and self.sol.ipmi_session is not session:
             session.send_ipmi_response(code=0x80)
             return
+        if self.quirks.activate_busy_once and id(session) not in self._told_busy:
+            self._told_busy.add(id(session))
+            self.activated = True
+            self.sol = _SolConsole(self, session)
+            session.send_ipmi_response(code=0x80)  # active... in this very session
+            return
         port = [self.port & 0xFF, self.port >> 8]
         size = [SOL_CHUNK, 0]
         session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
@@ -724,8 +777,8 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             else:
                 sol.activated = False
                 sol.ipmi_session.sol_handler = None
-                if sol.inflight:
-                    self.unget_output(sol.inflight)
+                if sol.whole or sol.inflight:
+                    self.unget_output(sol.whole or sol.inflight)
 
     def session_gone(self, sess: _Session) -> None:
         """A client logged out: release SOL if it held it and stop routing its packets."""
@@ -798,6 +851,27 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CODE",
         help="answer Activate Payload with this completion code (e.g. 0x81)",
     )
+    parser.add_argument(
+        "--retransmit-extra",
+        action="store_true",
+        help="send each chunk's front half, then the whole chunk under the same sequence",
+    )
+    parser.add_argument(
+        "--accept-at-most",
+        type=int,
+        metavar="N",
+        help="take at most N characters of each client packet (a partial ACK)",
+    )
+    parser.add_argument(
+        "--nack-every-other",
+        action="store_true",
+        help="refuse every other new client packet with NACK, count 0",
+    )
+    parser.add_argument(
+        "--activate-busy-once",
+        action="store_true",
+        help="answer a session's first Activate Payload 0x80 after activating it",
+    )
     args = parser.parse_args(argv)
     password = os.environ.get("IPMI_PASSWORD")
     if not password:
@@ -816,6 +890,12 @@ def main(argv: list[str] | None = None) -> int:
         kg=kg.encode() if kg else None,
     )
     bmc.refuse_activation = args.refuse_activation
+    bmc.quirks = SolQuirks(
+        retransmit_extra=args.retransmit_extra,
+        accept_at_most=args.accept_at_most,
+        nack_every_other=args.nack_every_other,
+        activate_busy_once=args.activate_busy_once,
+    )
     with bmc:
         print(f"port={bmc.port}", flush=True)
         done.wait()

@@ -92,12 +92,12 @@ def vbmc(vbmc_process: tuple[int, PtyPair]) -> Iterator[tuple[BmcAddress, PtyPai
     yield BmcAddress(port), pair
 
 
-@pytest.fixture
-def vbmc_process(pty_pair: PtyPair) -> Iterator[tuple[int, PtyPair]]:
-    """A VirtualBmc in its own process (pyghmi's client and server share global state)."""
+@contextlib.contextmanager
+def vbmc_running(pty_path: str, *options: str) -> Iterator[int]:
+    """``python -m solcap.sim.bmc PTY OPTIONS…`` in its own process; yields its UDP port."""
     env = dict(os.environ, IPMI_PASSWORD=PASSWORD)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "solcap.sim.bmc", pty_pair.path],
+        [sys.executable, "-m", "solcap.sim.bmc", pty_path, *options],
         stdout=subprocess.PIPE,
         env=env,
         cwd=Path(__file__).resolve().parents[2],
@@ -105,13 +105,22 @@ def vbmc_process(pty_pair: PtyPair) -> Iterator[tuple[int, PtyPair]]:
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     assert line.startswith("port="), line
-    yield int(line.split("=")[1]), pty_pair
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+        yield int(line.split("=")[1])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def vbmc_process(pty_pair: PtyPair) -> Iterator[tuple[int, PtyPair]]:
+    """A VirtualBmc in its own process (pyghmi's client and server share global state)."""
+    with vbmc_running(pty_pair.path) as port:
+        yield port, pty_pair
 
 
 def ipmi_env() -> dict[str, str]:
