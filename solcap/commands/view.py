@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +43,14 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if args.key:
         segment = info.segment(args.key)
         data = info.read(segment["file"])  # inside the recording only
+        if hashlib.sha256(data).hexdigest() != segment["sha256"]:
+            # A dump that changed since it was cut is not "the exact bytes": print none.
+            print(
+                f"solcap: {info.path}: CORRUPT: {segment['file']} no longer matches the SHA-256 "
+                "in meta.json",
+                file=sys.stderr,
+            )
+            return ExitStatus.TARGET
         buffer = getattr(out, "buffer", None)
         if buffer is not None:
             buffer.write(data)

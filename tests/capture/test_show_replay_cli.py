@@ -105,6 +105,22 @@ def test_show_key_prints_the_dumps_exact_bytes(recording: Path) -> None:
     )
 
 
+def test_show_key_refuses_a_dump_that_no_longer_matches_its_sha256(recording: Path) -> None:
+    meta = json.loads((recording / "meta.json").read_text())
+    (segment,) = meta["segments"]
+    dump = recording / segment["file"]
+    data = bytearray(dump.read_bytes())
+    data[-3] ^= 0x01  # same size, one bit: only the SHA-256 in meta.json can tell
+    dump.write_bytes(bytes(data))
+    done, _ = _solcap("show", str(recording), "--key", "h")
+    assert done.returncode == 3
+    assert done.stdout == b""  # not one byte of a dump that is not the one recorded
+    assert done.stderr.decode() == (
+        f"solcap: {recording}: CORRUPT: {segment['file']} no longer matches the SHA-256 "
+        "in meta.json\n"
+    )
+
+
 def test_replay_plays_console_raw_back_exactly(recording: Path) -> None:
     done, _ = _solcap("replay", str(recording), "--speed", "0")
     assert done.returncode == 0, done.stderr
