@@ -194,3 +194,40 @@ def test_spy_and_force_without_a_server_are_refused(tmp_path, capsys):
         assert err.count("\n") == 0 and "no running solcap serve holds" in err and flag in err
     assert main(["console", "nosuch", "--inventory", str(inv), *control]) == 2
     assert "no host named 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_command_does_not_type_into_a_persons_session_and_writes_once_it_is_free(
+    tmp_path, ptys, serve, monkeypatch
+):
+    import solcap
+    from solcap.errors import ConsoleBusy
+    from solcap.serve.client import Attachment
+
+    pty = ptys()
+    inv = tmp_path / "inv.yaml"
+    write_inventory(inv, {"h1": pty.path})
+    server = serve(inv)
+    wait_for(lambda: server.status()["h1"]["state"] == "up", 30, "h1 up")
+    monkeypatch.setenv("SOLCAP_SERVE_DIR", str(server.control))
+    assert server.socket is not None
+    person = Attachment(server.socket, "h1", who="alice")
+    root = tmp_path / "api"
+    with pytest.raises(ConsoleBusy, match="held for writing by alice"):
+        solcap.open_console(pty.path, root=root)
+    assert not root.exists()  # refused before any recording was made
+    person.close()
+    wait_for(lambda: not server.status()["h1"]["clients"], 30, "alice detached")
+    typed = random.Random(9).randbytes(4096)
+    with solcap.open_console(pty.path, root=root) as con:
+        assert con.transport.name == "serve:h1"
+        con.send(typed)
+        got = b""
+        while len(got) < len(typed):
+            got += pty.read_until(typed[-16:], 10)
+            assert got, "nothing reached the host"
+        pty.write_all(b"answer\r\n")
+        con.expect([b"answer\r\n"], timeout=10)
+    assert _sha(got) == _sha(typed)
+    server.stop()
+    log = [e for p in pieces(server.root, "h1") for e in events(p)]
+    assert sum(e["bytes"] for e in log if e["event"] == "write") == len(typed)
