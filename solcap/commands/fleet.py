@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from solcap.commands.argtypes import count, output_file, seconds
+from solcap.commands.progress import make_progress
 from solcap.errors import UsageError
 from solcap.fleet import (
     FleetInterrupted,
     FleetSummary,
     Job,
     harvest_job,
-    make_progress,
     retry_selection,
     run,
 )

@@ -14,6 +14,7 @@ import pytest
 
 from solcap import fleet
 from solcap.capture import Recording
+from solcap.commands.progress import make_progress
 from solcap.errors import ConnectError, ExitStatus, UsageError
 from solcap.fleet import FleetInterrupted, HostContext, HostResult
 from solcap.inventory import Host, parse_shard, select_hosts
@@ -199,7 +200,7 @@ def test_plain_progress_one_line_per_host_and_rich_progress_renders() -> None:
         return ctx.result("ok" if host.name != "h02" else "timeout", bytes=7)
 
     out = io.StringIO()
-    fleet.run(hosts(3), job, progress=fleet.make_progress("auto", out))  # not a tty: plain
+    fleet.run(hosts(3), job, progress=make_progress("auto", out))  # not a tty: plain
     lines = out.getvalue().splitlines()
     assert [line[:6] for line in lines[:3]] == ["[1/3] ", "[2/3] ", "[3/3] "]
     shown = sorted(re.sub(r" \d+\.\ds ", " Ts ", line[6:]) for line in lines[:3])
@@ -209,7 +210,7 @@ def test_plain_progress_one_line_per_host_and_rich_progress_renders() -> None:
     assert re.fullmatch(r"3 hosts: 2 ok, 1 timeout; 21 bytes in \d+\.\ds", lines[-1])
 
     rich_out = io.StringIO()
-    fleet.run(hosts(3), job, progress=fleet.make_progress("rich", rich_out))
+    fleet.run(hosts(3), job, progress=make_progress("rich", rich_out))
     text = rich_out.getvalue()
     assert "h02" in text and "timeout" in text and "3 hosts: 2 ok, 1 timeout" in text
 

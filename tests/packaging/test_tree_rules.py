@@ -6,7 +6,8 @@ breaks one fails here, not in a review):
 * pyghmi is imported only under ``solcap/transports/ipmi/`` and ``solcap/sim/``;
 * no module monkeypatches another at import: no attribute of an imported module (or of
   anything reached through one) is assigned, and no ``setattr`` runs, at module level.
-  solcap's pyghmi I/O loop is installed by a call when the first IPMI session starts.
+  solcap's pyghmi I/O loop is installed by a call when the first IPMI session starts;
+* rich (progress bars, tables) is imported only by the CLI layer (``solcap/commands/``).
 """
 
 from __future__ import annotations
@@ -140,3 +141,23 @@ def test_the_scan_sees_a_monkeypatch() -> None:
         "example.py:7: setattr()",
         "example.py:4: s.Session._io_wait",
     ]
+
+
+def test_rich_is_imported_only_by_the_cli_layer() -> None:
+    """Presentation stays out of the library: progress bars and tables live in commands/."""
+    outside = [
+        f"{name}:{node.lineno}"
+        for name, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and any(
+            m == "rich" or m.startswith("rich.")
+            for m in (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+        )
+        and not name.startswith(("solcap/commands/", "solcap/cli.py"))
+    ]
+    assert not outside, outside
