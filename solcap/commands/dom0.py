@@ -16,12 +16,13 @@ the older ``--identity``/``--password-env``/``--password-file`` still work).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from solcap import recordings
-from solcap.capture import Recording, safe_name
+from solcap.capture import Recording, check_root, safe_name
 from solcap.commands.argtypes import directory, seconds
 from solcap.commands.sshopts import ALIASES, add_ssh_options, ssh_target
 from solcap.connect import ConsoleSpec, open_console
@@ -33,10 +34,11 @@ from solcap.dom0 import (
     trigger_key_via_ssh,
 )
 from solcap.errors import ExitStatus, UsageError
-from solcap.limits import FILE_CAPS, read_bytes
+from solcap.limits import FILE_CAPS, key_problem, read_bytes
 from solcap.ssh import SshConnection, connect
+from solcap.transports.registry import check_target
 from solcap.transports.serialport import LineSettings
-from solcap.xen import quiet_period
+from solcap.xen import quiet_period, refuse_dangerous
 
 
 def register(sub: Any) -> None:
@@ -72,39 +74,71 @@ def register(sub: Any) -> None:
     compare.set_defaults(func=cmd_compare)
 
 
-def cmd_dom0(args: argparse.Namespace, out: TextIO) -> int:
+def _checked_key(args: argparse.Namespace) -> tuple[LineSettings, ConsoleSpec] | None:
+    """``--key``, ``--serial`` and ``--line``, all checked before the SSH login: the serial
+    console's spec and line settings, or None without ``--key``."""
     if args.key is not None and args.serial is None:
         raise UsageError("--key needs --serial TARGET: the serial console is the full record")
+    if args.serial is not None and args.key is None:
+        raise UsageError("--serial is recorded only for --key: give the debug key to press")
+    if args.key is None:
+        return None
+    if (problem := key_problem(args.key)) is not None:
+        raise UsageError(f"--key: {problem}")
+    try:
+        refuse_dangerous([args.key], allowed=False)
+    except UsageError as exc:
+        raise UsageError(f"--key: {exc.one_line()}") from None
+    try:
+        line = LineSettings.parse(args.line)
+    except UsageError as exc:
+        raise UsageError(f"--line: {exc.one_line()}") from None
+    try:
+        check_target(args.serial)
+        spec = ConsoleSpec.from_url(args.serial, line=line)
+    except UsageError as exc:
+        raise UsageError(f"--serial: {exc.one_line()}") from None
+    return line, spec
+
+
+def cmd_dom0(args: argparse.Namespace, out: TextIO) -> int:
     unknown = [c for c in args.commands if c not in DOM0_COMMANDS]
     if unknown:
         raise UsageError(f"unknown Dom0 command {unknown[0]!r}: use {', '.join(DOM0_COMMANDS)}")
     if not args.commands and args.key is None:
         raise UsageError(f"name at least one command ({', '.join(DOM0_COMMANDS)}) or --key")
+    serial = _checked_key(args)
     target = ssh_target(args, args.ssh_url)
-    recording = Recording(
-        args.host or safe_name(target.host), label=args.label or "dom0", root=args.root
-    )
+    check_root(args.root)
     status: int = ExitStatus.OK
-    try:
-        with connect(target) as ssh:
+    with connect(target) as ssh:
+        # Only now, logged in: a host that cannot be reached leaves no empty recording.
+        recording = Recording(
+            args.host or safe_name(target.host), label=args.label or "dom0", root=args.root
+        )
+        try:
             recording.event("connect", target=f"ssh://{target.display}")
             for name in args.commands:
                 data = run_dom0(ssh, recording, name, timeout=args.timeout)
                 out.write(data.decode("utf-8", "replace"))
-            if args.key is not None:
-                status = _key_via_ssh(args, ssh, recording, out)
-    finally:
-        summary = recording.close()
-        print(f"recording: {summary.path}", file=sys.stderr)
+            if serial is not None:
+                status = _key_via_ssh(args, ssh, recording, serial, out)
+        finally:
+            summary = recording.close()
+            print(f"recording: {summary.path}", file=sys.stderr)
     return status
 
 
 def _key_via_ssh(
-    args: argparse.Namespace, ssh: SshConnection, recording: Recording, out: TextIO
+    args: argparse.Namespace,
+    ssh: SshConnection,
+    recording: Recording,
+    serial: tuple[LineSettings, ConsoleSpec],
+    out: TextIO,
 ) -> int:
-    line = LineSettings.parse(args.line)
+    line, checked = serial
     quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
-    spec = ConsoleSpec.from_url(args.serial, host=recording.host, line=line)
+    spec = dataclasses.replace(checked, host=recording.host)
     with open_console(spec, recording=recording) as console:
         result = trigger_key_via_ssh(ssh, console, recording, args.key, quiet)
     segment = result.segment

@@ -10,6 +10,7 @@ boot; HOST is then a console target (device path or URL, as for ``solcap capture
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -48,6 +49,7 @@ def _profile(args: argparse.Namespace) -> Profile:
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     """Current effective settings, the grub.cfg Xen lines, and what the profile would change."""
+    _check_entry(args)
     profile = _profile(args)
     where = layout(args)
     with connect(ssh_target(args)) as ssh:
@@ -94,6 +96,7 @@ def _show_entries(ssh: SshConnection, cfg: str | None, where: RemoteLayout, out:
 
 def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     """Dry run by default; ``--write`` backs up, writes, regenerates and verifies."""
+    _check_entry(args)
     profile = _profile(args)
     _check_ipmi_options(args)
     if args.oneshot:
@@ -110,20 +113,52 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _power_cycler(args: argparse.Namespace) -> Callable[[], None] | None:
-    """``--power-cycle``: through ``--bmc``, or through HOST itself when it is ``ipmi://``."""
+    """``--power-cycle``: through ``--bmc``, or through HOST itself when it is ``ipmi://``.
+
+    Everything the cycle needs is checked here, before the console is opened or a recording
+    made: the BMC's address, and its password and Kg read now (a missing password is exit 2
+    now, not after GRUB's menu was caught).
+    """
     if not args.power_cycle:
+        if args.bmc:
+            raise UsageError("--bmc is for --power-cycle: give --power-cycle too, or leave it out")
         return None
-    bmc = args.bmc or (args.host if args.host.startswith("ipmi://") else None)
+    bmc = args.bmc or (args.host if args.host.lower().startswith("ipmi://") else None)
     if bmc is None:
         raise UsageError("--power-cycle needs --bmc ipmi://user@bmc when HOST is not ipmi://")
     from solcap.bmc import power
+    from solcap.credentials import PasswordSource
+    from solcap.transports.ipmi.target import IpmiTarget
 
-    password, kg = ipmiopts.password(args, prompt=False), ipmiopts.kg(args)
+    if not bmc.lower().startswith("ipmi://"):
+        raise UsageError(f"--bmc {bmc}: power control needs an ipmi://user@bmc address")
+    try:
+        target = IpmiTarget.parse(bmc)
+    except UsageError as exc:
+        raise UsageError(f"--bmc: {exc.one_line()}" if args.bmc else exc.one_line()) from None
+    secret = ipmiopts.password(args, prompt=False).get(
+        f"IPMI password for {target.user}@{target.name}"
+    )
+    key = ipmiopts.kg(args).get_optional()
+    password = PasswordSource(env={"v": secret}, env_name="v", prompt=False)
+    kg = PasswordSource(env={"v": key} if key else {}, env_name="v", prompt=False)
 
     def cycle() -> None:
         power(bmc, "cycle", password_source=password, kg=kg)
 
     return cycle
+
+
+def _check_entry(args: argparse.Namespace) -> None:
+    """``--entry`` is a regular expression over menuentry titles: a bad one is exit 2 first."""
+    if args.entry is None:
+        return
+    try:
+        re.compile(args.entry)
+    except re.error as exc:
+        raise UsageError(
+            f"--entry: {args.entry!r} is not a valid regular expression: {exc}"
+        ) from None
 
 
 def _check_ipmi_options(args: argparse.Namespace) -> None:
@@ -147,17 +182,25 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
             file=out,
         )
         return ExitStatus.OK
-    from solcap.capture import Recording
+    from solcap.capture import Recording, check_root
     from solcap.connect import ConsoleSpec, open_console
+    from solcap.transports.registry import check_target
+    from solcap.transports.serialport import LineSettings
 
-    power_cycle = _power_cycler(args)
+    check_target(args.host)
+    try:
+        line = LineSettings.parse(args.line)
+    except UsageError as exc:
+        raise UsageError(f"--line: {exc.one_line()}") from None
     sol = args.host.lower().startswith("ipmi://")  # else the credentials serve --bmc only
     spec = ConsoleSpec.from_url(
         args.host,
-        line=args.line,
+        line=line,
         password_file=args.password_file if sol else None,
         kg_file=args.kg_file if sol else None,
     )
+    power_cycle = _power_cycler(args)
+    check_root(args.recordings)
 
     def make_recording() -> Recording:
         return Recording(spec.host, label="grub-oneshot", root=args.recordings)

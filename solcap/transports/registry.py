@@ -33,6 +33,7 @@ import dataclasses
 import importlib
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeAlias
 
@@ -228,6 +229,42 @@ def open_transport(
         known = ", ".join(f"{s}://" for s in known_schemes())
         raise UsageError(f"unknown console scheme {scheme + '://'!r} in {target!r}; known: {known}")
     return factory(target, options)
+
+
+def check_target(target: str) -> None:
+    """Refuse, without opening anything, a console target :func:`open_transport` would refuse
+    for its form: empty, an unknown scheme, a debug scheme not allowed, a bad ``ipmi://``,
+    ``socket://`` or ``rfc2217://`` address. For commands that open a console only after
+    something else (``dom0 --serial`` after its SSH login), so a typo is exit 2 before that.
+    """
+    if not target.strip():
+        raise UsageError("empty console target: expected a device path or scheme://…")
+    if target.startswith("exec:"):
+        return
+    scheme, rest = split_scheme(target)
+    if not scheme:
+        return
+    check_debug_target(target)
+    with _lock:
+        known = scheme in _factories
+    if not known:
+        schemes = ", ".join(f"{s}://" for s in known_schemes())
+        raise UsageError(
+            f"unknown console scheme {scheme + '://'!r} in {target!r}; known: {schemes}"
+        )
+    if scheme == "ipmi":
+        from solcap.transports.ipmi.target import IpmiTarget
+
+        parts, _port = split_url(target, default_port=623)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        kept = [(k, v) for k, v in query if k != "reconnect"]  # solcap.connect reads that one
+        IpmiTarget.parse(parts._replace(query=urllib.parse.urlencode(kept)).geturl())
+    elif scheme in ("socket", "rfc2217"):
+        parts, _port = split_url(target)
+        if not parts.hostname:
+            raise UsageError(f"{target}: expected {scheme}://host:port")
+    elif scheme == "serial" and not rest:
+        raise UsageError(f"{target!r}: serial:// needs a device path, e.g. serial:///dev/ttyS0")
 
 
 def _open_serial_path(target: str, options: OpenOptions) -> Transport:

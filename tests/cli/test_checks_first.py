@@ -190,3 +190,104 @@ def test_summary_is_checked_before_the_fleet_runs(
     for command in (["run", "harvest-debug-keys"], ["harvest"]):
         argv = [*command, "--inventory", str(inventory), "--summary", value]
         refused(argv, "argument --summary")
+
+
+# --------------------------------------------------------------------------- dom0
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (["--key", "Z", "--serial", "loop://"], "--key: 'Z' is not a Xen debug key"),
+        (["--key", "\x01", "--serial", "loop://"], "--key: '\\x01' is not a Xen debug key"),
+        (["--key", "hq", "--serial", "loop://"], "--key: 'hq' is not a single"),
+        (["--key", "R", "--serial", "loop://"], "--key: refusing state-changing debug keys R"),
+        (["--key", "q", "--serial", "loop://", "--line", "12345,8n1"], "--line: bad baud"),
+        (["--key", "q", "--serial", "nope://x"], "--serial: unknown console scheme"),
+        (["--key", "q", "--serial", "ipmi://a@127.0.0.1:0"], "--serial: ipmi://a@127.0.0.1:0"),
+        (["--key", "q", "--serial", "socket://127.0.0.1"], "--serial: socket://127.0.0.1"),
+        (["--key", "q", "--serial", "spy://x"], "--serial: spy:// is a debug transport"),
+        (["--key", "q", "--serial", ""], "--serial: empty console target"),
+        (["--key", "q"], "--key needs --serial"),
+        (["--serial", "loop://"], "--serial is recorded only for --key"),
+    ],
+)
+def test_dom0_key_serial_and_line_are_checked_before_the_login(
+    options: list[str], field: str, refused: Refuse, peers: Peers
+) -> None:
+    refused(["dom0", peers.ssh, "xl-info", *options], field)
+
+
+def test_dom0_makes_its_recording_only_once_logged_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Dom0 that cannot be reached (exit 3) leaves no empty recording directory."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+        url = f"ssh://root@127.0.0.1:{closed.getsockname()[1]}"
+        status = main(["dom0", url, "xl-info", "--root", str(tmp_path / "rec")])
+    err = capsys.readouterr().err
+    assert status == 3, err
+    assert len(err.strip().splitlines()) == 1 and "127.0.0.1" in err, err
+    assert not (tmp_path / "rec").exists()
+
+
+# --------------------------------------------------------------------------- grub
+
+
+@pytest.mark.parametrize("action", ["show", "apply"])
+@pytest.mark.parametrize("entry", ["(", "[", "*x"])
+def test_a_bad_entry_regex_is_refused_first(
+    action: str, entry: str, refused: Refuse, peers: Peers
+) -> None:
+    argv = ["grub", action, peers.ssh, "--profile", PROFILE, "--entry", entry]
+    refused(argv, "--entry: ")
+
+
+def test_a_bad_entry_regex_is_refused_before_a_oneshot_console_opens(
+    refused: Refuse, peers: Peers
+) -> None:
+    console = f"socket://127.0.0.1:{peers.tcp.getsockname()[1]}"
+    argv = ["grub", "apply", console, "--profile", PROFILE, "--oneshot", "--write"]
+    refused([*argv, "--entry", "("], "--entry: ")
+
+
+@pytest.mark.parametrize(
+    ("bmc", "field"),
+    [
+        ("{bmc}", "no IPMI password for admin@127.0.0.1"),  # IPMI_PASSWORD unset here
+        ("ipmi://admin@127.0.0.1:0", "--bmc: ipmi://admin@127.0.0.1:0: bad port 0"),
+        ("ipmi://admin@[::1", "--bmc: ipmi://admin@[::1"),
+        ("ipmi://127.0.0.1", "--bmc: ipmi://127.0.0.1: expected ipmi://user@host"),
+        ("ipmi://admin@127.0.0.1?cipher=0", "--bmc: ipmi://admin@127.0.0.1?cipher=0"),
+        ("ssh://root@127.0.0.1", "--bmc ssh://root@127.0.0.1: power control needs an ipmi://"),
+        (None, "--power-cycle needs --bmc"),
+    ],
+)
+def test_oneshot_power_cycle_checks_the_bmc_before_the_console(
+    bmc: str | None, field: str, refused: Refuse, peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console (a TCP listener here) is not opened, and the BMC gets no packet, until the
+    BMC's address and credentials are known to be usable."""
+    monkeypatch.delenv("IPMI_PASSWORD")
+    console = f"socket://127.0.0.1:{peers.tcp.getsockname()[1]}"
+    argv = ["grub", "apply", console, "--profile", PROFILE, "--oneshot", "--write"]
+    argv += ["--power-cycle"]
+    if bmc is not None:
+        argv += ["--bmc", bmc.format(bmc=peers.bmc)]
+    refused(argv, field)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (["--bmc", "{bmc}"], "--bmc is for --power-cycle"),
+        (["--line", "12345,8n1"], "--line: bad baud rate 12345"),
+    ],
+)
+def test_oneshot_options_are_checked_before_the_console(
+    extra: list[str], field: str, refused: Refuse, peers: Peers
+) -> None:
+    console = f"socket://127.0.0.1:{peers.tcp.getsockname()[1]}"
+    argv = ["grub", "apply", console, "--profile", PROFILE, "--oneshot", "--write"]
+    refused([*argv, *[a.format(bmc=peers.bmc) for a in extra]], field)
