@@ -235,6 +235,22 @@ def _suite_ids(records: bytes) -> frozenset[int]:
     return frozenset(found)
 
 
+def check_resolvable(target: IpmiTarget) -> None:
+    """Refuse a BMC host name that does not resolve, as one ConnectError naming the host.
+
+    pyghmi resolves the name itself deep in its session setup and reports a failure as
+    "Unable to transmit to specified address" (or a bare ``socket.gaierror``): a traceback, or
+    a message that does not say the name is the problem. Asked once here, before any login.
+    """
+    try:
+        socket.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ConnectError(
+            target.name, f"cannot resolve the BMC's host name {target.host!r}: {reason}"
+        ) from None
+
+
 def offered_suites(
     host: str, port: int = DEFAULT_PORT, *, wait: float = SUITES_QUERY_WAIT
 ) -> frozenset[int] | None:
@@ -324,6 +340,7 @@ def negotiate(
     does not answer it; only a refusal of a suite moves on to the next (a wrong password or a
     silent BMC does not).
     """
+    check_resolvable(target)
     if target.cipher is not None:
         return login(target), CipherChoice(target.cipher, "pinned")
     offered = query(target.host, target.port)
