@@ -76,6 +76,11 @@ def register(sub: Any) -> None:
         help="longest one BMC login may take (default 10)",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only)",
+    )
+    parser.add_argument(
         "--web",
         metavar="ADDR:PORT",
         help="also serve the web view here (docs/web.md; loopback unless --tls-cert/--tls-key)",
@@ -94,6 +99,7 @@ def _shard(text: str) -> Any:
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from solcap.serve.client import mark_server_process
     from solcap.serve.holder import Backoff
+    from solcap.serve.metrics import parse_listen
     from solcap.serve.rotation import RotationPolicy
     from solcap.serve.server import ServeOptions, Server
 
@@ -121,6 +127,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         ),
         backoff=Backoff(base=args.backoff_base, cap=args.backoff_max),
         connect_timeout=args.connect_timeout,
+        metrics=parse_listen(args.metrics) if args.metrics is not None else None,
     )
     if args.web is not None:
         web_options.check_web(args, args.web, args.root)  # refused before any console opens
@@ -129,6 +136,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     def ready() -> None:
         print(f"ready {server.socket_path}", file=out, flush=True)
+        if server.metrics is not None:
+            print(f"metrics {server.metrics.url}", file=out, flush=True)
         if args.web is not None:
             web.append(
                 web_options.start_web(args, args.web, args.root, out, control=server.socket_path)

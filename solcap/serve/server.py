@@ -39,6 +39,7 @@ from solcap.runbook import HostPlan
 from solcap.serve import paths
 from solcap.serve.control import ControlServer
 from solcap.serve.holder import Backoff, ConsoleHolder, Opener, Trigger
+from solcap.serve.metrics import MetricsServer
 from solcap.serve.rotation import RotatingLog, RotationPolicy
 from solcap.serve.triggers import TriggerRunner, plans_for
 from solcap.transports.base import Transport
@@ -74,6 +75,8 @@ class ServeOptions:
     backoff: Backoff = dataclasses.field(default_factory=Backoff)
     #: Seconds one BMC login may take (None: the transport's default, 10 s).
     connect_timeout: float | None = None
+    #: ``--metrics``: a loopback (address, port) for the Prometheus endpoint.
+    metrics: tuple[str, int] | None = None
 
 
 class Server:
@@ -97,6 +100,7 @@ class Server:
         self.socket_path = self._dir / f"{self._ident}.sock"
         self._announcement: Path | None = None
         self._rng = random.Random()
+        self.metrics: MetricsServer | None = None
 
     # -- inventory
 
@@ -134,6 +138,8 @@ class Server:
     def start(self) -> Server:
         """Check everything, then open the control socket and every console."""
         hosts = self._load()  # bad inventory: ConfigError before anything exists
+        if self.options.metrics is not None:  # a port in use: exit 2, still nothing made
+            self.metrics = MetricsServer(self.options.metrics, self.status_json)
         check_root(self.options.root)
         paths.check_private_dir(self._dir, create=True, group=self.options.group)
         if self.socket_path.exists() and _socket_alive(self.socket_path):
@@ -146,6 +152,8 @@ class Server:
                 self._hosts[name] = host
                 self._holders[name] = self._holder_for(host).start()
         self._announce()
+        if self.metrics is not None:
+            self.metrics.start()
         _log.info("serving %d consoles; control socket %s", len(hosts), self.socket_path)
         return self
 
@@ -209,6 +217,8 @@ class Server:
         _stop_all(holders)
         if self._control is not None:
             self._control.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
 
     def run(self, ready: Callable[[], None] | None = None) -> int:
         """Foreground loop until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit status."""
