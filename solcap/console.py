@@ -10,6 +10,11 @@ transport for as long as the console is open and, for every chunk, in this order
 2. checks it for death strings (``Panic on CPU``…), across chunk boundaries;
 3. appends it to the *match buffer* and wakes whoever waits.
 
+A transport with an I/O thread of its own (the SOL engine, :meth:`Transport.push_to`) does
+those three steps itself, in that thread, the moment a packet is opened: no queue and no
+wake-up of the reader between the packet and the recording. The reader thread then only waits
+for the end of the stream (and runs reconnection, which places its events in the stream).
+
 ``expect`` then only searches the match buffer. Its API is pexpect's, because state machines
 written against it stay short: pass a list of patterns (``bytes`` regex sources, compiled
 ``re.Pattern[bytes]``, or the sentinels :data:`TIMEOUT` and :data:`EOF`) and get back the
@@ -180,7 +185,8 @@ def _reason(err: BaseException) -> str:
 class Console:
     """A running console on a :class:`~solcap.transports.base.Transport`.
 
-    ``sink`` receives every chunk read, in order, on the reader thread; it should be quick
+    ``sink`` receives every chunk read, in order, on the reader thread (the transport's own
+    I/O thread where it pushes, see :attr:`pushed`); it should be quick
     (a recorder's write). If it raises, the console stops calling it (the recording would have a
     hole) and re-raises that exception, once, from the next public call — so a capture can never
     lose data without someone being told. The exception carries a note with the stream offset
@@ -248,6 +254,8 @@ class Console:
         self._closed = False
         self._send_lock = threading.RLock()
         self._waiter = threading.Lock()
+        #: True once started on a transport that pushes its chunks (see Transport.push_to).
+        self.pushed = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -257,6 +265,9 @@ class Console:
             if self._closed:
                 raise UsageError(f"{self.host}: console was closed; open a new one")
             if self._thread is None:
+                # Where the transport has an I/O thread of its own (the SOL engine), chunks
+                # come straight to _deliver there; the reader then only waits for the end.
+                self.pushed = self.transport.push_to(self._deliver)
                 self._thread = threading.Thread(
                     target=self._run, name=f"solcap-reader-{self.host}", daemon=True
                 )

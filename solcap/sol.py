@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal, Protocol
 
 from solcap.errors import ConnectError, ConsoleClosed, SolcapError, UsageError
-from solcap.transports.base import Transport
+from solcap.transports.base import Receiver, Transport
 
 __all__ = ["MAY_BE_MISSING", "EventSink", "ReconnectPolicy", "ReconnectingTransport"]
 
@@ -136,6 +136,7 @@ class ReconnectingTransport(Transport):
         self._closed = False
         self._failed: ConsoleClosed | None = None
         self._offset = 0
+        self._receiver: Receiver | None = None
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.reconnects = 0
         self._inner: Transport | None = connect()
@@ -175,6 +176,20 @@ class ReconnectingTransport(Transport):
             return b""
         self._offset += len(data)
         return data
+
+    def push_to(self, receiver: Receiver) -> bool:
+        """Push when the inner transport can; each new session is pushed to as well, from
+        just after its ``reconnected`` and ``gap`` events, so they keep their exact offsets."""
+        inner = self._current()
+
+        def counted(data: bytes) -> None:
+            self._offset += len(data)  # only the pushing thread of the one live session
+            receiver(data)
+
+        if not inner.push_to(counted):
+            return False
+        self._receiver = counted
+        return True
 
     @property
     def interruptible(self) -> bool:  # type: ignore[override]
@@ -309,6 +324,9 @@ class ReconnectingTransport(Transport):
                 cause=cause,
                 may_be_missing=MAY_BE_MISSING,
             )
+            if self._receiver is not None and not new.push_to(self._receiver):
+                # The same connect() gave a transport that cannot push: its reads carry data.
+                self._receiver = None
             return
         self._give_up(last_error, attempts, started, why="")
 

@@ -9,6 +9,10 @@ own exceptions inside each implementation.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+
+#: Takes each chunk received, in the transport's own I/O thread (:meth:`Transport.push_to`).
+Receiver = Callable[[bytes], None]
 
 
 class Transport(abc.ABC):
@@ -33,6 +37,21 @@ class Transport(abc.ABC):
     def interrupt(self) -> None:
         """Make the current (or next) ``read`` return ``b""`` at once; see :attr:`interruptible`."""
         return  # a transport that cannot: its reader polls instead
+
+    def push_to(self, receiver: Receiver) -> bool:
+        """Hand every chunk from now on to ``receiver`` in the transport's I/O thread; True if
+        this transport can (else False, and nothing changes).
+
+        Why: a transport with an I/O thread of its own (the SOL engine) would otherwise buffer
+        each chunk and wake a reader thread to fetch it; pushing skips that hand-off. Bytes
+        already buffered go to ``receiver`` first, so the order holds. From then on
+        :meth:`read` returns no data: it waits, returns ``b""``, and raises ConsoleClosed at
+        the end of the stream, after the last chunk was pushed. ``receiver`` must not block
+        (it runs beside every other session of that I/O thread); what it raises ends this
+        console, as a ConsoleClosed from :meth:`read`.
+        """
+        del receiver
+        return False
 
     def send_break(self) -> None:
         """Send a serial BREAK where the transport can."""

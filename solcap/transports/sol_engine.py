@@ -589,7 +589,12 @@ class SolEngine:
             self._send(session, out)
             if fresh:
                 session.bytes_in += len(fresh)
-                session.sink(fresh)
+                try:
+                    session.sink(fresh)
+                except Exception as exc:  # one session's sink must not stop the others
+                    log.exception("%s: sink failed", session.name)
+                    self._end(session, f"sink failed: {exc}")
+                    return
             if channel.closed_reason is not None:
                 self._end(session, channel.closed_reason)
                 return

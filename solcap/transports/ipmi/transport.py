@@ -21,7 +21,7 @@ import pyghmi.exceptions as pyghmi_exc
 
 from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
-from solcap.transports.base import Transport
+from solcap.transports.base import Receiver, Transport
 from solcap.transports.ipmi import engine as handover
 from solcap.transports.ipmi.ioloop import PumpTimeout, _Pump
 from solcap.transports.ipmi.session import _login_error, negotiate
@@ -65,6 +65,10 @@ class IpmiSolTransport(Transport):
         self.name = f"ipmi://{target.user}@{target.name}"
         self._cond = threading.Condition()
         self._buf = bytearray()
+        # Held while a chunk is delivered (buffered or pushed), so push_to() cannot slip
+        # between a buffered chunk and a pushed one.
+        self._rx_lock = threading.Lock()
+        self._receiver: Receiver | None = None
         self._error: Exception | None = None
         self._active = False
         self._closed = False
@@ -138,9 +142,40 @@ class IpmiSolTransport(Transport):
 
     # ---- callbacks from the pump thread (must never raise) --------------------------------
     def _on_data(self, data: bytes) -> None:
+        with self._rx_lock:
+            receiver = self._receiver
+            if receiver is None:
+                with self._cond:
+                    self._buf += data
+                    self._cond.notify_all()
+                return
+            try:
+                receiver(data)
+            except Exception as exc:  # never into the engine's (or pyghmi's) loop
+                log.exception("%s: the console's receiver failed", self.name)
+                self._receiver_failed(exc)
+
+    def _receiver_failed(self, exc: Exception) -> None:
+        """A receiver that raised ends the console (the caller's data would have a hole)."""
         with self._cond:
-            self._buf += data
+            if self._error is None:
+                self._error = ConsoleClosed(self.target.name, f"receiver failed: {exc}")
             self._cond.notify_all()
+
+    def push_to(self, receiver: Receiver) -> bool:
+        """Received bytes go to ``receiver`` in the SOL engine's thread (pyghmi's pump thread
+        with ``SOLCAP_SOL_ENGINE=0``), not through :meth:`read`: see :meth:`Transport.push_to`."""
+        with self._rx_lock:
+            with self._cond:
+                held = bytes(self._buf)
+                self._buf.clear()
+            if held:
+                try:
+                    receiver(held)
+                except Exception as exc:
+                    self._receiver_failed(exc)
+            self._receiver = receiver
+        return True
 
     def _on_event(self, kind: str, text: str) -> None:
         if kind == "active" and self._engine is not None and self._handover is None:
