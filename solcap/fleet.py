@@ -1,7 +1,9 @@
 """Fleet runs: one job per host, at most ``parallel`` at a time, one outcome per host.
 
-A fleet run is I/O bound (consoles at a few KB/s each), so it is one process with one worker
-thread per running host. The calling thread schedules, watches deadlines and reports progress:
+A fleet run is I/O bound (consoles at a few KB/s each), so a process runs one thread per
+running host; with ``workers`` above 1 the hosts are sharded over that many forked processes,
+each running this same scheduler over its share (:mod:`solcap.workers`), so a large fleet uses
+every core. The calling thread schedules, watches deadlines and reports progress:
 
 * **bounded concurrency** — at most ``parallel`` jobs run at once;
 * **per-host timeout** — when a host passes ``host_timeout`` its :class:`HostContext` is
@@ -55,6 +57,7 @@ from solcap.harvest import harvest_keys
 from solcap.inventory import Host
 from solcap.limits import decode_utf8, read_bytes
 from solcap.outcomes import OUTCOMES, HostResult, Outcome, classify, one_line
+from solcap.workers import default_workers, fork_refusal, run_sharded
 from solcap.xen import quiet_period, refuse_dangerous
 
 if TYPE_CHECKING:
@@ -344,12 +347,19 @@ def run(
     cancel_grace: float = CANCEL_GRACE,
     meta: Mapping[str, Any] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    workers: int | None = 1,
 ) -> FleetSummary:
     """Run ``job(host, ctx)`` for every host, ``parallel`` at a time; never raises for a host.
 
     ``host_timeout`` (seconds from the host's start) cancels a host as described in the module
     docstring. ``root`` is the recordings root handed to jobs (``ctx.root``). Returns the
     :class:`FleetSummary` in host order; raises :class:`FleetInterrupted` on Ctrl-C.
+
+    ``workers``: processes to shard the hosts over (:mod:`solcap.workers`; None: one per
+    core). More than one runs each job in a forked worker, so a job must keep what it
+    produces on disk or in its :class:`HostResult` (the harvest and runbook jobs do), not in
+    the caller's memory; hence 1, in-process, is the default here, and the commands and
+    :func:`harvest` ask for one per core. Never more workers than hosts or ``parallel``.
     """
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, not {parallel}")
@@ -359,8 +369,27 @@ def run(
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise UsageError(f"host(s) listed twice: {', '.join(dup)}")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {workers}")
     view = progress if progress is not None else NoProgress()
     root_path = Path(root) if root is not None else None
+    shards = min(default_workers() if workers is None else workers, len(hosts), parallel)
+    if shards > 1:
+        refusal = fork_refusal()
+        if refusal is None:
+            return run_sharded(
+                hosts,
+                job,
+                workers=shards,
+                parallel=parallel,
+                host_timeout=host_timeout,
+                progress=view,
+                root=root_path,
+                cancel_grace=cancel_grace,
+                meta=meta,
+                clock=clock,
+            )
+        log.info("fleet: one process (%s)", refusal)
     started = utc_now()
     pending: deque[Host] = deque(hosts)
     running: list[_Slot] = []
@@ -620,8 +649,11 @@ def harvest(
     progress: Progress | None = None,
     cancel_grace: float = CANCEL_GRACE,
     start_timeout: float = 10.0,
+    workers: int | None = None,
 ) -> FleetSummary:
-    """Harvest ``keys`` from every host (see :func:`harvest_job` and :func:`run`)."""
+    """Harvest ``keys`` from every host (see :func:`harvest_job` and :func:`run`), sharded
+    over ``workers`` processes (None: one per core; the harvest job keeps its results on
+    disk and in its HostResult, so it may run in any of them)."""
     job = harvest_job(
         keys,
         quiet=quiet,
@@ -638,6 +670,7 @@ def harvest(
         root=root,
         cancel_grace=cancel_grace,
         meta={"kind": "harvest", "keys": list(keys)},
+        workers=workers,
     )
 
 

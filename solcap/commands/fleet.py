@@ -1,7 +1,7 @@
 """Fleet options shared by ``solcap harvest`` and ``solcap run``, and the fleet harvest command.
 
 Not a sub-command module (it has no ``register``): :func:`add_fleet_options` adds
-``--inventory --limit --label --shard --parallel --host-timeout --summary --retry-failed
+``--inventory --limit --label --shard --parallel --workers --host-timeout --summary --retry-failed
 --progress`` to an existing parser, :func:`select` turns them into hosts (inventory validated
 before any host is contacted), and :func:`run_fleet` runs a job over them, prints progress and
 the summary table, and writes the JSON summary (into ``<root>/_fleet/…`` and ``--summary``).
@@ -29,7 +29,7 @@ from solcap.xen import parse_keys
 
 DEFAULT_PARALLEL = 8
 #: argparse destinations that only mean something with --inventory.
-FLEET_ONLY = ("limit", "shard", "parallel", "host_timeout", "summary", "retry_failed")
+FLEET_ONLY = ("limit", "shard", "parallel", "workers", "host_timeout", "summary", "retry_failed")
 
 
 def add_fleet_options(
@@ -67,6 +67,12 @@ def add_fleet_options(
         type=count(maximum=1024),
         metavar="N",
         help=f"hosts at once (default {DEFAULT_PARALLEL})",
+    )
+    group.add_argument(
+        "--workers",
+        type=count(maximum=256),
+        metavar="N",
+        help="processes to share the hosts (default one per core; 1: this process only)",
     )
     group.add_argument(
         "--host-timeout",
@@ -142,6 +148,7 @@ def run_fleet(
             hosts,
             job,
             parallel=args.parallel or DEFAULT_PARALLEL,
+            workers=args.workers,  # None: one per core
             host_timeout=args.host_timeout,
             progress=make_progress(args.progress, out),
             root=args.root,
