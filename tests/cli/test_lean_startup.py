@@ -98,3 +98,50 @@ def test_the_packages_still_load_when_a_command_uses_them() -> None:
     before, after, data = json.loads(proc.stdout)
     assert (before, after) == ([], ["paramiko", "yaml"])
     assert data == "{'hosts': {'web1': {'port': 7}}}"
+
+
+#: What an ipmi:// capture must not load (it needs pyghmi and cryptography, nothing else heavy).
+NOT_FOR_SOL = ("rich", "paramiko", "yaml", "pyte", "aiohttp", "nacl", "bcrypt")
+
+
+def test_an_ipmi_capture_loads_only_what_sol_needs(tmp_path: Path) -> None:
+    """``solcap capture ipmi://…`` of the virtual BMC (its own process, a real pty behind it)
+    for a second: pyghmi and cryptography load (so this really was an IPMI capture), none of
+    rich, paramiko, PyYAML, pyte, aiohttp; the recording holds exactly what the host wrote."""
+    from tests.ipmi.conftest import PASSWORD, USER
+
+    master, slave = os.openpty()
+    env = dict(os.environ, IPMI_PASSWORD=PASSWORD)
+    bmc = subprocess.Popen(
+        [sys.executable, "-m", "solcap.sim.bmc", os.ttyname(slave)],
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=TOP,
+    )
+    try:
+        assert bmc.stdout is not None
+        line = bmc.stdout.readline().decode()
+        assert line.startswith("port="), line
+        sent = b"lean-capture: the host's boot log\r\n" * 20
+        os.write(master, sent)  # kept by the BMC until a console attaches
+        url = f"ipmi://{USER}@127.0.0.1:{int(line.split('=')[1])}"
+        heavy = ",".join((*NOT_FOR_SOL, "pyghmi", "cryptography"))
+        argv = ["capture", url, "--for", "1", "--root", str(tmp_path / "rec")]
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE, heavy, *argv],
+            capture_output=True,
+            text=True,
+            timeout=50,
+            cwd=TOP,
+            env=env,
+        )
+    finally:
+        bmc.terminate()
+        bmc.wait(timeout=10)
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.splitlines()[-1])
+    assert got == {"code": 0, "loaded": ["cryptography", "pyghmi"]}
+    (raw,) = (tmp_path / "rec").rglob("console.raw")
+    assert raw.read_bytes() == sent
