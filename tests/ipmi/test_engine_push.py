@@ -16,7 +16,7 @@ from solcap.errors import ConsoleClosed
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
 from solcap.transports.ipmi.engine import shared_engine
 from tests.ipmi.conftest import PASSWORD, USER, PtyPair
-from tests.ipmi.test_ipmi_sim import Sim, ipmi_sim  # noqa: F401 (fixture)
+from tests.ipmi.ipmisim import IpmiSim as Sim
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,12 +50,12 @@ def test_the_recording_is_fed_in_the_engine_thread(
     assert summary.sha256 == hashlib.sha256(data).hexdigest()
 
 
-def test_bytes_that_came_before_the_console_are_pushed_first(ipmi_sim: Sim) -> None:  # noqa: F811
+def test_bytes_that_came_before_the_console_are_pushed_first(ipmi_sim: Sim) -> None:
     """Bytes buffered between activation and push_to go out first, then the pushed ones."""
     first, second = b"before-the-console|", bytes(range(256)) * 16
     got = bytearray()
     with IpmiSolTransport(ipmi_sim.target(), PASSWORD, engine=True) as tr:
-        ipmi_sim.serial.sendall(first)
+        assert ipmi_sim.send(first)
         while len(tr._buf) < len(first):  # buffered by the transport, nobody pushed to yet
             assert tr.read(0, 0.05) == b""
         done = threading.Event()
@@ -66,7 +66,7 @@ def test_bytes_that_came_before_the_console_are_pushed_first(ipmi_sim: Sim) -> N
                 done.set()
 
         assert tr.push_to(receiver)
-        ipmi_sim.serial.sendall(second)
+        assert ipmi_sim.send(second)
         assert done.wait(20)
         assert tr.read(100, 0.05) == b""  # read carries no data once pushed
     assert bytes(got) == first + second
