@@ -1,4 +1,5 @@
-"""Password sources: env var, a 0600 file (others refused), a prompt only on a terminal."""
+"""Password sources: env var, a 0600 file (others refused). The prompt on a terminal is
+tested on a real pty: tests/ipmi/test_password_prompt_pty.py."""
 
 from __future__ import annotations
 
@@ -50,20 +51,6 @@ def test_group_or_world_readable_file_is_refused(tmp_path: Path, mode: int) -> N
     os.chmod(path, mode)
     with pytest.raises(UsageError, match="chmod 600"):
         read_secret_file(str(path))
-
-
-def test_prompt_only_on_a_terminal() -> None:
-    asked: list[str] = []
-
-    def fake_getpass(prompt: str) -> str:
-        asked.append(prompt)
-        return "typed"
-
-    on_tty = PasswordSource(env={}, isatty=lambda: True, getpass_fn=fake_getpass)
-    assert on_tty.get("IPMI password") == "typed" and asked == ["IPMI password: "]
-    no_tty = PasswordSource(env={}, isatty=lambda: False, getpass_fn=fake_getpass)
-    with pytest.raises(UsageError, match="IPMI_PASSWORD"):
-        no_tty.get()
 
 
 def test_kg_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
