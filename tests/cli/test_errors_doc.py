@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from solcap import cli, limits
+from solcap.commands import demo as demo_command
 from solcap.errors import ExitStatus
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
@@ -48,7 +49,7 @@ def test_a_bug_is_one_line_exit_1(
     def broken(args: object, out: object) -> int:
         raise KeyError("oops")
 
-    monkeypatch.setattr(cli, "cmd_demo", broken)
+    monkeypatch.setattr(demo_command, "cmd_demo", broken)
     status = cli.main(["demo"])
     err = capsys.readouterr().err
     assert status == ExitStatus.FAILURE
