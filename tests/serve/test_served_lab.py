@@ -114,6 +114,41 @@ def test_a_harvest_of_a_served_host_goes_through_the_server_into_both_logs(
     assert [e["event"] for e in log].count("detach") == 1
 
 
+@pytest.mark.slow
+def test_a_runbook_run_on_a_served_host_goes_through_the_server(
+    lab: Lab, serve, tmp_path: Path
+) -> None:
+    server = serve(lab.inventory)
+    wait_for(lambda: server.status()["node001"]["state"] == "up", 60, "node001 held")
+    dumps_before = len(lab.host_state("node001").get("dumps", []))
+    root = tmp_path / "runs"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "solcap.cli", "run", "harvest-debug-keys"),
+            *("--inventory", str(lab.inventory), "--limit", "node001", "--root", str(root)),
+            *("--var", "keys=h", "--var", "quiet=0.5"),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, SOLCAP_SERVE_DIR=str(server.control)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=150,
+    )
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    (rec,) = [p.parent for p in (root / "node001").rglob("console.raw")]
+    meta = json.loads((rec / "meta.json").read_text())
+    assert meta["via"] == "solcap serve" and meta["outcome"] == "ok"
+    ran = (rec / "console.raw").read_bytes()
+    sent = sent_by_key(lab.host_state("node001")["dumps"][dumps_before:])
+    (seg,) = [e for e in events(rec) if e["event"] == "segment" and e["name"] == "h"]
+    assert seg["complete"]
+    assert_sent_for_key(sent, "h", seg["sha256"], "node001")
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 143
+    logged = raw_of(server.root, "node001")
+    assert logged[meta["serve_offset"] : meta["serve_offset"] + len(ran)] == ran
+
+
 def test_sigterm_gives_the_sol_payload_back_for_a_direct_client(lab: Lab, serve) -> None:
     server = serve(lab.inventory)
     wait_for(lambda: server.status()["node001"]["state"] == "up", 60, "node001 held")
