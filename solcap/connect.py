@@ -135,6 +135,8 @@ class ConsoleSpec:
         ``$IPMI_PASSWORD``, which beats a prompt (when ``prompt`` and on a terminal)."""
         if not target.strip():
             raise UsageError("empty console target: expected a device path or scheme://…")
+        if "\0" in target:
+            raise UsageError(f"{target!r}: a NUL byte is not allowed in a console target")
         settings = LineSettings.parse(line) if isinstance(line, str) else line
         scheme, _rest = split_scheme(target)
         if steal and scheme != "ipmi":

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from solcap.credentials import SecretRef as SecretRef  # re-exported: its old home
 from solcap.docload import Doc, Key, LocatedConfigError, Pos, kind_of, load_file
 from solcap.errors import ConfigError, UsageError
-from solcap.limits import MAX_HOSTS, read_text
+from solcap.limits import MAX_HOSTS, MAX_LINE, read_text
 from solcap.transports.serialport import LineSettings
 from solcap.triggers import TriggerSpec, parse_triggers
 
@@ -738,6 +738,8 @@ def _ansible_ini(path: str, source: str) -> dict[str, _AGroup]:
                 _Where(path, Pos(number, col), f"{section}.{key}"),
             )
             continue
+        if len(line) > MAX_LINE:  # shlex slows to a crawl on a multi-megabyte line
+            raise where.error(f"line is longer than the limit of {MAX_LINE} characters")
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError as exc:

@@ -45,6 +45,8 @@ FILE_CAPS: Final = {
 MAX_DEPTH: Final = 64
 #: The most hosts one inventory may name (host ranges included).
 MAX_HOSTS: Final = 100_000
+#: The longest line an INI inventory may have (a real host line is a few hundred bytes).
+MAX_LINE: Final = 64 << 10
 #: The largest port number there is; 0 is never a port anyone listens on.
 MAX_PORT: Final = 65535
 

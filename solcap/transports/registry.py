@@ -218,6 +218,8 @@ def open_transport(
         options = dataclasses.replace(options, line=line)
     if not target.strip():
         raise UsageError("empty console target: expected a device path or scheme://…")
+    if "\0" in target:
+        raise UsageError(f"{target!r}: a NUL byte is not allowed in a console target")
     scheme, _rest = split_scheme(target)
     if target.startswith("exec:"):  # exec:CMD, a command line rather than an address
         scheme = "exec"
@@ -239,6 +241,8 @@ def check_target(target: str) -> None:
     """
     if not target.strip():
         raise UsageError("empty console target: expected a device path or scheme://…")
+    if "\0" in target:
+        raise UsageError(f"{target!r}: a NUL byte is not allowed in a console target")
     if target.startswith("exec:"):
         return
     scheme, rest = split_scheme(target)

@@ -107,7 +107,7 @@ class Catalog:
             )
             if isinstance(loaded, dict):
                 meta = loaded
-        except (ValueError, SolcapError):
+        except (ValueError, RecursionError, SolcapError):
             meta = {}
         return Entry(host, name, path, meta, size)
 
@@ -131,7 +131,7 @@ def events(entry: Entry) -> tuple[list[dict[str, Any]], bool]:
     for line in data.splitlines():
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
             continue  # a line cut by a kill mid-write: the rest are still worth showing
         if isinstance(item, dict):
             if len(found) >= MAX_EVENTS:
