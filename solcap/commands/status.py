@@ -3,8 +3,9 @@ for monitoring.
 
 One line per inventory host: state (``up``, ``connecting``, ``down``, ``busy``, or
 ``unserved`` when no running server holds it), since when, bytes received, age of the last
-output, attached clients. Exit status, for Nagios-style checks: 0 every console up, 4 some not
-up, 3 none up (or no server at all).
+output, attached clients; with ``--shard i/N`` servers, each host's owning shard (and, for a
+host whose owner does not run here, which shard that is). Exit status, for Nagios-style
+checks: 0 every console up, 4 some not up, 3 none up (or no server at all).
 """
 
 from __future__ import annotations
@@ -39,19 +40,16 @@ def _age(now: float, then: float | None) -> str:
 
 
 def collect(inventory: str, control_dir: Path | None) -> list[dict[str, Any]]:
-    """Every inventory host with its state from whichever server holds it."""
-    import os
-
+    """Every inventory host with its state from whichever server holds it, and its
+    ``owner``: the shard (``i/N``) the shard map gives it, when servers run with ``--shard``."""
     from solcap.inventory import load_inventory
-    from solcap.serve import paths
     from solcap.serve.client import request_status
+    from solcap.serve.shards import shard_map
 
     names = load_inventory(inventory).names()
-    real = os.path.realpath(inventory)
+    shards = shard_map(inventory, control_dir)
     seen: dict[str, dict[str, Any]] = {}
-    for found in paths.announcements(control_dir):
-        if found.inventory != real:
-            continue
+    for found in shards.servers:
         try:
             reply = request_status(found.socket)
         except SolcapError:
@@ -62,7 +60,11 @@ def collect(inventory: str, control_dir: Path | None) -> list[dict[str, Any]]:
             seen[host["host"]] = host
     rows = []
     for name in names:
-        rows.append(seen.get(name) or {"host": name, "state": "unserved", "clients": []})
+        row = seen.get(name) or {"host": name, "state": "unserved", "clients": []}
+        row["owner"] = shards.owner(name)
+        if row["state"] == "unserved" and row["owner"] is not None:
+            row["detail"] = f"its shard {row['owner']} has no server running here"
+        rows.append(row)
     return rows
 
 

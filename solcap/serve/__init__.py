@@ -14,9 +14,10 @@ field runs one process that holds every console and that everything else goes th
 ``protocol``   the frames spoken on the control socket (docs/serve.md).
 ``control``    the control socket: owner-only, peer credentials, one thread per client.
 ``paths``      where control sockets live and how a client finds the server holding a host.
+``shards``     the shard map: which ``--shard i/N`` server owns a host, from the inventory.
 ``client``     status, attach, and a :class:`~solcap.transports.base.Transport` through the
                server, so harvest/run/capture never open a second SOL session.
 
 Imports flow: protocol/paths/screen/rotation → holder → control → server; client needs only
-protocol and paths.
+protocol, paths and shards.
 """

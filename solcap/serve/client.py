@@ -320,15 +320,19 @@ def find_serving(
 ) -> ServedHost | None:
     """The running server that holds a console, or None (then open it yourself).
 
-    ``host`` with ``inventory``: a server of that same inventory (its real path) whose
-    announcement lists ``host`` — with ``--shard i/N`` servers, the one owning the host's
-    shard. ``target``: a server one of whose hosts has that console (BMC URL, serial device),
-    matched by address, not spelling. Never in the server process itself.
+    ``host`` with ``inventory``: a server of that same inventory (its real path) that holds
+    ``host`` — with ``--shard i/N`` servers, the owner of the host's shard, found from the
+    shard map (:mod:`solcap.serve.shards`); when that owner does not run here but other
+    shards do, ConnectError names the shard instead of letting the command open the console
+    behind its owner's back. ``target``: a server one of whose hosts has that console (BMC
+    URL, serial device), matched by address, not spelling. Never in the server process itself.
     """
     if _IN_SERVER.is_set():
         return None
     if host is not None and inventory is not None:
-        found = paths.find_server(host, inventory=inventory, directory=directory)
+        from solcap.serve.shards import shard_map
+
+        found = shard_map(inventory, directory).holder(host)
         return ServedHost(found, host) if found is not None else None
     if target is not None:
         wanted = _target_key(target)

@@ -7,9 +7,9 @@ it is created 0700 (0750 with a group) and refused if another user owns it or ca
 so nobody can plant a socket a client would then trust with keystrokes.
 
 A client looking for host H reads the announcements of live servers (the pid is checked) and
-takes the one that holds H — with ``--shard i/N`` servers that is the owner of H's shard, as
-conserver redirects a client to a console's master. No server: None, and the command opens the
-console itself, exactly as without ``serve``.
+takes the one that holds H — with ``--shard i/N`` servers that is the owner of H's shard
+(:mod:`solcap.serve.shards`), as conserver redirects a client to a console's master. No
+server: None, and the command opens the console itself, exactly as without ``serve``.
 """
 
 from __future__ import annotations
@@ -137,15 +137,3 @@ def announcements(directory: Path | None = None) -> list[Announcement]:
         if _alive(item.pid) and item.socket.exists():
             found.append(item)
     return found
-
-
-def find_server(
-    host: str, *, inventory: str | None = None, directory: Path | None = None
-) -> Announcement | None:
-    """The live server holding ``host``; with ``inventory``, only a server of that inventory
-    (a host of the same name in someone else's inventory is another machine)."""
-    candidates = [a for a in announcements(directory) if host in a.hosts]
-    if inventory is not None:
-        real = os.path.realpath(inventory)
-        candidates = [a for a in candidates if a.inventory == real]
-    return candidates[0] if candidates else None

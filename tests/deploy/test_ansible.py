@@ -276,7 +276,7 @@ def test_serve_md_playbook_deploys_one_shard_server_per_host_and_status_finds_ev
         sockets: dict[str, set[str]] = {}
         for name, row in rows.items():
             assert row["state"] == "up"
-            assert row["shard"] == f"{shard_of(name, len(RUNNERS))}/{len(RUNNERS)}"
+            assert row["shard"] == row["owner"] == f"{shard_of(name, len(RUNNERS))}/{len(RUNNERS)}"
             sockets.setdefault(row["shard"], set()).add(row["server"])
         assert len(sockets) == len(RUNNERS) and all(len(s) == 1 for s in sockets.values())
         for index, runner in enumerate(RUNNERS):
