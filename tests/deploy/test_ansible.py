@@ -45,7 +45,7 @@ from tests.keyed import assert_sent_for_key, sent_by_key
 from tests.peers import need
 from tests.serve.conftest import wait_for
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)  # ansible and a lab on a loaded 2-core machine
 
 RUNNERS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 HOSTS = 5  # node001..node005: shards 1, 0, 0, 0, 2 of 3
@@ -118,7 +118,7 @@ def ansible_playbook(
     )
     argv = [binary, "-i", str(inventory), str(book), "-e", f"@{extra_file}", "-e", f"@{vault}"]
     return subprocess.run(
-        argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=240, check=False
+        argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=420, check=False
     )
 
 
@@ -246,7 +246,7 @@ def test_serve_md_playbook_deploys_one_shard_server_per_host_and_status_finds_ev
             servers.append(start_unit(service, runtime, tmp_path / f"serve-{index}.err"))
         for index, server in enumerate(servers):
             assert server.stdout is not None
-            ready, _, _ = select.select([server.stdout], [], [], 60)
+            ready, _, _ = select.select([server.stdout], [], [], 120)
             err = (tmp_path / f"serve-{index}.err").read_text()
             assert ready, f"server {index} not ready: {err}"
             assert server.stdout.readline().startswith(b"ready "), err
@@ -270,7 +270,7 @@ def test_serve_md_playbook_deploys_one_shard_server_per_host_and_status_finds_ev
             doc: dict[str, Any] = json.loads(out.getvalue())
             return doc if code == 0 else None
 
-        doc = wait_for(all_up, 90, "every lab host up at its shard's server")
+        doc = wait_for(all_up, 180, "every lab host up at its shard's server")
         rows = {row["host"]: row for row in doc["hosts"]}
         assert sorted(rows) == sorted(names)
         sockets: dict[str, set[str]] = {}
