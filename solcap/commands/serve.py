@@ -97,7 +97,7 @@ def _shard(text: str) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from solcap.serve.client import mark_server_process
+    from solcap.serve.client import mark_server_process, unmark_server_process
     from solcap.serve.holder import Backoff
     from solcap.serve.metrics import parse_listen
     from solcap.serve.rotation import RotationPolicy
@@ -105,13 +105,6 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.backoff_base > args.backoff_max:
         raise UsageError("--backoff-base must not exceed --backoff-max")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("solcap serve: %(message)s"))
-    logger = logging.getLogger("solcap.serve")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    mark_server_process()
     options = ServeOptions(
         inventory=args.inventory,
         root=args.root,
@@ -143,9 +136,20 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
                 web_options.start_web(args, args.web, args.root, out, control=server.socket_path)
             )
 
+    # Set up only once every check has passed: a refused start (exit 2, e.g. a test calling
+    # main() in-process) must leave neither a log handler nor the server mark behind, or the
+    # same process's later commands would skip every server (find_serving answers None).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("solcap serve: %(message)s"))
+    logger = logging.getLogger("solcap.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    mark_server_process()
     try:
         return server.run(ready=ready)
     finally:
+        unmark_server_process()
         for running in web:
             running.stop()
         logger.removeHandler(handler)

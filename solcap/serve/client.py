@@ -40,6 +40,11 @@ def mark_server_process() -> None:
     _IN_SERVER.set()
 
 
+def unmark_server_process() -> None:
+    """The server has stopped: this process may be a client again."""
+    _IN_SERVER.clear()
+
+
 def _connect(path: Path, timeout: float = 10.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
