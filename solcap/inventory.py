@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from solcap.access import AccessSpec, parse_access
 from solcap.credentials import SecretRef as SecretRef  # re-exported: its old home
 from solcap.docload import Doc, Key, LocatedConfigError, Pos, kind_of, load_file
 from solcap.errors import ConfigError, UsageError
@@ -85,7 +86,7 @@ _SECRET_HINT = (
 _SHARED = frozenset(
     {"bmc_user", "password", "kg", "cipher", "line", "ssh_user", "ssh_key", "known_hosts"}
     | {"profile", "labels", "vars"}
-    | {"via", "console_server", "on"}
+    | {"via", "console_server", "on", "access"}
 )
 _HOST_FIELDS = _SHARED | {"bmc", "serial", "ssh", "groups", "console", "console_name"}
 _GROUP_FIELDS = _SHARED | {"hosts"}
@@ -150,6 +151,9 @@ class Host:
     vars: Mapping[str, Scalar] = field(default_factory=dict)
     #: ``on:`` triggers for ``solcap serve`` (the most specific layer that sets ``on`` wins).
     triggers: tuple[TriggerSpec, ...] = ()
+    #: ``access:`` for ``solcap serve``: who may write and who may watch (None: the server's
+    #: ``--group``/``--spy-group``).
+    access: AccessSpec | None = None
 
     @property
     def bmc_url(self) -> str | None:
@@ -453,6 +457,8 @@ def _layer(doc: Doc, key: Key, data: Any, allowed: frozenset[str], label: str) -
             layer.values[name] = parse_vars(value, where, doc, (*key, name))
         elif name == "on":
             layer.values[name] = parse_triggers(value, doc, (*key, name), where.field)
+        elif name == "access":
+            layer.values[name] = parse_access(value, doc, (*key, name), where.field)
         elif name in ("groups", "hosts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise where.error("expected a list of names")
@@ -536,6 +542,7 @@ def _build_host(
         groups=groups,
         vars=variables,
         triggers=merged.get("on", ()),
+        access=merged.get("access"),
     )
 
 

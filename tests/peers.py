@@ -37,6 +37,7 @@ PACKAGES = {
     "systemd-analyze": "systemd",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    "useradd": "passwd",  # tests/serve/test_access.py makes real second Unix users
 }
 
 # Where Debian puts administrator programs that a non-root PATH often lacks.

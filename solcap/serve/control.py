@@ -2,9 +2,12 @@
 
 The socket is 0600 in a 0700 directory (0660/0750 with ``--group``): file modes are the first
 gate. The second is the peer's credentials (``SO_PEERCRED``), checked on every connection:
-our own uid may do anything; members of ``--group`` may attach read-write; members of
-``--spy-group`` may only watch (their attach is always a spy, their input is refused). Every
-attach, force and write is an event in the host's log with the peer's uid.
+our own uid and root may do anything; a host whose inventory entry says ``access:``
+(:mod:`solcap.access`) lets its ``write`` users/groups attach read-write and its ``read``
+ones only watch, and nobody else; any other host lets members of ``--group`` attach
+read-write and members of ``--spy-group`` only watch (their attach is always a spy, their
+input is refused). Every attach, force and write is an event in the host's log with the
+peer's uid.
 
 One thread per connection reads frames; one more sends the client's queue, so a slow
 reader never blocks the console (it is dropped when it falls :data:`CLIENT_QUEUE_MAX` behind).
@@ -16,7 +19,6 @@ import contextlib
 import grp
 import logging
 import os
-import pwd
 import socket
 import struct
 import threading
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from solcap.access import Right, peer_groups
 from solcap.errors import ConsoleBusy, SolcapError
 from solcap.serve import protocol
 from solcap.serve.holder import Client, ConsoleHolder
@@ -39,24 +42,16 @@ class Owner(Protocol):
 
     def status_json(self) -> dict[str, Any]: ...
 
+    def grants(self, uid: int, groups: frozenset[int]) -> bool:
+        """Whether some held host's ``access:`` lets this peer in at all."""
+        ...
+
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the process at the other end of a Unix socket."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
     pid, uid, gid = _CRED.unpack(raw)
     return pid, uid, gid
-
-
-def _in_group(uid: int, gid: int, group: int | None) -> bool:
-    if group is None:
-        return False
-    if gid == group:
-        return True
-    try:
-        name = pwd.getpwuid(uid).pw_name
-        return group in os.getgrouplist(name, gid)
-    except KeyError:
-        return False
 
 
 def group_id(name: str) -> int:
@@ -126,14 +121,28 @@ class ControlServer:
                 target=self._serve, args=(conn,), name="solcap-serve-conn", daemon=True
             ).start()
 
-    def _access(self, conn: socket.socket) -> tuple[int, str | None]:
-        """(uid, None) for read-write, (uid, "spy") for watch-only; raises for nobody."""
+    def _access(self, conn: socket.socket) -> tuple[int, frozenset[int], Right]:
+        """The peer's uid and groups (from ``SO_PEERCRED``) and its server-wide right:
+        ``write`` for our own user, root and ``--group``, ``read`` for ``--spy-group``,
+        ``none`` otherwise (a host's ``access:`` may still grant it that host)."""
         _pid, uid, gid = peer_credentials(conn)
-        if uid in (os.geteuid(), 0) or _in_group(uid, gid, self.group):
-            return uid, None
-        if _in_group(uid, gid, self.spy_group):
-            return uid, "spy"
-        raise PermissionError(f"uid {uid} may not use this console server")
+        if uid in (os.geteuid(), 0):
+            return uid, frozenset({gid}), "write"
+        groups = peer_groups(uid, gid)
+        if self.group is not None and self.group in groups:
+            return uid, groups, "write"
+        if self.spy_group is not None and self.spy_group in groups:
+            return uid, groups, "read"
+        return uid, groups, "none"
+
+    def _host_right(
+        self, holder: ConsoleHolder, uid: int, groups: frozenset[int], server: Right
+    ) -> Right:
+        """A host's ``access:`` decides for it (our own user and root always write)."""
+        access = holder.host.access
+        if access is None or uid in (os.geteuid(), 0):
+            return server
+        return access.right(uid, groups)
 
     def _serve(self, conn: socket.socket) -> None:
         with self._lock:
@@ -149,11 +158,7 @@ class ControlServer:
                 conn.close()
 
     def _converse(self, conn: socket.socket) -> None:
-        try:
-            uid, limit = self._access(conn)
-        except PermissionError as exc:
-            conn.sendall(protocol.json_frame({"ok": False, "error": str(exc), "kind": "access"}))
-            return
+        uid, groups, server_right = self._access(conn)
         first = protocol.read_frame(conn)
         if first is None:
             return
@@ -163,6 +168,9 @@ class ControlServer:
         request = protocol.decode_json(payload)
         op = request.get("op")
         if op == "status":
+            if server_right == "none" and not self.owner.grants(uid, groups):
+                conn.sendall(_refused(f"uid {uid} may not use this console server"))
+                return
             conn.sendall(protocol.json_frame({"ok": True, **self.owner.status_json()}))
             return
         if op != "attach":
@@ -174,7 +182,11 @@ class ControlServer:
             error = {"ok": False, "error": f"{name}: not held by this server", "kind": "usage"}
             conn.sendall(protocol.json_frame(error))
             return
-        mode = "spy" if limit == "spy" else str(request.get("mode", "auto"))
+        right = self._host_right(holder, uid, groups, server_right)
+        if right == "none":
+            conn.sendall(_refused(f"{name}: uid {uid} may not attach to this console"))
+            return
+        mode = "spy" if right == "read" else str(request.get("mode", "auto"))
         who = f"{request.get('who') or 'client'} (uid {uid})"
         try:
             client, offset, snapshot, notice = holder.attach(who, uid, mode)
@@ -226,6 +238,10 @@ class ControlServer:
                 request = protocol.decode_json(payload)
                 if request.get("op") == "break":
                     holder.send_break(client)
+
+
+def _refused(text: str) -> bytes:
+    return protocol.json_frame({"ok": False, "error": text, "kind": "access"})
 
 
 def _text_notice(text: str) -> bytes:

@@ -258,6 +258,11 @@ class Server:
         with self._lock:
             return self._holders.get(name)
 
+    def grants(self, uid: int, groups: frozenset[int]) -> bool:
+        with self._lock:
+            hosts = list(self._hosts.values())
+        return any(h.access is not None and h.access.right(uid, groups) != "none" for h in hosts)
+
     def status_json(self) -> dict[str, Any]:
         with self._lock:
             holders = list(self._holders.values())
