@@ -11,8 +11,9 @@ change that breaks it fails here. Only paths and the ``solcap`` command are over
   host sent; the password never shows in Ansible's output.
 - docs/serve.md ``solcap-serve.yml``: each runner's unit passes ``systemd-analyze verify``;
   each unit's ``ExecStart``, started with the unit's environment, is a server holding exactly
-  its shard, so ``solcap status`` finds every host up and each at the server of its shard; a
-  second run of the playbook changes nothing.
+  its shard, so ``solcap status`` finds every host up and each at the server of its shard, and
+  a harvest of the whole inventory goes through each host's owner (byte-exact, and in the
+  owner's continuous log); a second run of the playbook changes nothing.
 """
 
 from __future__ import annotations
@@ -282,6 +283,32 @@ def test_serve_md_playbook_deploys_one_shard_server_per_host_and_status_finds_ev
         for index, runner in enumerate(RUNNERS):
             held = sorted(p.name for p in (tmp_path / "servers" / runner / "log").iterdir())
             assert held == shards_of(names)[index]  # each logs its shard, and only it
+
+        # A harvest of the whole inventory goes through each host's owner: every host ok (no
+        # busy payload), byte-exact, and the dump is in the owner's continuous log too.
+        summary_path = tmp_path / "harvest-summary.json"
+        harvest = ["harvest", "--inventory", str(etc / "hosts.yaml"), "--keys", "h"]
+        harvest += ["--root", str(tmp_path / "harvests"), "--summary", str(summary_path)]
+        harvest += ["--progress", "none"]
+        done = subprocess.run(
+            [SOLCAP, *harvest],
+            env=dict(os.environ, SOLCAP_SERVE_DIR=str(control)),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        for entry in json.loads(summary_path.read_text())["hosts"]:
+            assert entry["outcome"] == "ok", entry
+            (segment,) = entry["segments"]
+            dump = (Path(entry["recording"]) / segment["file"]).read_bytes()
+            sent = sent_by_key(lab.lab.host_state(entry["host"])["dumps"])
+            assert_sent_for_key(sent, "h", hashlib.sha256(dump).hexdigest(), entry["host"])
+            runner = RUNNERS[shard_of(entry["host"], len(RUNNERS))]
+            log = tmp_path / "servers" / runner / "log" / entry["host"]
+            continuous = b"".join(p.read_bytes() for p in sorted(log.glob("*/console.raw")))
+            assert dump in continuous
     finally:
         for server in servers:
             server.send_signal(signal.SIGTERM)
