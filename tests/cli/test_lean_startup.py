@@ -106,8 +106,9 @@ NOT_FOR_SOL = ("rich", "paramiko", "yaml", "pyte", "aiohttp", "nacl", "bcrypt")
 
 def test_an_ipmi_capture_loads_only_what_sol_needs(tmp_path: Path) -> None:
     """``solcap capture ipmi://…`` of the virtual BMC (its own process, a real pty behind it)
-    for a second: pyghmi and cryptography load (so this really was an IPMI capture), none of
-    rich, paramiko, PyYAML, pyte, aiohttp; the recording holds exactly what the host wrote."""
+    until the host's last line: pyghmi and cryptography load (so this really was an IPMI
+    capture), none of rich, paramiko, PyYAML, pyte, aiohttp; the recording holds exactly what
+    the host wrote."""
     from tests.ipmi.conftest import PASSWORD, USER
 
     master, slave = os.openpty()
@@ -122,11 +123,13 @@ def test_an_ipmi_capture_loads_only_what_sol_needs(tmp_path: Path) -> None:
         assert bmc.stdout is not None
         line = bmc.stdout.readline().decode()
         assert line.startswith("port="), line
-        sent = b"lean-capture: the host's boot log\r\n" * 20
+        sent = b"lean-capture: the host's boot log\r\n" * 20 + b"lean-capture-end"
         os.write(master, sent)  # kept by the BMC until a console attaches
         url = f"ipmi://{USER}@127.0.0.1:{int(line.split('=')[1])}"
         heavy = ",".join((*NOT_FOR_SOL, "pyghmi", "cryptography"))
-        argv = ["capture", url, "--for", "1", "--root", str(tmp_path / "rec")]
+        # Until the last bytes are seen (a login under load can take most of a fixed time).
+        argv = ["capture", url, "--until", "lean-capture-end", "--for", "30"]
+        argv += ["--root", str(tmp_path / "rec")]
         proc = subprocess.run(
             [sys.executable, "-c", _PROBE, heavy, *argv],
             capture_output=True,
