@@ -300,9 +300,12 @@ class ServedHost:
 def _target_key(target: str) -> tuple[str, ...]:
     """What makes two console targets the same console: scheme, user, address and port of a
     URL (not its options, e.g. ``?cipher=17``); the real path of a device."""
-    if "://" not in target:
-        return ("path", os.path.realpath(target))
-    parts = urllib.parse.urlsplit(target)
+    try:  # a malformed target (NUL byte, unclosed "[") is no served console; the opener refuses it
+        if "://" not in target:
+            return ("path", os.path.realpath(target))
+        parts = urllib.parse.urlsplit(target)
+    except ValueError:
+        return ("unusable", target)
     try:
         port = str(parts.port or "")
     except ValueError:

@@ -291,3 +291,22 @@ def test_oneshot_options_are_checked_before_the_console(
     console = f"socket://127.0.0.1:{peers.tcp.getsockname()[1]}"
     argv = ["grub", "apply", console, "--profile", PROFILE, "--oneshot", "--write"]
     refused([*argv, *[a.format(bmc=peers.bmc) for a in extra]], field)
+
+
+# ------------------------------------------------------------------------ found by the fuzz suite
+
+
+@pytest.mark.parametrize(
+    "target", ["ssh://admin@[::1:9", "\x00", "/dev/tty\x00S0", "ipmi://a@[::1"]
+)
+@pytest.mark.parametrize(
+    "command",
+    [["console"], ["capture", "--for", "1"], ["harvest", "--keys", "h"]],
+    ids=lambda c: c[0],
+)
+def test_a_malformed_target_is_one_line_before_looking_for_a_served_console(
+    command: list[str], target: str, refused: Refuse
+) -> None:
+    # Looking for a solcap serve holding the console parsed the target first and raised
+    # ValueError (exit 1) on an unclosed "[" or a NUL byte.
+    refused([command[0], target, *command[1:]], "solcap: error: ")

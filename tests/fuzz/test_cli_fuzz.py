@@ -3,7 +3,9 @@
 Each example builds a command line from the sub-command's own options, with values drawn from
 hostile sets (NaN, infinities, negatives, absurd sizes, control bytes, unclosed IPv6 brackets,
 port 0, …) and from real files damaged by hypothesis (shipped runbooks and profiles, inventories,
-password files, recordings with a broken meta.json), then sometimes mutates one token. It runs
+password files, recordings with a broken meta.json: the damage comes from tests/damage.py, which
+the malformed-file tests share), then sometimes mutates one token. ``grub apply --oneshot`` is
+fuzzed in its own shape (a console target, ``--write``, ``--power-cycle``, ``--bmc``). It runs
 ``solcap.cli.main`` in-process and asserts what docs/errors.md promises:
 
 * the exit status is one of the documented ones (never 1, which means a bug in solcap);
@@ -16,8 +18,8 @@ password files, recordings with a broken meta.json), then sometimes mutates one 
   (``meta.json`` written).
 
 Bounded and repeatable: ``derandomize=True`` (the same examples on every run, so CI never
-flakes on a new one) and ``max_examples`` chosen to keep the module to a couple of minutes on
-two cores. Never any traffic off this machine: hosts are loopback literals, names under the
+flakes on a new one), 100 examples per sub-command, well under a minute for the module
+on two cores. Never any traffic off this machine: hosts are loopback literals, names under the
 reserved ``.invalid`` domain or garbage; ports are one this test holds bound and closed (so a
 connection is refused at once, and no other test's server can be reached); and a guard around
 ``socket`` fails the example if anything connects or sends to an address outside 127.0.0.0/8
@@ -52,6 +54,7 @@ from solcap import demo as demo_module
 from solcap import lab as lab_module
 from solcap.cli import main
 from solcap.errors import ExitStatus
+from tests.damage import ENDLESS, damaged_bytes, meta_json
 
 pytestmark = pytest.mark.timeout(600)
 TOP = Path(__file__).resolve().parents[2]
@@ -275,47 +278,6 @@ hosts:
     line: "38400,8n1"
 """
 INI = "[all]\nnode[1:3] solcap_serial=/dev/does-not-exist-solcap\n"
-HOSTILE_LINES = st.sampled_from(
-    [
-        '"',
-        "[",
-        "{",
-        "- - -",
-        "&a *a",
-        "!!python/object:os.system",
-        "1e999",
-        "x" * 300,
-        "node[1:5:0]",
-        "node[1:99999999]",
-        "a = " + "[" * 3000,
-        "�",
-        "ø\u202e",
-        "\t",
-    ]
-)
-
-
-@st.composite
-def damaged(draw: st.DrawFn, text: str) -> str:
-    lines = text.splitlines()
-    for _ in range(draw(st.integers(0, 3))):
-        if not lines:
-            break
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["delete", "duplicate", "value", "insert", "cut"]))
-        if op == "delete":
-            del lines[i]
-        elif op == "duplicate":
-            lines.insert(i, lines[i])
-        elif op == "value":
-            head, sep, _ = lines[i].partition("=" if "=" in lines[i] else ":")
-            lines[i] = head + (sep or ":") + " " + draw(HOSTILE_LINES)
-        elif op == "insert":
-            lines.insert(i, draw(HOSTILE_LINES))
-        else:
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-            lines = lines[: i + 1]
-    return "\n".join(lines) + "\n"
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> str:
@@ -324,27 +286,34 @@ def _write(path: Path, text: str, mode: int = 0o600) -> str:
     return str(path)
 
 
+def _write_bytes(path: Path, data: bytes, mode: int = 0o600) -> str:
+    path.write_bytes(data)
+    path.chmod(mode)
+    return str(path)
+
+
 @st.composite
 def file_arg(draw: st.DrawFn, kind: str, work: Path, closed: int) -> str:
     """A path to a file of ``kind``: damaged real content, or an odd path."""
-    odd = draw(st.sampled_from(["", "file", "file", "file", "/dev/zero", "/", "missing", "dir"]))
+    odd = draw(st.sampled_from(["", "file", "file", "file", ENDLESS, "/", "missing", "dir"]))
     if odd == "missing":
         return str(work / "missing.yaml")
     if odd == "dir":
         (work / "a-dir").mkdir(exist_ok=True)
         return str(work / "a-dir")
-    if odd in ("/dev/zero", "/"):
+    if odd in (ENDLESS, "/"):
         return odd
     if kind == "runbook":
         source = draw(st.sampled_from(sorted((TOP / "runbooks").glob("*.yaml"))))
-        return _write(work / source.name, draw(damaged(source.read_text())))
+        return _write_bytes(work / source.name, draw(damaged_bytes(source.read_text(), "yaml")))
     if kind == "profile":
         source = draw(st.sampled_from(sorted((TOP / "profiles").glob("*.toml"))))
-        return _write(work / source.name, draw(damaged(source.read_text())))
+        return _write_bytes(work / source.name, draw(damaged_bytes(source.read_text(), "toml")))
     if kind == "inventory":
         if draw(st.booleans()):
-            return _write(work / "inv.ini", draw(damaged(INI)))
-        return _write(work / "inv.yaml", draw(damaged(INVENTORY.format(port=closed))))
+            return _write_bytes(work / "inv.ini", draw(damaged_bytes(INI, "ini")))
+        text = INVENTORY.format(port=closed)
+        return _write_bytes(work / "inv.yaml", draw(damaged_bytes(text, "yaml")))
     if kind == "password":
         content = draw(st.sampled_from(["", "\n", "\udcff\udcfe\n", "x" * 10000]))
         mode = draw(st.sampled_from([0o600, 0o644, 0o000]))
@@ -361,19 +330,13 @@ def make_recording(work: Path, data: st.DataObject) -> str:
     (rec / "keys" / "h.txt").write_bytes(raw[:50])
     timing = data.draw(st.sampled_from(["O 0.01 50\nO 0.02 8\n", "O nan 5\n", "X\n", "O 1e9 1\n"]))
     (rec / "console.timing").write_text(timing)
-    segment = {"name": "h", "start": 0, "end": 50, "sha256": "0" * 64, "file": "keys/h.txt"}
-    meta: Any = {"host": "x", "finished": True, "segments": [segment]}
-    text = json.dumps(meta)
-    choice = data.draw(st.sampled_from(["good", "list", "damaged", "deep", "absent", "seg"]))
-    if choice == "list":
-        text = "[1, 2]"
+    choice = data.draw(st.sampled_from(["good", "damaged", "absent", "seg"]))
+    if choice == "good":
+        _write(rec / "meta.json", meta_json())
     elif choice == "damaged":
-        text = data.draw(damaged(json.dumps(meta, indent=1)))
-    elif choice == "deep":
-        text = "[" * 50_000
+        _write_bytes(rec / "meta.json", data.draw(damaged_bytes(meta_json(), "json")))
     elif choice == "seg":
         text = json.dumps({"segments": [data.draw(st.sampled_from([1, {}, {"name": 3}]))]})
-    if choice != "absent":
         _write(rec / "meta.json", text)
     return str(rec)
 
@@ -456,6 +419,23 @@ def build(
         elif action == "validate":
             argv += data.draw(st.lists(f("profile"), min_size=1, max_size=3))
         argv += options(data, {"--profiles-dir": st.sampled_from([str(work), "/dev/zero", ""])})
+    elif command == "grub" and data.draw(st.booleans()):
+        # the one-shot shape: a console target, GRUB's menu over it, maybe a power cycle
+        argv = ["grub", "apply", data.draw(targets(closed)), "--oneshot"]
+        argv += ["--profile", data.draw(st.one_of(f("profile"), st.just("xen-serial-debug")))]
+        argv += ["--recordings", str(work / "recordings")]
+        argv += options(
+            data,
+            {
+                "--write": None,
+                "--power-cycle": None,
+                "--bmc": bmc,
+                "--entry": st.sampled_from(["(", "Xen", "[", ""]),
+                "--line": LINES,
+                "--password-file": f("password"),
+                "--kg-file": f("password"),
+            },
+        )
     elif command == "grub":
         action = data.draw(st.sampled_from(["show", "apply"]))
         argv = ["grub", action, data.draw(urls(closed))]
@@ -675,7 +655,7 @@ COMMANDS = [
 SERVERS = {"serve", "web"}
 
 SETTINGS = settings(
-    max_examples=60,
+    max_examples=100,
     derandomize=True,
     deadline=None,
     database=None,
