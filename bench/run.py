@@ -664,6 +664,10 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated parts to run: single, many, latency, servers, web",
     )
     parser.add_argument(
+        "--server-n",
+        help="servers part: only the runs with these N (comma-separated; default all)",
+    )
+    parser.add_argument(
         "--pyghmi-fix",
         action="store_true",
         help="also run the many-hosts part with bench/pyghmi_fix.py applied in solcap's process",
@@ -790,7 +794,10 @@ def main(argv: list[str] | None = None) -> int:
                 ctx.say(f"  -> {row}")
                 data["many"].append(row)
         if "servers" in parts:
+            wanted = {int(x) for x in args.server_n.split(",")} if args.server_n else None
             for n, size, restart in QUICK_SERVERS if args.quick else FULL_SERVERS:
+                if wanted is not None and n not in wanted:
+                    continue
                 for name in servers.SERVERS:  # one after another, so the ratios share a run
                     ctx.say(f"servers: {name} N={n} {'stream' if size else 'idle'}")
                     try:

@@ -126,8 +126,9 @@ class Farm:
         assert self.proc is not None and self.proc.stdout is not None
         import select
 
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
+        poller = select.poll()
+        poller.register(self.proc.stdout, select.POLLIN)
+        if not poller.poll(timeout * 1000):
             raise TimeoutError(f"BMC farm {self.first} silent for {timeout:g} s")
         line = self.proc.stdout.readline()
         if not line:
@@ -149,9 +150,11 @@ class Farm:
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(60)
 
     def quit(self) -> None:
+        """Ask the farm to go; kill it if it does not within 10 s. Never raises: every farm
+        must be gone before the next run binds the same addresses."""
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(OSError, ValueError):
@@ -159,7 +162,9 @@ class Farm:
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(60)
 
 
 def addresses(n: int) -> list[str]:
@@ -199,8 +204,15 @@ class Held:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def stop(self) -> None:
+        """SIGTERM the daemon, then SIGKILL whatever of its tree is left.
+
+        conserver gives each ``type exec`` command a session of its own (setsid, for its
+        terminal), so killing conserver's process group leaves the ipmiconsole processes;
+        at N = 1000 those orphans spun and drove the load past 400. The tree is therefore
+        listed before the stop and every process in it that is still there is killed by pid.
+        """
+        pids = [p for p in tree(self.proc.pid) if p != self.proc.pid]
         if self.proc.poll() is None:
-            # conserver's and ConMan's children go with their daemon's process group.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -209,8 +221,21 @@ class Held:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers (ipmiconsole children)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:  # ours since :func:`_subreaper`: reap them, leave no zombies
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+
+
+def _subreaper() -> None:
+    """Make orphaned descendants (conserver's setsid'd ipmiconsole processes) our children,
+    so :meth:`Held.stop` can reap them instead of leaving zombies to init."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 def _free_port() -> int:
@@ -326,6 +351,7 @@ def start_conman(n: int, work: Path, password: str, env: dict[str, str]) -> Held
 
 def start_server(name: str, n: int, work: Path, password: str, pwfile: Path,
                  env: dict[str, str]) -> Held:  # fmt: skip
+    _subreaper()
     if name == "solcap":
         return start_solcap(n, work, pwfile, env)
     if name == "conserver":
@@ -445,8 +471,11 @@ def _stream(held: Held, farms: list[Farm], n: int, size: int) -> dict[str, Any]:
         "stream_wall_s": w1 - start,
         "exact": sum(v["exact"] for v in verdicts),
         "missing_bytes": sum(v["missing_bytes"] for v in verdicts),
-        # CPU share of a core per console while the streams ran at line rate
-        "stream_cpu_pct_per_console": 100 * (u1["cpu_s"] - u0["cpu_s"]) / max(w1 - w0, ideal) / n,
+        # the share of a core one console's stream costs at line rate (as in the many-hosts
+        # part): CPU seconds for all the streams ÷ N ÷ the stream's line-rate duration, so a
+        # server that takes longer is not made to look cheaper by a longer window
+        "stream_cpu_s": u1["cpu_s"] - u0["cpu_s"],
+        "stream_cpu_pct_per_console": 100 * (u1["cpu_s"] - u0["cpu_s"]) / ideal / n,
         "farm_stream_cpu_pct": 100 * (f1 - f0) / max(w1 - w0, ideal),
         "stream_rss_per_console_kib": u1["rss_kib"] / n,
         "stream_pss_per_console_kib": u1["pss_kib"] / n,

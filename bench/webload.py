@@ -81,8 +81,10 @@ class Serve:
             env=dict(os.environ, PYTHONPATH=str(TOP)),
         )
         assert self.proc.stdout is not None
+        poller = select.poll()  # not select(): 1,000 ptys put this descriptor past 1024
+        poller.register(self.proc.stdout, select.POLLIN)
         for _ in range(2):  # "ready SOCKET", then "web: URL (tokens in FILE)"
-            ready, _, _ = select.select([self.proc.stdout], [], [], 120)
+            ready = poller.poll(120_000)
             line = self.proc.stdout.readline().decode() if ready else ""
             if not line:
                 raise RuntimeError(f"solcap serve --web did not start: see {work}/serve.err")
@@ -94,14 +96,15 @@ class Serve:
     def status(self) -> list[dict[str, Any]]:
         from solcap.serve.client import request_status
 
-        hosts: list[dict[str, Any]] = request_status(self.socket)["hosts"]
+        hosts: list[dict[str, Any]] = request_status(self.socket, timeout=60)["hosts"]
         return hosts
 
     def wait_up(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(h["state"] == "up" for h in self.status()):
-                return True
+            with contextlib.suppress(TimeoutError, OSError):  # busy opening: ask again
+                if all(h["state"] == "up" for h in self.status()):
+                    return True
             time.sleep(0.5)
         return False
 
@@ -256,6 +259,13 @@ def start_page(work: Path, count: int, requests: int, say: Callable[[str], None]
             rss_kib=u1["rss_kib"],
             rss_per_console_kib=u1["rss_kib"] / count,
         )
+        times = []
+        for _ in range(requests):  # what every page load asks serve first
+            t = time.monotonic()
+            self_status = serve.status()
+            times.append(time.monotonic() - t)
+        row.update(status_p50_ms=1000 * statistics.median(times),
+                   status_max_ms=1000 * max(times), status_hosts=len(self_status))  # fmt: skip
         for path, key in (("/", "page"), ("/fragment/consoles", "fragment")):
             times, body = [], b""
             before = serve.usage()
