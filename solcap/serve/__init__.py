@@ -12,12 +12,16 @@ field runs one process that holds every console and that everything else goes th
                size and age with nothing lost or duplicated at the seam, retention, gaps.
 ``screen``     a terminal model (pyte) of each console, so a late client sees the screen.
 ``protocol``   the frames spoken on the control socket (docs/serve.md).
-``control``    the control socket: owner-only, peer credentials, one thread per client.
+``triggers``   a host's ``on:`` triggers: event, runbook through the held console, segment,
+               notify (the schema is :mod:`solcap.triggers`).
+``control``    the control socket: owner-only, peer credentials and per-host ``access:``
+               (:mod:`solcap.access`), one thread per client.
+``metrics``    ``--metrics``: the status in Prometheus' text format, on loopback.
 ``paths``      where control sockets live and how a client finds the server holding a host.
 ``shards``     the shard map: which ``--shard i/N`` server owns a host, from the inventory.
 ``client``     status, attach, and a :class:`~solcap.transports.base.Transport` through the
                server, so harvest/run/capture never open a second SOL session.
 
-Imports flow: protocol/paths/screen/rotation → holder → control → server; client needs only
+Imports flow: protocol/paths/screen/rotation → holder → triggers/control/metrics → server; client needs only
 protocol, paths and shards.
 """
