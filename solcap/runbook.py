@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from solcap.docload import Doc, Key, LocatedConfigError, dotted, kind_of, load_file
 from solcap.errors import ConfigError, UsageError
-from solcap.inventory import Host, Scalar, SecretRef, _Where, check_profile, parse_secret
+from solcap.inventory import Host, Scalar, SecretRef, Where, check_profile, parse_secret
 from solcap.limits import key_problem
 from solcap.shipped import shipped_dir
 from solcap.vcpu import check_cpus
@@ -505,9 +505,9 @@ class _Reader:
         newline = self.boolean(body.get("newline", True), (*key, "newline"))
         return SendSecretStep(source=source, secret=secret, newline=newline, **common)
 
-    def _where(self, key: Key) -> _Where:
+    def _where(self, key: Key) -> Where:
         pos = self.doc.pos(key)
-        return _Where(self.doc.path, pos, dotted(key))
+        return Where(self.doc.path, pos, dotted(key))
 
     def _step_xen_input(self, raw: Any, key: Key, common: dict[str, Any]) -> Step:
         value = self.choice(raw, key, ("hypervisor", "xen", "dom0"))
