@@ -22,6 +22,6 @@ field runs one process that holds every console and that everything else goes th
 ``client``     status, attach, and a :class:`~solcap.transports.base.Transport` through the
                server, so harvest/run/capture never open a second SOL session.
 
-Imports flow: protocol/paths/screen/rotation → holder → triggers/control/metrics → server; client needs only
-protocol, paths and shards.
+Imports flow: protocol/paths/screen/rotation → holder → triggers/control/metrics → server;
+client needs only protocol, paths and shards.
 """
