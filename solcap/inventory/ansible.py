@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from solcap.access import parse_access
 from solcap.credentials import SecretRef
 from solcap.docload import Doc, Key, Pos, kind_of
 from solcap.inventory.fields import (
@@ -39,6 +40,7 @@ from solcap.inventory.model import (
     SshTarget,
 )
 from solcap.limits import MAX_HOSTS, MAX_LINE
+from solcap.triggers import TriggerSpec, parse_triggers
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +431,12 @@ def _ansible_host(
     labels: frozenset[str] = frozenset()
     if (item := get("solcap_labels")) is not None:
         labels = parse_labels(item[0], item[1])
+    triggers: tuple[TriggerSpec, ...] = ()
+    if (item := get("solcap_on")) is not None:
+        triggers = parse_triggers(item[0], _var_doc(item), (), item[1].field)
+    access = None
+    if (item := get("solcap_access")) is not None:
+        access = parse_access(item[0], _var_doc(item), (), item[1].field)
     profile = None
     if (item := get("solcap_profile")) is not None:
         profile = (
@@ -476,4 +484,14 @@ def _ansible_host(
         labels=labels,
         groups=groups,
         vars=variables,
+        triggers=triggers,
+        access=access,
     )
+
+
+def _var_doc(item: tuple[Any, Where]) -> Doc:
+    """An Ansible variable as a document of its own, so the structured parsers (``on:``,
+    ``access:``) point their errors at the variable's line (Ansible's JSON has none for the
+    items inside it)."""
+    value, where = item
+    return Doc(where.path, value, values={(): where.pos} if where.pos else {})

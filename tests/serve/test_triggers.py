@@ -193,3 +193,28 @@ def test_bad_triggers_are_one_line_naming_file_line_and_field_and_exit_2(
     line = 4 if on.startswith("{") else 3  # the line of the on: value
     assert err.startswith(f"solcap: {inv}:{line}:") or f" {inv}:{line}:" in err, err
     assert not root.exists() and not ctl.exists()
+
+
+def test_ansible_inventories_carry_solcap_on_and_solcap_access(tmp_path):
+    from solcap.errors import ConfigError
+    from solcap.inventory import load_inventory
+
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(
+        "all:\n"
+        "  vars:\n"
+        "    solcap_on: [{pattern: 'Panic on CPU', name: panic, cooldown: 5}]\n"
+        "  hosts:\n"
+        "    node1:\n"
+        "      solcap_serial: /dev/ttyS0\n"
+        "      solcap_access: {write: [root], read: ['@root']}\n"
+    )
+    (host,) = load_inventory(inv, reader="static").hosts
+    (trigger,) = host.triggers
+    assert (trigger.name, trigger.text, trigger.cooldown) == ("panic", "Panic on CPU", 5.0)
+    assert host.access is not None and host.access.right(0, frozenset()) == "write"
+    assert host.access.right(4242, frozenset({0})) == "read"
+    assert host.access.right(4242, frozenset({4242})) == "none"
+    inv.write_text(inv.read_text().replace("cooldown: 5", "cooldown: -1"))
+    with pytest.raises(ConfigError, match=r"hosts\.yml:3:.*cooldown: must be between"):
+        load_inventory(inv, reader="static")
