@@ -42,6 +42,7 @@ from solcap.serve.holder import Backoff, ConsoleHolder, Opener, Trigger
 from solcap.serve.metrics import MetricsServer
 from solcap.serve.rotation import RotatingLog, RotationPolicy
 from solcap.serve.triggers import TriggerRunner, plans_for
+from solcap.sigwake import SignalWake
 from solcap.transports.base import Transport
 
 _log = logging.getLogger("solcap.serve")
@@ -222,35 +223,21 @@ class Server:
 
     def run(self, ready: Callable[[], None] | None = None) -> int:
         """Foreground loop until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit status."""
-        wake = threading.Event()
-        pending: list[int] = []
-
-        def on_signal(signum: int, _frame: Any) -> None:
-            pending.append(signum)
-            wake.set()
-
-        previous = {
-            sig: signal.signal(sig, on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        }
-        try:
-            self.start()
-            if ready is not None:
-                ready()
-            while True:
-                wake.wait()
-                wake.clear()
-                while pending:
-                    signum = pending.pop(0)
-                    if signum == signal.SIGHUP:
-                        self.reload()
-                    else:
-                        _log.info("%s: closing every console", signal.Signals(signum).name)
-                        return 128 + signum
-        finally:
-            self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        with SignalWake(signals) as wake:
+            try:
+                self.start()
+                if ready is not None:
+                    ready()
+                while True:
+                    for signum in wake.wait():
+                        if signum == signal.SIGHUP:
+                            self.reload()
+                        else:
+                            _log.info("%s: closing every console", signal.Signals(signum).name)
+                            return 128 + signum
+            finally:
+                self.stop()
 
     # -- for the control socket
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
+from solcap.sigwake import SignalWake
 from solcap.sim.host import DEFAULT_XEN_ARGS, FAULTS, SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 
@@ -78,16 +77,11 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    with VirtualHost(config_from_args(args)) as host:
+    # A pipe, not an Event, wakes the main thread on a signal (solcap.sigwake says why).
+    signals = (signal.SIGINT, signal.SIGTERM)
+    with SignalWake(signals) as wake, VirtualHost(config_from_args(args)) as host:
         print(host.pty_path, flush=True)
-        while not stop.wait(0.5):
+        while not wake.wait():
             pass
     return 0
 

@@ -49,6 +49,8 @@ import pyghmi.ipmi.console as pyghmi_console
 import pyghmi.ipmi.private.serversession as serversession
 import pyghmi.ipmi.private.session as ipmisession
 
+from solcap.sigwake import SignalWake
+
 #: RMCP+ algorithm numbers (IPMI v2.0 tables 13-17..13-19) for the suites we serve.
 #: suite -> (authentication, integrity, confidentiality, hash, integrity code length)
 _SUITES: dict[int, tuple[int, int, int, Any, int]] = {
@@ -877,9 +879,8 @@ def main(argv: list[str] | None = None) -> int:
     if not password:
         print("set IPMI_PASSWORD", file=sys.stderr)
         return 2
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    # A pipe, not an Event, wakes the main thread on a signal (solcap.sigwake says why).
+    wake = SignalWake((signal.SIGTERM, signal.SIGINT)).__enter__()
     kg = os.environ.get("IPMI_KG")
     bmc = VirtualBmc(
         args.pty_path,
@@ -898,7 +899,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     with bmc:
         print(f"port={bmc.port}", flush=True)
-        done.wait()
+        while not wake.wait():
+            pass
     return 0
 
 

@@ -17,12 +17,12 @@ import os
 import re
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
+from solcap.sigwake import SignalWake
 from solcap.sim.bmc import VirtualBmc
 from solcap.sim.dom0ssh import Dom0SshServer
 from solcap.sim.host import FAULTS, SimConfig, VirtualHost
@@ -119,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dom0_args is not None:
         config.dom0_args = args.dom0_args
 
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    # A pipe, not an Event, wakes the loop on a signal (solcap.sigwake says why).
+    wake = SignalWake((signal.SIGTERM, signal.SIGINT)).__enter__()
     state_file = args.state / f"{args.name}.json"
     with VirtualHost(config) as host:
         host.start()
@@ -146,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"port={bmc.port}", flush=True)
             last: dict[str, Any] = {}
             try:
-                while not done.is_set():
+                while True:
                     current = _state(args.name, host, bmc, ssh)
                     if current != last:
                         _write_atomic(state_file, current)
                         last = current
-                    done.wait(0.05)
+                    if wake.wait(0.05):
+                        break
                 final = _state(args.name, host, bmc, ssh) | {"stopped": True}
                 _write_atomic(state_file, final)
             finally:
