@@ -42,6 +42,9 @@ def test_metrics_endpoint_reports_states_bytes_clients_and_output_age(tmp_path, 
     url = line.split(" ", 1)[1]
     wait_for(lambda: server.status()["h1"]["state"] == "up", 30, "h1 up")
     wait_for(lambda: server.status()["gone"]["state"] == "down", 30, "gone down")
+    # attempts count the tries since the state last changed: the one that found "gone" down
+    # started the count afresh, so wait for a retry.
+    wait_for(lambda: server.status()["gone"]["attempts"] >= 1, 30, "a retry of gone")
     data = bytes(range(256)) * 40
     pty.write_all(data)
     server.wait_bytes("h1", len(data))
