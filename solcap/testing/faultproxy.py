@@ -16,6 +16,11 @@ Faults per packet, checked in this order:
   delivered (at most ``hold_max`` seconds), so the two arrive swapped;
 * ``delay``: the packet is delivered after a uniform delay in ``delay_range``.
 
+A *stall* (:meth:`FaultProxy.stall`) holds one direction back without losing anything: what
+is sent in that direction during the window is delivered ``delay`` seconds late, and nothing
+sent after it overtakes those packets (a sender that fell behind, e.g. a client process the
+scheduler did not run: its ACKs all come late, in order).
+
 Addresses: IPMI BMCs name their UDP port in the Activate Payload reply, and clients refuse
 (ipmitool) or misroute a session whose SOL port differs from the one they dialled. So the
 proxy keeps the port and changes the address: :func:`proxy_address` gives
@@ -143,6 +148,10 @@ class FaultProxy:
         self._tie = itertools.count()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Stall windows: (start, end, delay, direction), times as for blackholes.
+        self._stalls: list[tuple[float, float, float, str]] = []
+        #: Per direction, when the last stalled packet is due: later ones are not sent before.
+        self._floor = {Direction.TO_SERVER: 0.0, Direction.TO_CLIENT: 0.0}
         #: Callers of :meth:`blackhole` waiting for the proxy to relay what was sent before.
         self._syncs: list[threading.Event] = []
         self._t0 = time.monotonic()
@@ -205,6 +214,36 @@ class FaultProxy:
         with self._lock:
             self._windows.append(window)
         return window
+
+    def stall(
+        self, duration: float, delay: float, *, direction: str = Direction.TO_SERVER
+    ) -> tuple[float, float]:
+        """Deliver what ``direction`` sends in the next ``duration`` s ``delay`` s late, in order.
+
+        Packets already sent are relayed first (as for :meth:`blackhole`); packets sent after
+        the window wait behind the stalled ones, so the direction's order is kept."""
+        if direction not in self.faults:
+            raise ValueError(f"direction={direction!r}: expected one of {sorted(self.faults)}")
+        if duration < 0 or delay < 0:
+            raise ValueError(f"stall({duration}, {delay}): expected non-negative seconds")
+        self._relay_pending()
+        start = time.monotonic() - self._t0
+        window = (start, start + duration)
+        with self._lock:
+            self._stalls.append((*window, float(delay), direction))
+        return window
+
+    def stalled_until(self, direction: str = Direction.TO_SERVER) -> float:
+        """When (monotonic) the last packet held back by a stall in ``direction`` is due."""
+        return self._floor[direction]
+
+    def _stall_delay(self, direction: str, now: float) -> float | None:
+        t = now - self._t0
+        with self._lock:
+            for start, end, delay, which in self._stalls:
+                if which == direction and start <= t < end:
+                    return delay
+        return None
 
     def _relay_pending(self, timeout: float = 2.0) -> None:
         """Wait (bounded) until the proxy thread has read every packet already sent to it."""
@@ -306,10 +345,16 @@ class FaultProxy:
             flow.held[direction] = (now, data)
             return
         due = now
-        if r_delay < faults.delay:
+        stalled = self._stall_delay(direction, now)
+        if stalled is not None:
+            stats.delayed += 1
+            due = now + stalled
+            self._floor[direction] = max(self._floor[direction], due)
+        elif r_delay < faults.delay:
             stats.delayed += 1
             low, high = faults.delay_range
             due = now + low + (high - low) * r_amount
+        due = max(due, self._floor[direction])
         self._schedule(due, sock, data, dest)
         if r_dup < faults.duplicate:
             stats.duplicated += 1

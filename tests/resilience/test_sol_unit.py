@@ -154,3 +154,37 @@ def test_fault_proxy_is_deterministic_for_a_seed() -> None:
     assert a == b
     assert a["dropped"] and a["dup"]
     assert run(12) != a
+
+
+def test_fault_proxy_stall_delivers_late_in_order_and_loses_nothing() -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    with FaultProxy(("127.0.0.2", 0), server.getsockname(), seed=5) as proxy:
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.sendto(b"before", proxy.address)
+        server.settimeout(2)
+        assert server.recv(100) == b"before"
+        start, end = proxy.stall(0.3, 0.6)
+        assert end - start == pytest.approx(0.3)
+        sent_at = time.monotonic()
+        for i in range(5):
+            client.sendto(b"in-%d" % i, proxy.address)
+        time.sleep(0.35)  # past the window: this one must wait behind the stalled ones
+        client.sendto(b"after", proxy.address)
+        got = [server.recv(100) for _ in range(6)]
+        took = time.monotonic() - sent_at
+        client.close()
+        assert proxy.stalled_until() <= time.monotonic()
+        stats = proxy.stats[Direction.TO_SERVER]
+    server.close()
+    assert got == [b"in-0", b"in-1", b"in-2", b"in-3", b"in-4", b"after"]
+    assert took >= 0.6, took
+    assert stats.delayed == 5 and stats.dropped == 0
+    idle = FaultProxy(("127.0.0.2", 0), ("127.0.0.1", 9), seed=1)
+    try:
+        with pytest.raises(ValueError, match="non-negative"):
+            idle.stall(1, -1)
+        with pytest.raises(ValueError, match="direction"):
+            idle.stall(1, 1, direction="sideways")
+    finally:
+        idle.stop()
