@@ -84,6 +84,12 @@ class SolQuirks:
     packet is refused with NACK and an accepted count of 0 (the client backs off, sends again).
     ``activate_busy_once``: a session's first Activate Payload activates SOL but is answered
     0x80, as a BMC answers a retransmitted Activate whose first reply was lost.
+    ``late_ack``: OpenIPMI's ipmi_sim when the client's ACK comes after its 1 s retransmit:
+    each chunk goes out as its front half; when the ACK of that half arrives, the whole chunk
+    is sent again under the same sequence number (the retransmission that crossed the ACK),
+    and then the ACK, which counts the half only, is applied to the whole chunk: a partial
+    ACK, so the back half goes out once more under the next sequence number. A client that
+    took the back half from the retransmission gets it twice.
     """
 
     def __init__(
@@ -93,8 +99,10 @@ class SolQuirks:
         accept_at_most: int | None = None,
         nack_every_other: bool = False,
         activate_busy_once: bool = False,
+        late_ack: bool = False,
     ) -> None:
         self.retransmit_extra = retransmit_extra
+        self.late_ack = late_ack
         self.accept_at_most = accept_at_most
         self.nack_every_other = nack_every_other
         self.activate_busy_once = activate_busy_once
@@ -385,7 +393,8 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
         if not chunk:
             return
         self.myseq = self.myseq % 15 + 1
-        if self.bmc.quirks.retransmit_extra and len(chunk) >= 2:
+        quirks = self.bmc.quirks
+        if (quirks.retransmit_extra or quirks.late_ack) and len(chunk) >= 2:
             self.whole, chunk = chunk, chunk[: len(chunk) // 2]
         self.inflight = chunk
         self.inflight_status = self._status()
@@ -416,12 +425,16 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
                 cap = quirks.accept_at_most or len(data)
                 taken = min(len(data), cap)
                 if newseq == self.remseq:
-                    # A retransmission; it may carry more than the copy we already took.
-                    fresh = data[self.lastsize : taken] if taken > self.lastsize else b""
+                    # A retransmission: nothing is taken from it and it is ACKed with the
+                    # count of the first copy, as ipmi_sim does (lanserv/sol.c: a repeated
+                    # sequence number is ACKed with last_acked_packet_len), so both ACKs of one
+                    # packet say the same even if the client put more into the resend.
+                    fresh = b""
+                    taken = min(taken, self.lastsize)
                 else:
                     fresh = data[:taken]
                     self.remseq = newseq
-                self.lastsize = taken
+                    self.lastsize = taken
                 self._send(bytes([0, newseq, taken, self._status()]))
                 if op & _OP_BREAK:
                     self.bmc.got_break()
@@ -429,9 +442,11 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
                     self.bmc.give_input(fresh)
         if ackseq and self.awaitingack and ackseq == self.myseq and self.whole:
             # retransmit_extra: treat this ACK of the front half as lost; send it all again.
+            # late_ack: the same resend, but this ACK then counts against the whole chunk.
             self.inflight, self.whole = self.whole, b""
             self._transmit(time.monotonic())
-            return
+            if not quirks.late_ack:
+                return
         if ackseq and self.awaitingack and ackseq == self.myseq:
             self.awaitingack = False
             rest = self.inflight[accepted:] if accepted < len(self.inflight) else b""
@@ -859,6 +874,11 @@ def main(argv: list[str] | None = None) -> int:
         help="send each chunk's front half, then the whole chunk under the same sequence",
     )
     parser.add_argument(
+        "--late-ack",
+        action="store_true",
+        help="resend each chunk grown when its first ACK comes, then apply that ACK to it",
+    )
+    parser.add_argument(
         "--accept-at-most",
         type=int,
         metavar="N",
@@ -896,6 +916,7 @@ def main(argv: list[str] | None = None) -> int:
         accept_at_most=args.accept_at_most,
         nack_every_other=args.nack_every_other,
         activate_busy_once=args.activate_busy_once,
+        late_ack=args.late_ack,
     )
     with bmc:
         print(f"port={bmc.port}", flush=True)

@@ -11,9 +11,9 @@ direction, measured beside it (docs/design.md, "SOL engine"):
   from ``cryptography``, with the CBC chaining of §13.29 done here (decrypting a packet is one
   ECB call for all its blocks and one XOR; encrypting an ACK is one block);
 * :class:`SolChannel` is the SOL stop-and-wait state machine, byte-exact under loss,
-  duplication, reordering and retransmissions that carry more data than the first send (the
-  same rules as :class:`solcap.transports.ipmi.SolConsole`, without pyghmi); it never does I/O,
-  it returns what to send;
+  duplication, reordering, late ACKs and retransmissions that carry more data than the first
+  send (the same rules as :class:`solcap.transports.ipmi.SolConsole`, without pyghmi); it
+  never does I/O, it returns what to send;
 * :class:`SolEngine` is one thread with one ``selectors`` set over every session's UDP socket
   and one heap of timers (the next retransmit or keepalive of each session: nothing walks all
   sessions); a received packet is opened, ACKed and handed to the session's sink (e.g.
@@ -224,13 +224,14 @@ class SolTiming:
 class SolChannel:
     """The SOL stop-and-wait state of one console; pure (returns payloads to send).
 
-    Inbound (BMC → us): a packet with a new sequence number delivers its data; a repeat of
-    the last one delivers only what lies past the prefix already delivered (a retransmission
-    may carry more); a late repeat of the one before is stale. Every data packet is ACKed with
-    the count of bytes in it. Outbound: one packet awaiting an ACK at a time, up to
-    ``max_out`` bytes; a partial ACK resends the rest first; a NACK with nothing accepted
-    backs off 100 ms; silence retransmits every ``retry_interval`` and gives up after
-    ``retries``; an idle console sends an empty packet every ``keepalive`` seconds, which the
+    Inbound (BMC → us): a packet with a new sequence number delivers its data and is ACKed
+    with its length; a repeat of it (a retransmission, possibly carrying more than the first
+    copy) delivers nothing and is ACKed with the count taken from the first copy, so every ACK
+    of one sequence number says the same and a BMC sends what we did not take under the next
+    one; a late repeat of the one before is stale. Outbound: one packet awaiting an ACK at a
+    time, up to ``max_out`` bytes; a partial ACK resends the rest first; a NACK with nothing
+    accepted backs off 100 ms; silence retransmits every ``retry_interval`` and gives up
+    after ``retries``; an idle console sends an empty packet every ``keepalive`` seconds, which the
     BMC must ACK (so silence means the session is gone).
     """
 
@@ -280,15 +281,21 @@ class SolChannel:
         if newseq:
             data = payload[4:]
             if newseq == self.remseq:
-                fresh = data[self.lastsize :] if len(data) > self.lastsize else b""
-                self.lastsize = max(self.lastsize, len(data))
+                # A retransmission: take nothing from it and ACK the count taken from the first
+                # copy, even when this copy is longer. The ACK of the first copy may still be on
+                # its way; a BMC that grew the packet (ipmi_sim) reads it as a partial ACK and
+                # sends the rest under the next sequence number, so taking the extra here
+                # would deliver it twice (docs/ipmi.md, "SOL quirks").
+                fresh = b""
+                count = min(len(data), self.lastsize)
             elif newseq == self.prevremseq:
                 fresh = b""
+                count = len(data)
             else:
                 self.prevremseq, self.remseq = self.remseq, newseq
                 fresh = data
-                self.lastsize = len(data)
-            out.append(bytes((0, newseq, len(data) & 0xFF, 0)))
+                self.lastsize = count = len(data)
+            out.append(bytes((0, newseq, count & 0xFF, 0)))
         if status & _STATUS_POWERED_OFF:
             self.powered_off = True
         if ackseq and self.awaiting and ackseq == self.myseq:

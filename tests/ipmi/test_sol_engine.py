@@ -130,15 +130,21 @@ def test_channel_delivers_each_byte_once_across_retransmits_and_duplicates() -> 
     ch = SolChannel()
     fresh, out = ch.got(b"\x01\x00\x00\x00abc", 0.0)
     assert (fresh, out) == (b"abc", [b"\x00\x01\x03\x00"])
-    # The BMC did not see our ACK and retransmits packet 1 with more data behind it.
+    # The BMC retransmits packet 1 with more data behind it (our ACK was lost, or is late).
+    # Nothing is taken from it and it is ACKed with the first copy's count, as the first ACK
+    # said: the BMC sends "def" again under the next sequence number, whichever ACK it reads.
     fresh, out = ch.got(b"\x01\x00\x00\x00abcdef", 0.1)
-    assert (fresh, out) == (b"def", [b"\x00\x01\x06\x00"])
-    fresh, _ = ch.got(b"\x02\x00\x00\x00ghi", 0.2)
-    assert fresh == b"ghi"
+    assert (fresh, out) == (b"", [b"\x00\x01\x03\x00"])
+    fresh, _ = ch.got(b"\x02\x00\x00\x00def", 0.2)
+    assert fresh == b"def"
     fresh, out = ch.got(b"\x01\x00\x00\x00abcdef", 0.3)  # a late copy of the one before
     assert fresh == b"" and out == [b"\x00\x01\x06\x00"]
-    fresh, _ = ch.got(b"\x02\x00\x00\x00ghi", 0.4)  # a duplicate of the current one
-    assert fresh == b""
+    fresh, out = ch.got(b"\x02\x00\x00\x00de", 0.35)  # a shorter copy: ACK what it holds
+    assert fresh == b"" and out == [b"\x00\x02\x02\x00"]
+    fresh, _ = ch.got(b"\x03\x00\x00\x00ghi", 0.38)
+    assert fresh == b"ghi"
+    fresh, out = ch.got(b"\x03\x00\x00\x00ghi", 0.4)  # a duplicate of the current one
+    assert fresh == b"" and out == [b"\x00\x03\x03\x00"]
 
 
 def test_channel_output_partial_ack_nack_retries_and_probe() -> None:

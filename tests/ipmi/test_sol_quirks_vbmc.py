@@ -74,6 +74,22 @@ def test_retransmit_with_extra_data_delivers_every_byte_once(
 
 
 @PATHS
+def test_an_ack_applied_to_a_grown_retransmission_repeats_nothing(
+    pty_pair: PtyPair, engine: bool
+) -> None:
+    # ipmi_sim with a late ACK (tests/ipmi/test_sol_late_ack.py, there with real timing): the
+    # chunk's front half is ACKed, the whole chunk crosses that ACK as a retransmission, and
+    # the ACK then counts as partial, so the back half comes again under the next sequence
+    # number. Taking the back half from the retransmission as well would deliver it twice.
+    data = stream(8192)
+    with vbmc_running(pty_pair.path, "--late-ack") as port, open_sol(port, engine) as tr:
+        os.write(pty_pair.master, data)
+        got = read_transport(tr, len(data), 30)
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert tr.read(65536, 0.5) == b""  # and nothing twice after it
+
+
+@PATHS
 def test_partial_acks_resend_the_rest_in_order(pty_pair: PtyPair, engine: bool) -> None:
     # The BMC takes 5 characters of each packet (partial ACK, no NACK bit); the client must send
     # the rest, in order. pyghmi's stock Console drops the rest for good.

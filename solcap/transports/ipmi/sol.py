@@ -197,17 +197,21 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         if newseq:
             data = bytes(payload[4:])
             if newseq == self.remseq:
-                # A retransmission: what we took is a prefix; anything after it is new.
-                fresh = data[self.lastsize :] if len(data) > self.lastsize else b""
-                self.lastsize = max(self.lastsize, len(data))
+                # A retransmission, perhaps longer than the first copy: take nothing and ACK
+                # what the first copy gave. Its ACK may still be on the way, and a BMC that
+                # grew the packet (ipmi_sim) takes that one as a partial ACK and sends the rest
+                # under the next sequence number: taking the extra here would repeat it.
+                fresh = b""
+                count = min(len(data), self.lastsize)
             elif newseq == self.prevremseq:
                 fresh = b""  # a late duplicate of the packet before: stop-and-wait says stale
+                count = len(data)
             else:
                 self.prevremseq, self.remseq = self.remseq, newseq
                 fresh = data
-                self.lastsize = len(data)
+                self.lastsize = count = len(data)
             try:
-                self._send_sol(bytes([0, newseq, len(data), 0]))
+                self._send_sol(bytes([0, newseq, count & 0xFF, 0]))
             except pyghmi_exc.IpmiException:
                 self._print_error("Session no longer connected")
                 return
