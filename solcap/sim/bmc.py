@@ -768,12 +768,15 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             self.sol = _SolConsole(self, session)
             session.send_ipmi_response(code=0x80)  # active... in this very session
             return
-        port = [self.port & 0xFF, self.port >> 8]
-        size = [SOL_CHUNK, 0]
-        session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
+        # Active before the answer leaves, as ipmi_sim does: a client told "active" may have
+        # the host write at once, and host output while no console is attached is trimmed
+        # to the newest IDLE_BUFFER bytes by the pty reader.
         if self.sol is None:  # else the holder asked again (a retransmitted or duplicated request)
             self.activated = True
             self.sol = _SolConsole(self, session)
+        port = [self.port & 0xFF, self.port >> 8]
+        size = [SOL_CHUNK, 0]
+        session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
 
     def deactivate_payload(self, request: dict[str, Any], session: Any) -> None:
         """Deactivate SOL, whoever holds it (that is how ``--steal`` works); tell the holder."""
