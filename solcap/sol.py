@@ -245,6 +245,46 @@ class ReconnectingTransport(Transport):
                 self._cond.wait(0.5 if left is None else min(0.5, left))
             return self._inner
 
+    # ---- the link, for callers waiting on an answer ---------------------------------------------
+    def link_suspect(self) -> bool:
+        """Whether the session in use may be dead and not yet counted lost.
+
+        A loss is noticed only after the retries run out (the SOL liveness bound, ~12 s by
+        default); a caller whose key went unanswered for less than that cannot tell a dead
+        BMC from a host with nothing to say. A far side quiet for longer than its keepalive
+        and one resend, or no session at all (reconnecting now), is suspect.
+        """
+        inner = self._inner
+        if inner is None:
+            return True
+        heard = getattr(inner, "last_heard", None)
+        liveness = getattr(inner, "liveness", None)
+        if not isinstance(heard, int | float) or liveness is None:
+            return False
+        quiet = time.time() - float(heard)
+        return quiet > float(liveness.keepalive) + float(liveness.retry_interval)
+
+    def wait_link(self, reconnects: int, timeout: float) -> bool:
+        """Wait until the session of ``reconnects`` is heard from again or replaced.
+
+        True if a new session replaced it (input sent on the old one may never have arrived);
+        False if it lived, the console closed, reconnection gave up, or ``timeout`` passed.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self.reconnects != reconnects and self._inner is not None:
+                    return True
+                if self._closed or self._failed is not None:
+                    return False
+                if self._inner is not None and not self.link_suspect():
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                # Replacement notifies; a session heard again does not, so look twice a second.
+                self._cond.wait(min(0.5, left))
+
     def pending_output(self) -> int:
         """Bytes written and not yet acknowledged by the far side (0 if unknown)."""
         inner = self._inner

@@ -24,6 +24,7 @@ from typing import Literal
 from solcap.console import TIMEOUT, Console
 from solcap.errors import ExpectTimeout, UsageError
 from solcap.limits import key_problem
+from solcap.sol import ReconnectingTransport
 
 Target = Literal["xen", "dom0"]
 
@@ -133,13 +134,57 @@ class XenConsole:
         quiet: float = 1.0,
         start_timeout: float = 10.0,
         dump_timeout: float = 3600.0,
+        reconnect_wait: float = 120.0,
     ) -> None:
         self.console = console
         self.switch_bytes = bytes([ord(conswitch.lower()) & 0x1F]) * 3
         self.quiet = quiet
         self.start_timeout = start_timeout
         self.dump_timeout = dump_timeout
+        #: How long an unanswered key waits out a console that is being reconnected.
+        self.reconnect_wait = reconnect_wait
         self.input: str | None = None
+
+    # -- the link under a key that went unanswered
+
+    def _reconnects(self) -> int:
+        transport = self.console.transport
+        return transport.reconnects if isinstance(transport, ReconnectingTransport) else 0
+
+    def _outwait_link_loss(self, reconnects: int) -> bool:
+        """After keys sent at ``reconnects`` went unanswered: if the link went quiet, wait out
+        the loss and the reconnection. True if the console now runs on a new session, so the
+        keys may have gone into the dead one (a BMC restarted as they were sent)."""
+        transport = self.console.transport
+        if not isinstance(transport, ReconnectingTransport):
+            return False
+        if transport.reconnects == reconnects and not transport.link_suspect():
+            return False  # the BMC is alive: the key reached it and Xen has nothing to say
+        return transport.wait_link(reconnects, self.reconnect_wait)
+
+    def _press(self, key: str, *, presses: int = 3) -> bytes | None:
+        """Send ``key`` and wait for the first byte it brings (returned); None if none came.
+
+        A key sent as the BMC goes away may be lost with its session, or answered once the
+        session is back: after a reconnection the answer is awaited again, and only then is
+        the key pressed again (at most ``presses`` times in all).
+        """
+        con = self.console
+        for _ in range(presses):
+            reconnects = self._reconnects()
+            con.send(key.encode())
+            try:
+                first = con.expect([_ANY_BYTE], timeout=self.start_timeout)
+                return first.before + first.after
+            except ExpectTimeout:
+                if not self._outwait_link_loss(reconnects):
+                    return None
+            try:  # a new session: the key may have reached Xen before the old one died
+                first = con.expect([_ANY_BYTE], timeout=self.start_timeout)
+                return first.before + first.after
+            except ExpectTimeout:
+                continue
+        return None
 
     def switch_input(self, target: Target, *, max_presses: int = 6, timeout: float = 10.0) -> str:
         """Rotate serial input until Xen's banner says it reaches ``target``.
@@ -149,8 +194,14 @@ class XenConsole:
         """
         want = b"Xen" if target == "xen" else b"DOM0"
         for _ in range(max_presses):
+            reconnects = self._reconnects()
             self.console.send(self.switch_bytes)
-            result = self.console.expect([SWITCH_BANNER], timeout=timeout)
+            try:
+                result = self.console.expect([SWITCH_BANNER], timeout=timeout)
+            except ExpectTimeout:
+                if self._outwait_link_loss(reconnects):
+                    continue  # the switch went into a session that died: press it again
+                raise
             assert result.match is not None
             now = result.match.group("target")
             # A banner can be stale: output still in flight from before our keys (a BMC's
@@ -180,11 +231,9 @@ class XenConsole:
         con = self.console
         con.settle(self.quiet, timeout=self.dump_timeout)
         start = con.received
-        con.send(key.encode())
-        try:
-            # Any byte means the dump has started (and Xen's single key slot is free again).
-            first = con.expect([_ANY_BYTE], timeout=self.start_timeout)
-        except ExpectTimeout:
+        # Any byte means the dump has started (and Xen's single key slot is free again).
+        first = self._press(key)
+        if first is None:
             return KeyDump(
                 key,
                 start,
@@ -193,9 +242,8 @@ class XenConsole:
                 reason=f"no output within {self.start_timeout:g}s "
                 "(key lost, input not on Xen, or no handler for it)",
             )
-        head = first.before + first.after
         try:
-            head += con.settle(self.quiet, timeout=self.dump_timeout)[:4096]
+            head = first + con.settle(self.quiet, timeout=self.dump_timeout)[:4096]
         except ExpectTimeout:
             # Never cut short silently: keep what came and say why it may not be the end.
             return KeyDump(
@@ -242,10 +290,7 @@ class XenConsole:
         for index, key in enumerate(keys):
             if running is None:
                 start = con.received
-                con.send(key.encode())
-                try:
-                    con.expect([_ANY_BYTE], timeout=self.start_timeout)
-                except ExpectTimeout:
+                if self._press(key) is None:
                     yield (
                         KeyDump(
                             key,
