@@ -139,6 +139,12 @@ class Server:
     def start(self) -> Server:
         """Check everything, then open the control socket and every console."""
         hosts = self._load()  # bad inventory: ConfigError before anything exists
+        length = len(os.fsencode(self.socket_path))
+        if length > _SUN_PATH_MAX:  # bind() would fail after the root was made
+            raise UsageError(
+                f"--control-dir {self._dir}: the control socket's path would be {length} bytes;"
+                f" a Unix socket's is at most {_SUN_PATH_MAX} (choose a shorter directory)"
+            )
         if self.options.metrics is not None:  # a port in use: exit 2, still nothing made
             self.metrics = MetricsServer(self.options.metrics, self.status_json)
         check_root(self.options.root)
@@ -264,6 +270,10 @@ class Server:
             },
             "hosts": [dataclasses.asdict(h.status()) for h in holders],
         }
+
+
+#: Linux's ``sun_path`` is 108 bytes with its terminating NUL.
+_SUN_PATH_MAX = 107
 
 
 def _stop_all(holders: list[ConsoleHolder]) -> None:

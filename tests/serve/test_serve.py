@@ -209,3 +209,16 @@ def test_without_a_server_nothing_is_found(tmp_path):
     assert find_serving("h1", inventory=str(tmp_path), directory=tmp_path / "none") is None
     os.mkdir(tmp_path / "empty", 0o700)
     assert find_serving("h1", inventory=str(tmp_path), directory=tmp_path / "empty") is None
+
+
+def test_a_control_directory_too_long_for_a_unix_socket_is_one_line_and_nothing_made(
+    tmp_path, ptys, capsys
+):
+    inv = tmp_path / "inv.yaml"
+    write_inventory(inv, {"h1": ptys().path})
+    root, ctl = tmp_path / "rec", tmp_path / ("c" * 120)
+    argv = ["serve", "--inventory", str(inv), "--root", str(root), "--control-dir", str(ctl)]
+    assert main(argv, out=io.StringIO()) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--control-dir" in err and "at most 107" in err, err
+    assert not root.exists() and not ctl.exists()
