@@ -42,10 +42,17 @@ HOSTILE_LINES = st.sampled_from(HOSTILE_VALUES)
 
 
 @st.composite
-def damaged(draw: st.DrawFn, text: str) -> str:
-    """``text`` with up to three line edits: delete, duplicate, hostile value, insert, cut."""
+def damaged(
+    draw: st.DrawFn,
+    text: str,
+    *,
+    least: int = 0,
+    values: st.SearchStrategy[str] = HOSTILE_LINES,
+) -> str:
+    """``text`` with ``least`` to three line edits: delete, duplicate, hostile value (drawn
+    from ``values``), insert, cut."""
     lines = text.splitlines()
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.integers(least, 3))):
         if not lines:
             break
         i = draw(st.integers(0, len(lines) - 1))
@@ -56,9 +63,9 @@ def damaged(draw: st.DrawFn, text: str) -> str:
             lines.insert(i, lines[i])
         elif op == "value":
             head, sep, _ = lines[i].partition("=" if "=" in lines[i] else ":")
-            lines[i] = head + (sep or ":") + " " + draw(HOSTILE_LINES)
+            lines[i] = head + (sep or ":") + " " + draw(values)
         elif op == "insert":
-            lines.insert(i, draw(HOSTILE_LINES))
+            lines.insert(i, draw(values))
         else:
             lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
             lines = lines[: i + 1]

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from solcap.cli import main
+from tests import damage
 
 pytestmark = pytest.mark.timeout(300)
 TOP = Path(__file__).resolve().parents[2]
@@ -67,27 +68,9 @@ HOSTILE = st.sampled_from(
 )
 
 
-@st.composite
-def damaged(draw: st.DrawFn, text: str) -> str:
-    lines = text.splitlines()
-    for _ in range(draw(st.integers(1, 3))):
-        if not lines:
-            break
-        i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["delete", "duplicate", "value", "insert", "cut"]))
-        if op == "delete":
-            del lines[i]
-        elif op == "duplicate":
-            lines.insert(i, lines[i])
-        elif op == "value":
-            head, sep, _ = lines[i].partition("=" if "=" in lines[i] else ":")
-            lines[i] = head + (sep or ":") + " " + draw(HOSTILE)
-        elif op == "insert":
-            lines.insert(i, draw(HOSTILE))
-        else:
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
-            lines = lines[: i + 1]
-    return "\n".join(lines) + "\n"
+def damaged(text: str) -> st.SearchStrategy[str]:
+    """At least one edit, with this suite's hostile values (tests/damage.py does the edits)."""
+    return damage.damaged(text, least=1, values=HOSTILE)
 
 
 def _fresh(tmp_path: Path) -> Path:
