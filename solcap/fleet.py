@@ -469,16 +469,31 @@ def run(
     for slot in abandoned:  # give late jobs a last chance to close their recordings
         if slot.thread is not None:
             slot.thread.join(cancel_grace)
-    summary = FleetSummary(
+    summary = summarise(hosts, results, started, parallel, host_timeout, meta)
+    view.finish(summary)
+    return summary
+
+
+def summarise(
+    hosts: Sequence[Host],
+    results: Mapping[str, HostResult],
+    started: dt.datetime,
+    parallel: int,
+    host_timeout: float | None,
+    meta: Mapping[str, Any] | None,
+    *,
+    interrupted: bool = False,
+) -> FleetSummary:
+    """The run's summary, results in inventory order (the in-process and worker schedulers)."""
+    return FleetSummary(
         results=tuple(results[h.name] for h in hosts),
         started=started,
         finished=utc_now(),
         parallel=parallel,
         host_timeout=host_timeout,
+        interrupted=interrupted,
         meta=dict(meta or {}),
     )
-    view.finish(summary)
-    return summary
 
 
 def _next_wakeup(running: list[_Slot], now: float, grace: float) -> float:
@@ -514,15 +529,7 @@ def _interrupted(
         results[slot.host.name] = replace(result, outcome="error", error="interrupted")
     for host in pending:
         results[host.name] = HostResult(host.name, "error", "not started: the run was interrupted")
-    return FleetSummary(
-        results=tuple(results[h.name] for h in hosts),
-        started=started,
-        finished=utc_now(),
-        parallel=parallel,
-        host_timeout=host_timeout,
-        interrupted=True,
-        meta=dict(meta or {}),
-    )
+    return summarise(hosts, results, started, parallel, host_timeout, meta, interrupted=True)
 
 
 # --------------------------------------------------------------------------- opening a host

@@ -172,7 +172,7 @@ def run_sharded(
     import multiprocessing  # here, not at import: a capture need not load it
     import multiprocessing.connection
 
-    from solcap.fleet import FleetInterrupted, FleetSummary
+    from solcap.fleet import FleetInterrupted, summarise
 
     context = multiprocessing.get_context("fork")
     shares = split_parallel(parallel, workers)
@@ -275,27 +275,12 @@ def run_sharded(
                 with contextlib.suppress(OSError):
                     os.kill(worker.process.pid or 0, signal.SIGUSR1)
         pump(time.monotonic() + cancel_grace + REPORT_GRACE, interrupted=True)
-        summary = FleetSummary(
-            results=tuple(results[h.name] for h in hosts),
-            started=started,
-            finished=utc_now(),
-            parallel=parallel,
-            host_timeout=host_timeout,
-            interrupted=True,
-            meta=dict(meta or {}),
-        )
+        summary = summarise(hosts, results, started, parallel, host_timeout, meta, interrupted=True)
         progress.finish(summary)
         raise FleetInterrupted(summary) from None
     finally:
         for worker in pool:
             worker.conn.close()
-    summary = FleetSummary(
-        results=tuple(results[h.name] for h in hosts),
-        started=started,
-        finished=utc_now(),
-        parallel=parallel,
-        host_timeout=host_timeout,
-        meta=dict(meta or {}),
-    )
+    summary = summarise(hosts, results, started, parallel, host_timeout, meta)
     progress.finish(summary)
     return summary
