@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -66,18 +67,17 @@ def test_a_panic_while_no_client_is_attached_is_in_the_log(lab: Lab, serve) -> N
     assert panic["text"] == "Panic on CPU 0"
 
 
-@pytest.mark.slow
-def test_a_harvest_of_a_served_host_goes_through_the_server_into_both_logs(
-    lab: Lab, serve, tmp_path: Path
-) -> None:
-    server = serve(lab.inventory)
+def _on_served_node001(
+    lab: Lab, server: Any, root: Path, *command: str
+) -> tuple[Path, dict[str, Any], int]:
+    """Run ``solcap COMMAND`` on node001 while ``server`` holds it: its recording, that
+    recording's meta.json, and how many dumps the host had printed before."""
     wait_for(lambda: server.status()["node001"]["state"] == "up", 60, "node001 held")
     dumps_before = len(lab.host_state("node001").get("dumps", []))
-    root = tmp_path / "harvests"
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "solcap.cli", "harvest", "--inventory", str(lab.inventory)),
-            *("--limit", "node001", "--keys", "h,q", "--quiet", "0.5", "--root", str(root)),
+            *(sys.executable, "-m", "solcap.cli", *command, "--inventory", str(lab.inventory)),
+            *("--limit", "node001", "--root", str(root)),
         ],
         cwd=REPO,
         env=dict(os.environ, SOLCAP_SERVE_DIR=str(server.control)),
@@ -88,7 +88,18 @@ def test_a_harvest_of_a_served_host_goes_through_the_server_into_both_logs(
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert b"busy" not in proc.stderr and b"already active" not in proc.stderr
     (rec,) = [p.parent for p in (root / "node001").rglob("console.raw")]
-    meta = json.loads((rec / "meta.json").read_text())
+    return rec, json.loads((rec / "meta.json").read_text()), dumps_before
+
+
+@pytest.mark.slow
+def test_a_harvest_of_a_served_host_goes_through_the_server_into_both_logs(
+    lab: Lab, serve, tmp_path: Path
+) -> None:
+    server = serve(lab.inventory)
+    root = tmp_path / "harvests"
+    rec, meta, dumps_before = _on_served_node001(
+        lab, server, root, "harvest", "--keys", "h,q", "--quiet", "0.5"
+    )
     assert meta["via"] == "solcap serve" and meta["serve_role"] == "writer"
     harvested = (rec / "console.raw").read_bytes()
     sent = sent_by_key(lab.host_state("node001")["dumps"][dumps_before:])
@@ -119,24 +130,10 @@ def test_a_runbook_run_on_a_served_host_goes_through_the_server(
     lab: Lab, serve, tmp_path: Path
 ) -> None:
     server = serve(lab.inventory)
-    wait_for(lambda: server.status()["node001"]["state"] == "up", 60, "node001 held")
-    dumps_before = len(lab.host_state("node001").get("dumps", []))
     root = tmp_path / "runs"
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "solcap.cli", "run", "harvest-debug-keys"),
-            *("--inventory", str(lab.inventory), "--limit", "node001", "--root", str(root)),
-            *("--var", "keys=h", "--var", "quiet=0.5"),
-        ],
-        cwd=REPO,
-        env=dict(os.environ, SOLCAP_SERVE_DIR=str(server.control)),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=150,
+    rec, meta, dumps_before = _on_served_node001(
+        lab, server, root, "run", "harvest-debug-keys", "--var", "keys=h", "--var", "quiet=0.5"
     )
-    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
-    (rec,) = [p.parent for p in (root / "node001").rglob("console.raw")]
-    meta = json.loads((rec / "meta.json").read_text())
     assert meta["via"] == "solcap serve" and meta["outcome"] == "ok"
     ran = (rec / "console.raw").read_bytes()
     sent = sent_by_key(lab.host_state("node001")["dumps"][dumps_before:])
