@@ -31,6 +31,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,8 +206,17 @@ def start_unit(service: dict[str, str], runtime: Path, log: Path) -> subprocess.
     )
 
 
+@pytest.fixture
+def runtime() -> Iterator[Path]:
+    """systemd's ``%t`` for the units: short and under /tmp, because a Unix socket's path is at
+    most 107 bytes and pytest's own temporary paths (longer still under parallel workers) leave
+    serve's control socket past it."""
+    with tempfile.TemporaryDirectory(prefix="solcap-t-", dir="/tmp") as directory:
+        yield Path(directory)
+
+
 def test_serve_md_playbook_deploys_one_shard_server_per_host_and_status_finds_every_owner(
-    tmp_path: Path, lab: LabRun
+    tmp_path: Path, lab: LabRun, runtime: Path
 ) -> None:
     analyze = need("systemd-analyze")
     etc = tmp_path / "etc"
@@ -231,8 +241,6 @@ def test_serve_md_playbook_deploys_one_shard_server_per_host_and_status_finds_ev
     assert lab.password not in first.stdout + first.stderr
     assert (etc / "bmc-password").stat().st_mode & 0o777 == 0o600
 
-    runtime = tmp_path / "run"
-    runtime.mkdir()
     servers: list[subprocess.Popen[bytes]] = []
     try:
         for index, runner in enumerate(RUNNERS):
