@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from solcap import __version__
-from solcap.capture import DEFAULT_ROOT, Recording, iso, utc_now
+from solcap.capture import DEFAULT_ROOT, Recording, RecordingSummary, iso, utc_now
 from solcap.connect import ConsoleSpec, RecordedConsole, RecordingFactory, open_console
 from solcap.console import Console
 from solcap.errors import ExitStatus, TargetError, UsageError
@@ -564,6 +564,83 @@ def open_host_console(
 # --------------------------------------------------------------------------- harvest
 
 
+@dataclass(frozen=True)
+class HarvestDone:
+    """One console's harvest, its recording closed: the summary, the outcome a fleet reports
+    (``ok`` only when every dump is complete), and the exception that ended it early (None
+    when every key was pressed), which a single-target command raises again for its exit
+    status."""
+
+    summary: RecordingSummary
+    outcome: Outcome
+    error: str | None
+    segments: list[dict[str, Any]]
+    exception: Exception | None = None
+
+
+def harvest_console(
+    console: RecordedConsole,
+    keys: Sequence[str],
+    *,
+    baud: int,
+    quiet: float | None = None,
+    allow_dangerous: bool = False,
+    start_timeout: float = 10.0,
+    check: Callable[[], None] = lambda: None,
+    closed: Callable[[RecordingSummary], None] | None = None,
+) -> HarvestDone:
+    """Harvest ``keys`` on an opened console and close it and its recording, the outcome
+    written into the recording's meta.json. The body of :func:`harvest_job`, and all of
+    single-target ``solcap harvest``, so the two cannot drift apart.
+
+    ``quiet`` None is derived from ``baud``; ``check`` runs once the console is up (a fleet
+    cancels a host there); ``closed`` gets the summary also when an interruption propagates.
+    """
+    recording = console.recording
+    assert recording is not None
+    outcome: Outcome = "error"
+    error: str | None = "interrupted"
+    segments: list[dict[str, Any]] = []
+    failure: Exception | None = None
+    try:
+        try:
+            wait = quiet if quiet is not None else quiet_period(baud, floor=1.0)
+            with console:
+                check()
+                result = harvest_keys(
+                    console,
+                    recording,
+                    keys,
+                    allow_dangerous=allow_dangerous,
+                    quiet=wait,
+                    start_timeout=start_timeout,
+                )
+            segments = [
+                {
+                    "key": s.name,
+                    "bytes": s.end - s.start,
+                    "sha256": s.sha256,
+                    "complete": s.complete,
+                    "file": s.file,
+                }
+                for s in result.segments
+            ]
+            bad = [f"{s.name} ({s.reason})" for s in result.segments if not s.complete]
+            outcome, error = (
+                ("ok", None) if not bad else ("failed", "incomplete: " + ", ".join(bad))
+            )
+        except Exception as exc:
+            failure = exc
+            outcome, error = classify(exc), one_line(exc, recording.host)
+            recording.event("failed", outcome=outcome, error=error)
+    finally:
+        console.close()
+        summary = recording.close(outcome=outcome, error=error, stop_reason=error or "done")
+        if closed is not None:
+            closed(summary)
+    return HarvestDone(summary, outcome, error, segments, failure)
+
+
 def harvest_job(
     keys: Sequence[str],
     *,
@@ -593,51 +670,21 @@ def harvest_job(
             return ctx.result(
                 classify(exc), error=one_line(exc, host.name), details={"segments": []}
             )
-        recording = console.recording
-        assert recording is not None
-        outcome: Outcome = "error"
-        error: str | None = "interrupted"
-        segments: list[dict[str, Any]] = []
-        try:
-            try:
-                baud = host.line.baud if host.line is not None else 38400
-                wait = quiet if quiet is not None else quiet_period(baud, floor=1.0)
-                with console:
-                    ctx.check()
-                    result = harvest_keys(
-                        console,
-                        recording,
-                        keys,
-                        allow_dangerous=allow_dangerous,
-                        quiet=wait,
-                        start_timeout=start_timeout,
-                    )
-                segments = [
-                    {
-                        "key": s.name,
-                        "bytes": s.end - s.start,
-                        "sha256": s.sha256,
-                        "complete": s.complete,
-                        "file": s.file,
-                    }
-                    for s in result.segments
-                ]
-                bad = [f"{s.name} ({s.reason})" for s in result.segments if not s.complete]
-                outcome, error = (
-                    ("ok", None) if not bad else ("failed", "incomplete: " + ", ".join(bad))
-                )
-            except Exception as exc:
-                outcome, error = classify(exc), one_line(exc, host.name)
-                recording.event("failed", outcome=outcome, error=error)
-        finally:
-            console.close()
-            summary = recording.close(outcome=outcome, error=error, stop_reason=error or "done")
+        done = harvest_console(
+            console,
+            keys,
+            baud=host.line.baud if host.line is not None else 38400,
+            quiet=quiet,
+            allow_dangerous=allow_dangerous,
+            start_timeout=start_timeout,
+            check=ctx.check,
+        )
         return ctx.result(
-            outcome,
-            error=error,
-            bytes=summary.bytes,
-            recording=summary.path,
-            details={"segments": segments},
+            done.outcome,
+            error=done.error,
+            bytes=done.summary.bytes,
+            recording=done.summary.path,
+            details={"segments": done.segments},
         )
 
     return job

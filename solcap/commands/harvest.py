@@ -10,9 +10,8 @@ from solcap.capture import check_root
 from solcap.commands.argtypes import seconds
 from solcap.commands.target import DEFAULT_KEYS, add_target_options, open_target, print_recording
 from solcap.errors import ExitStatus, UsageError
-from solcap.harvest import HarvestResult, harvest_keys
 from solcap.transports.serialport import LineSettings
-from solcap.xen import parse_keys, quiet_period, refuse_dangerous
+from solcap.xen import parse_keys, refuse_dangerous
 
 
 def register(sub: Any) -> None:
@@ -50,7 +49,9 @@ def register(sub: Any) -> None:
 def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
     """Switch input to Xen, press debug keys, keep each dump as its own segment.
 
-    With ``--inventory`` the same harvest runs on many hosts (:mod:`solcap.commands.fleet`).
+    With ``--inventory`` the same harvest runs on many hosts (:mod:`solcap.commands.fleet`);
+    one TARGET runs the fleet job's own body (:func:`solcap.fleet.harvest_console`) on it, so
+    its recording ends with the same outcome, and a failure is raised again for its exit status.
     """
     if args.inventory is not None:
         from solcap.commands.fleet import harvest_inventory
@@ -64,24 +65,20 @@ def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
     keys = parse_keys(args.keys)
     refuse_dangerous(keys, allowed=args.allow_dangerous)
     line = LineSettings.parse(args.line)
-    quiet = args.quiet if args.quiet is not None else quiet_period(line.baud, floor=1.0)
     check_root(args.root)
     args.label_name = args.label[-1] if args.label else "harvest"
+    from solcap.fleet import harvest_console
+
     console = open_target(args, line)
-    recording = console.recording
-    assert recording is not None
-    result = HarvestResult()
-    try:
-        with console:
-            result = harvest_keys(
-                console,
-                recording,
-                keys,
-                allow_dangerous=args.allow_dangerous,
-                quiet=quiet,
-                start_timeout=args.start_timeout,
-            )
-    finally:
-        summary = recording.close()
-        print_recording(summary, out)
-    return ExitStatus.OK if result.complete else ExitStatus.TARGET
+    done = harvest_console(
+        console,
+        keys,
+        baud=line.baud,
+        quiet=args.quiet,
+        allow_dangerous=args.allow_dangerous,
+        start_timeout=args.start_timeout,
+        closed=lambda summary: print_recording(summary, out),
+    )
+    if done.exception is not None:
+        raise done.exception
+    return ExitStatus.OK if done.outcome == "ok" else ExitStatus.TARGET
