@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from solcap.bootline import Kind, merge
 from solcap.errors import ConfigError, UsageError
-from solcap.grub.chain import Chain, ChainError, find_chain, split_command
+from solcap.grub.chain import Chain, ChainError, NotXenEntry, find_chain, split_command
 
 XEN_DEFAULT = "GRUB_CMDLINE_XEN_DEFAULT"
 XEN_ALL = "GRUB_CMDLINE_XEN"
@@ -585,6 +585,28 @@ def _body_chain(text: str, entry: MenuEntry, path: str) -> tuple[Chain, list[_Lo
         raise ConfigError(path, str(exc), line=entry.line, field="menuentry") from exc
 
 
+def xen_entry_chains(text: str, path: str = "grub.cfg") -> list[tuple[MenuEntry, Chain]]:
+    """Every entry that boots Xen, in file order, with its chain.
+
+    Why: a persistent edit without ``--entry`` has to find the Xen entries among whatever else
+    grub.cfg offers — memtest86+ (``linux``/``linux16``, or ``multiboot`` on Debian up to 11),
+    Windows via os-prober's ``chainloader +1``, ``fwsetup``. Those are skipped
+    (:class:`~solcap.grub.chain.NotXenEntry`); an entry that may boot Xen but cannot be edited
+    safely is still a refusal naming it. Entries are taken as found, not re-selected by title,
+    so two entries with the same title do not make the lookup ambiguous.
+    """
+    found: list[tuple[MenuEntry, Chain]] = []
+    for entry in find_entries(text):
+        try:
+            chain, _ = _body_chain(text, entry, path)
+        except ConfigError as exc:
+            if isinstance(exc.__cause__, NotXenEntry):
+                continue
+            raise
+        found.append((entry, chain))
+    return found
+
+
 def entry_chain(text: str, entry_pattern: str, path: str = "grub.cfg") -> Chain:
     """The boot chain of the one entry matching ``entry_pattern`` (or a refusal)."""
     return _body_chain(text, select_entry(text, entry_pattern, path), path)[0]
@@ -627,7 +649,13 @@ def edit_grub_cfg(
 
 def entry_cmdlines(text: str, entry_pattern: str, path: str = "grub.cfg") -> tuple[str, str | None]:
     """The Xen and Dom0 arguments of one entry, as written (for verification after edits)."""
-    entry = select_entry(text, entry_pattern, path)
+    return menu_entry_cmdlines(text, select_entry(text, entry_pattern, path), path)
+
+
+def menu_entry_cmdlines(
+    text: str, entry: MenuEntry, path: str = "grub.cfg"
+) -> tuple[str, str | None]:
+    """The Xen and Dom0 arguments of an entry already found (see :func:`xen_entry_chains`)."""
     chain, body = _body_chain(text, entry, path)
 
     def args(index: int) -> str:

@@ -18,10 +18,13 @@ on the chain, not on a keyword:
 ``slaunch``     TrenchBoot DRTM: ``slaunch`` (and ``slaunch_module``) before an ordinary
                 ``multiboot2`` chain; the slaunch lines are never edited.
 
-Anything else is refused with the reason (a plain ``linux`` entry, ``chainloader`` of
-``xen.efi`` — its options live in ``xen.cfg``, see :mod:`solcap.grub.xencfg` — a loader whose
-image is a ``$variable`` or does not look like Xen/tboot, two hypervisor lines in ``if``
-branches, a tboot chain without a Xen module).
+Anything else is refused with the reason. Two kinds: an entry that boots something other than
+Xen (a plain ``linux`` entry, memtest86+, Windows through ``chainloader +1``, a loader whose
+image does not look like Xen/tboot, a tboot chain without a Xen module) is
+:class:`NotXenEntry`, which a caller looking for *the Xen entries* skips; an entry that may
+boot Xen but cannot be edited safely (``chainloader`` of ``xen.efi`` — its options live in
+``xen.cfg``, see :mod:`solcap.grub.xencfg` — a loader whose image is a ``$variable``, two
+hypervisor lines in ``if`` branches, mixed protocols) is a plain :class:`ChainError`.
 
 The model only needs each line's command and words, so it is built from grub.cfg text and
 from what GRUB's editor shows alike. No I/O here.
@@ -119,21 +122,53 @@ def _is_variable(word: str | None) -> bool:
     return word is not None and "$" in word
 
 
+def _looks_like_xen(line: ChainLine) -> bool:
+    return line.image is not None and bool(_XEN_IMAGE.search(line.basename))
+
+
+def _boots_xen_maybe(line: ChainLine) -> bool:
+    """Whether a loader line could start Xen: xen_hypervisor, a Xen or tboot image, or an
+    image solcap cannot read (a ``$variable``)."""
+    return (
+        line.command == "xen_hypervisor"
+        or _is_variable(line.image)
+        or _looks_like_xen(line)
+        or bool(_TBOOT_IMAGE.match(line.basename))
+    )
+
+
 def find_chain(lines: Sequence[ChainLine], title: str = "") -> Chain:
-    """The chain of an entry whose command lines are ``lines`` (in order); else ChainError."""
+    """The chain of an entry whose command lines are ``lines`` (in order); else ChainError.
+
+    :class:`NotXenEntry` (a ChainError) when the entry boots something else — Linux alone,
+    memtest86+ (``linux``/``linux16``/``multiboot`` of a memtest image), Windows through
+    ``chainloader +1``, ``fwsetup``: a caller looking for the Xen entries skips those. Any other
+    ChainError is an entry that (may) boot Xen but cannot be edited safely.
+    """
     what = f"entry {title!r}" if title else "the entry"
     slaunch = tuple(line for line in lines if line.command in _SLAUNCH)
     loaders = [line for line in lines if line.command in _MODULE_OF]
     if not loaders:
-        if any(line.command in _CHAIN for line in lines):
+        chained = [line for line in lines if line.command in _CHAIN]
+        if any(_looks_like_xen(line) or _is_variable(line.image) for line in chained):
             raise ChainError(
                 f"{what} chainloads another EFI program: an EFI-booted xen.efi reads its "
                 "options from xen.cfg beside it (edit that file instead)"
             )
+        if chained:
+            shown = ", ".join(f"chainloader {line.image}" for line in chained)
+            raise NotXenEntry(f"{what} chainloads something other than Xen ({shown})")
         if any(line.command in _LINUX for line in lines):
             raise NotXenEntry(f"{what} boots Linux directly (linux/initrd): not a Xen entry")
         raise NotXenEntry(
             f"{what} has no multiboot2, multiboot or xen_hypervisor line: not a Xen entry"
+        )
+    if not any(_boots_xen_maybe(line) for line in loaders):
+        # e.g. memtest86+'s `multiboot /boot/memtest86+_multiboot.bin` (Debian up to 11)
+        shown = " and ".join(f"{line.command} loads {line.image}" for line in loaders)
+        raise NotXenEntry(
+            f"{what}: {shown}, which looks like neither Xen nor tboot (not a Xen entry); "
+            "refusing to put Xen options on it"
         )
     if len(loaders) > 1:
         shown = ", ".join(f"{line.command} {line.image}" for line in loaders)
@@ -146,12 +181,6 @@ def find_chain(lines: Sequence[ChainLine], title: str = "") -> Chain:
     after = [line for line in lines if line.index > loader.index]
     modules = [line for line in after if line.command == module_command]
     stray = [line for line in after if line.command in _MODULE_OF.values()]
-    if len(stray) != len(modules):
-        other = next(line for line in stray if line.command != module_command)
-        raise ChainError(
-            f"{what} mixes {loader.command} with {other.command} (line of {other.image}): "
-            "GRUB loads those with different protocols; refusing"
-        )
     if loader.image is None:
         raise ChainError(f"{what}: {loader.command} names no image")
     if _is_variable(loader.image):
@@ -159,16 +188,16 @@ def find_chain(lines: Sequence[ChainLine], title: str = "") -> Chain:
             f"{what}: {loader.command} loads {loader.image}, a GRUB variable: solcap cannot "
             "tell whether that is Xen, tboot or something else; edit by hand"
         )
+    if len(stray) != len(modules):
+        other = next(line for line in stray if line.command != module_command)
+        raise ChainError(
+            f"{what} mixes {loader.command} with {other.command} (line of {other.image}): "
+            "GRUB loads those with different protocols; refusing"
+        )
     if loader.command == "xen_hypervisor":
         return _plain("arm64", loader, modules, slaunch)
     if _TBOOT_IMAGE.match(loader.basename):
         return _tboot(what, loader, modules, slaunch)
-    if not _XEN_IMAGE.search(loader.basename):
-        # e.g. Debian's memtest86+ entry, `multiboot /memtest86+.elf`
-        raise NotXenEntry(
-            f"{what}: {loader.command} loads {loader.image}, which looks like neither Xen nor "
-            "tboot (not a Xen entry); refusing to put Xen options on it"
-        )
     family: Family = "slaunch" if slaunch else loader.command  # type: ignore[assignment]
     return _plain(family, loader, modules, slaunch)
 
@@ -191,7 +220,7 @@ def _tboot(
 ) -> Chain:
     """tboot loads the first module as its kernel: that must be Xen, and Dom0 is the next one."""
     if not modules:
-        raise ChainError(f"{what}: tboot ({loader.image}) is followed by no module")
+        raise NotXenEntry(f"{what}: tboot ({loader.image}) is followed by no module, so no Xen")
     xen = modules[0]
     if _is_variable(xen.image) or not _XEN_IMAGE.search(xen.basename):
         raise NotXenEntry(

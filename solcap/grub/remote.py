@@ -20,7 +20,6 @@ offline trees work under a temporary directory.
 from __future__ import annotations
 
 import posixpath
-import re
 import shlex
 import sys
 import time
@@ -37,15 +36,14 @@ from solcap.grub.cfg import (
     edit_default_grub,
     edit_grub_cfg,
     effective_settings,
-    entry_chain,
     entry_cmdlines,
-    find_entries,
+    menu_entry_cmdlines,
     override_warnings,
     sourcing_order,
     target_file,
     unified_diff,
+    xen_entry_chains,
 )
-from solcap.grub.chain import NotXenEntry
 from solcap.grub.xencfg import edit_xen_cfg, xen_cfg_cmdlines
 from solcap.profiles import Profile
 from solcap.ssh import SshConnection
@@ -409,21 +407,16 @@ def _xcpng_cfg(ssh: SshConnection, layout: RemoteLayout) -> str | None:
     return present[0] if present else None
 
 
-def _default_entry(text: str, layout: RemoteLayout) -> str:
-    """The entry xen-cmdline's result is checked on: the pattern given, else GRUB's first
-    Xen entry (non-Xen entries such as memtest86+'s ``multiboot`` one are skipped)."""
+def _default_entry(text: str, layout: RemoteLayout, path: str) -> tuple[str, str, str | None]:
+    """(title, Xen args, Dom0 args) of the entry xen-cmdline's result is checked on: the
+    pattern given, else GRUB's first Xen entry (non-Xen entries such as memtest86+'s are
+    skipped, see :func:`solcap.grub.cfg.xen_entry_chains`)."""
     if layout.entry_pattern is not None:
-        return layout.entry_pattern
-    for entry in find_entries(text):
-        selector = re.escape(entry.entry_id) if entry.entry_id else f"^{re.escape(entry.title)}$"
-        try:
-            entry_chain(text, selector)
-        except ConfigError as exc:
-            if isinstance(exc.__cause__, NotXenEntry):
-                continue  # e.g. a memtest86+ entry placed first
-            raise
-        return selector
-    raise UsageError("grub.cfg has no Xen menuentry to verify")
+        xen, dom0 = entry_cmdlines(text, layout.entry_pattern, path)
+        return layout.entry_pattern, xen, dom0
+    for entry, _chain in xen_entry_chains(text, path):
+        return (entry.path, *menu_entry_cmdlines(text, entry, path))
+    raise UsageError(f"{path} has no Xen menuentry to verify")
 
 
 def _plan_xen_cmdline(ssh: SshConnection, profile: Profile, layout: RemoteLayout) -> Plan:
@@ -443,7 +436,7 @@ def _plan_xen_cmdline(ssh: SshConnection, profile: Profile, layout: RemoteLayout
     if cfg is not None:
         text = _read(ssh, layout, cfg)
         if text is not None:
-            xen_now, dom0_now = entry_cmdlines(text, _default_entry(text, layout), cfg)
+            _, xen_now, dom0_now = _default_entry(text, layout, cfg)
     commands: list[str] = []
     for flag, options, current in (
         ("xen", profile.xen, xen_now),
@@ -512,32 +505,30 @@ def _plan_xen_cfg(ssh: SshConnection, profile: Profile, layout: RemoteLayout) ->
 def xen_entries(text: str, pattern: str | None, path: str) -> list[tuple[str, str, str | None]]:
     """(title, xen args, dom0 args) of the entries to verify.
 
-    With a pattern: that one entry. Without: every non-recovery entry that boots Xen (the
-    entries ``GRUB_CMDLINE_XEN_DEFAULT`` reaches).
+    With a pattern: that one entry (refused with the reason when it is not a Xen entry). Without:
+    every non-recovery entry that boots Xen (the entries ``GRUB_CMDLINE_XEN_DEFAULT`` reaches);
+    memtest86+, os-prober's Windows and other non-Xen entries are skipped.
     """
     if pattern is not None:
         xen, dom0 = entry_cmdlines(text, pattern, path)
         return [(pattern, xen, dom0)]
-    found: list[tuple[str, str, str | None]] = []
-    for entry in find_entries(text):
-        if "recovery" in entry.title.lower():
-            continue
-        selector = re.escape(entry.entry_id) if entry.entry_id else f"^{re.escape(entry.title)}$"
-        try:
-            xen, dom0 = entry_cmdlines(text, selector, path)
-        except ConfigError as exc:
-            if isinstance(exc.__cause__, NotXenEntry):
-                continue  # plain Linux, memtest86+ (`multiboot /memtest86+.elf`), …
-            raise
-        found.append((entry.path, xen, dom0))
-    return found
+    return [
+        (entry.path, *menu_entry_cmdlines(text, entry, path))
+        for entry, _chain in xen_entry_chains(text, path)
+        if "recovery" not in entry.title.lower()
+    ]
 
 
 def verify_grub_cfg(
     text: str, profile: Profile, *, entry_pattern: str | None, path: str
 ) -> list[str]:
     """Titles of the verified entries; raises ConfigError listing what an entry lacks."""
-    entries = xen_entries(text, entry_pattern, path)
+    return _check_entries(xen_entries(text, entry_pattern, path), profile, path)
+
+
+def _check_entries(
+    entries: Sequence[tuple[str, str, str | None]], profile: Profile, path: str
+) -> list[str]:
     if not entries:
         raise ConfigError(path, "no Xen (multiboot) menuentry found", field="menuentry")
     for title, xen, dom0 in entries:
@@ -678,11 +669,13 @@ def _verify(ssh: SshConnection, plan: Plan, backups: Sequence[tuple[str, str]]) 
     text = ssh.read_file(real, sudo=ssh.target.sudo)
     if text is None:
         raise TargetError(plan.host, f"{real} is missing after regenerating{hint}")
-    pattern = plan.layout.entry_pattern
-    if plan.method == "xen-cmdline":
-        pattern = _default_entry(text, plan.layout)
     try:
-        return verify_grub_cfg(text, plan.profile, entry_pattern=pattern, path=real)
+        if plan.method == "xen-cmdline":
+            entry = _default_entry(text, plan.layout, real)
+            return _check_entries([entry], plan.profile, real)
+        return verify_grub_cfg(
+            text, plan.profile, entry_pattern=plan.layout.entry_pattern, path=real
+        )
     except (ConfigError, UsageError) as exc:
         raise TargetError(plan.host, f"verification failed: {exc}{hint}") from exc
 

@@ -10,13 +10,15 @@ solcap writes shows up as a diff a person can read. ``SOLCAP_REGEN_GOLDEN=1`` re
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from solcap.errors import ConfigError
-from solcap.grub.cfg import edit_grub_cfg, entry_chain, entry_cmdlines
+from solcap.grub.cfg import edit_grub_cfg, entry_chain, entry_cmdlines, xen_entry_chains
 from solcap.grub.chain import ChainError, find_chain, split_command
+from solcap.grub.remote import verify_grub_cfg, xen_entries
 from solcap.profiles import load_profile
 
 DATA = Path(__file__).parent / "data" / "chains"
@@ -187,3 +189,88 @@ def test_unsafe_chains_are_refused_with_the_reason(body: str, reason: str) -> No
     ]
     with pytest.raises(ChainError):
         find_chain(lines)
+
+
+#: Debian 12 hosts whose grub.cfg offers more than Xen (README.md cites each block): memtest86+
+#: 6.10-4's `linux` entries and os-prober's Windows `chainloader +1`; memtest86+ 5.x's
+#: "experimental multiboot" entries (`multiboot /boot/memtest86+_multiboot.bin`).
+MIXED = ["debian12-xen-memtest86+-os-prober-grub.cfg", "debian-xen-memtest86+-5-multiboot-grub.cfg"]
+XEN_ADVANCED = (
+    "Advanced options for Debian GNU/Linux (with Xen hypervisor)>Xen hypervisor, version "
+)
+DEBIAN_XEN_ENTRIES = [
+    "Debian GNU/Linux, with Xen hypervisor",
+    f"{XEN_ADVANCED}4.17-amd64>Debian GNU/Linux, with Xen 4.17-amd64 and Linux 6.1.0-18-amd64",
+    f"{XEN_ADVANCED}4.17-amd64>Debian GNU/Linux, with Xen 4.17-amd64 and Linux 6.1.0-18-amd64 "
+    "(recovery mode)",
+    f"{XEN_ADVANCED}4.17-amd64>Debian GNU/Linux, with Xen 4.17-amd64 and Linux 6.1.0-17-amd64",
+    f"{XEN_ADVANCED}4.17-amd64>Debian GNU/Linux, with Xen 4.17-amd64 and Linux 6.1.0-17-amd64 "
+    "(recovery mode)",
+]
+
+
+@pytest.mark.parametrize("name", MIXED)
+def test_xen_entries_are_chosen_among_memtest_and_os_prober_entries(name: str) -> None:
+    """Without --entry, the entries to edit are the Xen ones; memtest86+ (linux, linux16 or
+    multiboot of a memtest image) and Windows (chainloader +1) are skipped, not refused. The
+    golden file is every non-recovery Xen entry edited: the other entries stay byte for byte."""
+    text = (DATA / name).read_text()
+    found = xen_entry_chains(text, name)
+    assert [entry.path for entry, _ in found] == DEBIAN_XEN_ENTRIES
+    assert {chain.family for _, chain in found} == {"multiboot2"}
+    new = text
+    edited = 0
+    for entry, _ in found:
+        if "recovery" in entry.title:
+            continue
+        assert entry.entry_id is not None
+        new = edit_grub_cfg(new, re.escape(entry.entry_id), XEN, (), DOM0, (), path=name)
+        edited += 1
+    golden(name, new)
+    changed = [(a, b) for a, b in zip(text.splitlines(), new.splitlines(), strict=True) if a != b]
+    assert len(changed) == 2 * edited == 6
+    assert all(("multiboot2\t" in a or "module2\t" in a) for a, _ in changed)
+    titles = [title for title, _, _ in xen_entries(new, None, name)]
+    assert titles == [t for t in DEBIAN_XEN_ENTRIES if "recovery" not in t]
+    assert verify_grub_cfg(new, PROFILE, entry_pattern=None, path=name) == titles
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern", "reason"),
+    [
+        (MIXED[0], r"^Memory test \(memtest86\+x64\.bin\)$", "boots Linux directly"),
+        (MIXED[0], r"^Windows 10", r"chainloads something other than Xen \(chainloader \+1\)"),
+        (
+            MIXED[1],
+            r"^Memory test \(memtest86\+, experimental multiboot\)$",
+            r"multiboot loads /boot/memtest86\+_multiboot\.bin, which looks like neither Xen",
+        ),
+    ],
+)
+def test_a_non_xen_entry_named_by_entry_is_refused_with_the_reason(
+    name: str, pattern: str, reason: str
+) -> None:
+    text = (DATA / name).read_text()
+    with pytest.raises(ConfigError, match=reason):
+        edit_grub_cfg(text, pattern, XEN, (), DOM0, (), path=name)
+    with pytest.raises(ConfigError, match=reason):
+        xen_entries(text, pattern, name)
+
+
+def test_a_xen_entry_that_cannot_be_edited_is_refused_even_without_entry() -> None:
+    """Skipping is for entries that do not boot Xen: a 40_custom Xen entry whose image is a
+    GRUB variable may be the one that boots, so the choice is refused, naming it."""
+    text = (
+        (DATA / MIXED[0])
+        .read_text()
+        .replace(
+            "### END /etc/grub.d/40_custom ###",
+            "menuentry 'Xen (custom)' {\n\tmultiboot2\t$xen_image placeholder\n"
+            "\tmodule2\t/boot/vmlinuz-6.1.0-18-amd64 root=/dev/sda2\n}\n"
+            "### END /etc/grub.d/40_custom ###",
+        )
+    )
+    with pytest.raises(ConfigError, match=r"entry 'Xen \(custom\)': multiboot2 loads \$xen_image"):
+        xen_entry_chains(text, MIXED[0])
+    with pytest.raises(ConfigError, match=r"a GRUB variable"):
+        verify_grub_cfg(text, PROFILE, entry_pattern=None, path=MIXED[0])

@@ -76,17 +76,28 @@ IGNORE_VARIABLES = (
 )
 
 
-#: What Debian's memtest86+ package adds to every regenerated grub.cfg (see
-#: tests/profiles/data/README.md): a multiboot entry that is not Xen.
-MEMTEST = "menuentry 'Memory test (memtest86+.elf)' {\n\tmultiboot\t/boot/memtest86+.elf\n}"
+CHAINS = Path(__file__).resolve().parent / "data" / "chains"
 
 
-def _stub(
-    directory: Path, name: str, cfg: str, ignore: bool = False, memtest: bool = False
-) -> None:
+def _non_xen_blocks(name: str) -> str:
+    """What grub-mkconfig writes after 20_linux_xen on a real host (memtest86+, os-prober), cut
+    from a cited grub.cfg in tests/grub/data/chains: entries that are not Xen."""
+    text = (CHAINS / name).read_text()
+    start = text.index("### BEGIN /etc/grub.d/20_memtest86+ ###")
+    end = text.index("### BEGIN /etc/grub.d/30_uefi-firmware ###")
+    return text[start:end]
+
+
+def _stub(directory: Path, name: str, cfg: str, ignore: bool = False, extra: str = "") -> None:
+    """A regenerate tool; ``extra`` is grub.cfg text it appends as is (non-Xen entries)."""
     directory.mkdir(exist_ok=True)
     text = MKCONFIG.replace("@CFG@", cfg).replace("@IGNORE@", IGNORE_VARIABLES if ignore else "")
-    text = text.replace("@MEMTEST@", MEMTEST if memtest else "")
+    if extra:
+        (directory / f"{name}.extra").write_text(extra)
+    text = text.replace(
+        "@MEMTEST@\nEOF\n",
+        f'EOF\ncat "{directory / name}.extra" >> "$out.new"\n' if extra else "EOF\n",
+    )
     path = directory / name
     path.write_text(text)
     path.chmod(0o755)
@@ -539,19 +550,29 @@ def test_cli_oneshot_dry_run_then_write_hands_over_to_the_console(
     assert err == "solcap: error: /dev/ttyS9: cannot open serial port: No such file or directory\n"
 
 
-def test_memtest86_multiboot_entry_is_skipped_when_verifying_without_entry(
-    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile
+@pytest.mark.parametrize(
+    "source",
+    ["debian12-xen-memtest86+-os-prober-grub.cfg", "debian-xen-memtest86+-5-multiboot-grub.cfg"],
+)
+def test_non_xen_entries_are_skipped_by_a_persistent_edit_without_entry(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path, profile: Profile, source: str
 ) -> None:
-    """Debian's memtest86+ adds `multiboot /boot/memtest86+.elf`: a multiboot entry that is not
-    Xen. Verification without --entry checks the Xen entries and leaves memtest alone."""
-    shutil.copy(DATA / "debian12-grub-memtest.cfg", debian_root / "boot/grub/grub.cfg")
+    """A Debian 12 host with memtest86+ (6.x: `linux /boot/memtest86+x64.bin`; 5.x: `multiboot
+    /boot/memtest86+_multiboot.bin`) and os-prober's Windows (`chainloader +1`): the persistent
+    edit without --entry regenerates, verifies exactly the Xen entries and leaves the rest
+    byte for byte (it used to fail verification on the first entry that was not Xen)."""
+    extra = _non_xen_blocks(source)
+    shutil.copy(CHAINS / source, debian_root / "boot/grub/grub.cfg")
     bin_dir = tmp_path / "bin"
-    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg", memtest=True)
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg", extra=extra)
     plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
     assert plan.method == "default-grub"
-    result = apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+    out = io.StringIO()
+    result = apply_persistent(ssh, plan, dry_run=False, out=out)
+    assert result.regenerated
     assert result.verified == ("Debian GNU/Linux, with Xen hypervisor",)
+    assert "verified: Debian GNU/Linux, with Xen hypervisor\n" in out.getvalue()
     cfg = (debian_root / "boot/grub/grub.cfg").read_text()
-    assert "\tmultiboot\t/boot/memtest86+.elf\n" in cfg  # regenerated, untouched
+    assert cfg.endswith("}\n" + extra)  # regenerated, the non-Xen entries as the host writes them
     xen, _ = entry_cmdlines(cfg, "^Debian GNU/Linux, with Xen hypervisor$")
     assert set(profile.xen.options) <= set(xen.split())

@@ -343,22 +343,3 @@ def test_line_continuations_are_understood() -> None:
 def test_unified_diff_is_empty_without_change() -> None:
     assert unified_diff(DEBIAN_CFG, DEBIAN_CFG, "grub.cfg") == ""
     assert unified_diff("a\n", "b\n", "f").startswith("--- f (current)\n+++ f (solcap)\n")
-
-
-def test_xen_entries_skip_memtest86_multiboot_entries() -> None:
-    from solcap.grub.cfg import entry_chain
-    from solcap.grub.remote import xen_entries
-
-    path = DATA / "debian12-grub-memtest.cfg"
-    text = path.read_text()
-    titles = [title for title, _, _ in xen_entries(text, None, str(path))]
-    assert titles == [
-        "Debian GNU/Linux, with Xen hypervisor",
-        "Advanced options for Debian GNU/Linux (with Xen hypervisor)>Xen hypervisor, version "
-        "4.17-amd64>Debian GNU/Linux, with Xen 4.17-amd64 and Linux 6.1.0-18-amd64",
-        "Advanced options for Debian GNU/Linux (with Xen hypervisor)>Xen hypervisor, version "
-        "4.17-amd64>Debian GNU/Linux, with Xen 4.17-amd64 and Linux 6.1.0-17-amd64",
-    ]
-    # Asked for by name, the memtest entry is still refused with the reason.
-    with pytest.raises(ConfigError, match=r"memtest86\+\.elf, which looks like neither Xen"):
-        entry_chain(text, r"^Memory test \(memtest86\+\.elf\)$", str(path))
