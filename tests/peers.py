@@ -27,6 +27,7 @@ PACKAGES = {
     "ssh-keygen": "openssh-client",
     "scriptreplay": "bsdutils",
     "sudo": "sudo",
+    "visudo": "sudo",
     "conserver": "conserver-server",
     "console": "conserver-client",
     "conmand": "conman",
@@ -38,6 +39,8 @@ PACKAGES = {
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
     "useradd": "passwd",  # tests/serve/test_access.py makes real second Unix users
+    "userdel": "passwd",
+    "chpasswd": "passwd",  # tests/grub/conftest.py gives its sudo user a password
 }
 
 # Where Debian puts administrator programs that a non-root PATH often lacks.

@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent
 from solcap.profiles import Profile, load_profile
 from solcap.ssh import SBIN_PATH, SshConnection, SshTarget, connect
 
-from .conftest import SUDO_PASSWORD, Sshd, write_sudo_stub
+from .conftest import SUDO_PASSWORD, Sshd, SudoLogin
 
 DATA = Path(__file__).resolve().parent.parent / "profiles" / "data"
 
@@ -394,32 +395,49 @@ def test_later_file_override_is_warned_and_edited_where_it_counts(
     assert xen_edits == ["/etc/default/grub.d/zz-site.cfg"]
 
 
-def test_sudo_path_uses_stub_sudo_with_password_on_stdin(
-    sshd: Sshd,
+def test_sudo_path_edits_root_owned_files_through_real_sudo(
+    sudo_login: SudoLogin,
     debian_root: Path,
-    tmp_path: Path,
     profile: Profile,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
-    write_sudo_stub(bin_dir)
-    monkeypatch.setenv("SOLCAP_TEST_SUDO_PW", SUDO_PASSWORD)
-    target = SshTarget.parse(
-        sshd.url,
-        key_file=str(sshd.client_key),
-        known_hosts=str(sshd.known_hosts),
-        sudo=True,
-        sudo_password="env:SOLCAP_TEST_SUDO_PW",
-        path_prefix=(str(bin_dir),),  # where the remote finds the stub sudo
-    )
-    with connect(target) as ssh:
-        plan = plan_persistent(ssh, profile, layout=_layout(debian_root, bin_dir))
-        result = apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
-    assert result.verified and result.regenerated
-    log = (bin_dir / "sudo.log").read_text()
-    assert "cp -p" in log and "mv -f" in log and "update-grub" in log
-    assert SUDO_PASSWORD not in log
+    # The login is a non-root account; the files are root's, as on a host: it may look
+    # (directories 0755, files 0644) but every copy, move and the regeneration needs sudo.
+    # pytest's tmp_path is root's 0700, so the tree is copied to a directory it can enter.
+    base = Path(tempfile.mkdtemp(prefix="solcap-sudo-grub-"))
+    try:
+        base.chmod(0o755)
+        root = base / "root"
+        shutil.copytree(debian_root, root)
+        before = _tree(root)
+        bin_dir = base / "bin"
+        _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+        monkeypatch.setenv("SOLCAP_TEST_SUDO_PW", SUDO_PASSWORD)
+        server = sudo_login.server
+        target = SshTarget.parse(
+            server.url,
+            key_file=str(server.client_key),
+            known_hosts=str(server.known_hosts),
+            sudo=True,
+            sudo_password="env:SOLCAP_TEST_SUDO_PW",
+        )
+        ran = len(sudo_login.commands())
+        with connect(target) as ssh:
+            assert not ssh.run(f"touch {root}/etc/default/grub").ok  # not without sudo
+            plan = plan_persistent(ssh, profile, layout=_layout(root, bin_dir))
+            result = apply_persistent(ssh, plan, dry_run=False, out=io.StringIO())
+        assert result.verified and result.regenerated
+        assert [e.path for e in plan.edits] == ["/etc/default/grub.d/xen.cfg"]
+        assert (root / "etc/default/grub.d/xen.cfg").read_text() == plan.edits[0].new
+        after = _tree(root)
+        assert after["boot/grub/grub.cfg"] != before["boot/grub/grub.cfg"]  # regenerated
+        assert all(p.stat().st_uid == 0 for p in root.rglob("*")), "a file changed owner"
+    finally:
+        shutil.rmtree(base)
+    commands = sudo_login.commands()[ran:]
+    for step in ("cp -p", "mv -f", "update-grub"):
+        assert any(step in c for c in commands), (step, commands)
+    assert "pa ss" not in sudo_login.log.read_text()
 
 
 # --------------------------------------------------------------------------- CLI

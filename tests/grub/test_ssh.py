@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from solcap.errors import ConnectError, TargetError, UsageError
-from solcap.ssh import SshTarget, connect, resolve_secret
+from solcap.ssh import SBIN_PATH, SshTarget, connect, resolve_secret
 
-from .conftest import SUDO_PASSWORD, Sshd, write_sudo_stub
+from .conftest import SUDO_PASSWORD, Sshd, SudoLogin
 
 
 def target(server: Sshd, **options: object) -> SshTarget:
@@ -138,40 +139,41 @@ def test_nothing_listening_is_connect_error(sshd: Sshd) -> None:
             connect(t)
 
 
-@pytest.fixture
-def sudo_bin(tmp_path: Path) -> Path:
-    """A directory with a stub sudo (real sudo is usually absent in CI containers)."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    write_sudo_stub(directory)
-    return directory
-
-
 def test_sudo_password_on_stdin_never_in_argv(
-    sshd: Sshd, sudo_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sudo_login: SudoLogin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A real non-root login and Debian's sudo: the rule asks for the account's password.
     monkeypatch.setenv("SOLCAP_TEST_SUDO", SUDO_PASSWORD)
-    t = target(sshd, sudo=True, sudo_password="env:SOLCAP_TEST_SUDO")
+    t = target(sudo_login.server, sudo=True, sudo_password="env:SOLCAP_TEST_SUDO")
     with connect(t) as ssh:
         line, stdin = ssh.wrap("id -u", sudo=True)
         assert "pa ss" not in line and stdin == b"pa ss'word\n"
-        result = ssh.run("echo hello; cat /dev/null", sudo=True, path_prefix=[str(sudo_bin)])
+        assert ssh.run("id -u").stdout == f"{sudo_login.uid}\n"  # the login is not root
+        before = len(sudo_login.commands())
+        result = ssh.run("id -u; echo hello; cat /dev/null", sudo=True)
         assert result.ok, result.stderr
-        assert result.stdout == "hello\n"
-        log = (sudo_bin / "sudo.log").read_text()
-        assert log.startswith("ok sh -c ")
-        assert "pa ss" not in log
+        assert result.stdout == "0\nhello\n"  # root, after sudo took the password
+        # Exactly the one command, as root, as sudo itself logged it.
+        inner = f'PATH="$PATH":{SBIN_PATH}; export PATH; id -u; echo hello; cat /dev/null'
+        assert sudo_login.commands()[before:] == [f"/usr/bin/sh -c {shlex.quote(inner)}"]
+        assert "pa ss" not in sudo_login.log.read_text()  # not in the argv sudo logged
         # A command under sudo never sees the password on its stdin.
-        assert ssh.run("cat", sudo=True, path_prefix=[str(sudo_bin)]).stdout == ""
+        assert ssh.run("cat", sudo=True).stdout == ""
     monkeypatch.setenv("SOLCAP_TEST_SUDO", "wrong")
     with connect(t) as ssh:
-        result = ssh.run("echo hello", sudo=True, path_prefix=[str(sudo_bin)])
-        assert result.exit_status == 1 and "incorrect password" in result.stderr
+        before = len(sudo_login.commands())
+        result = ssh.run("echo hello", sudo=True)
+        assert result.exit_status == 1 and result.stdout == ""
+        assert "sudo: 1 incorrect password attempt" in result.stderr, result.stderr
+        assert sudo_login.commands()[before:] == []
 
 
-def test_sudo_without_password_uses_non_interactive(sshd: Sshd, sudo_bin: Path) -> None:
-    with connect(target(sshd, sudo=True)) as ssh:
+def test_sudo_without_password_uses_non_interactive(sudo_login: SudoLogin) -> None:
+    with connect(target(sudo_login.server, sudo=True)) as ssh:
         line, stdin = ssh.wrap("true", sudo=True)
         assert "sudo -n --" in line and stdin == b""
-        result = ssh.run("true", sudo=True, path_prefix=[str(sudo_bin)])
-        assert result.exit_status == 1 and "password is required" in result.stderr
+        before = len(sudo_login.commands())
+        result = ssh.run("id -u", sudo=True)
+        assert result.exit_status == 1 and result.stdout == ""
+        assert result.stderr == "sudo: a password is required\n"
+        assert sudo_login.commands()[before:] == []
