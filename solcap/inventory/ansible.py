@@ -15,24 +15,13 @@ from typing import Any
 from solcap.access import parse_access
 from solcap.credentials import SecretRef
 from solcap.docload import Doc, Key, Pos, kind_of
-from solcap.inventory.fields import (
-    Where,
-    _want_int,
-    _want_str,
-    check_profile,
-    parse_bmc,
-    parse_cipher,
-    parse_console,
-    parse_labels,
-    parse_line,
-    parse_secret,
-    parse_serial,
-)
+from solcap.inventory import fields
+from solcap.inventory.fields import Where
 from solcap.inventory.model import (
-    _NAME_RE,
-    _VAR_RE,
     BMC_VARS,
     DEFAULT_CIPHER,
+    NAME_RE,
+    VAR_RE,
     BmcAddress,
     Host,
     Inventory,
@@ -46,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _AGroup:
+class AGroup:
     """An Ansible group as read: vars (with positions), hosts, children."""
 
     name: str
@@ -94,8 +83,8 @@ def _expand_range(pattern: str, where: Where) -> list[str]:
     return expanded
 
 
-def _ansible_yaml(doc: Doc) -> dict[str, _AGroup]:
-    groups: dict[str, _AGroup] = {}
+def ansible_yaml(doc: Doc) -> dict[str, AGroup]:
+    groups: dict[str, AGroup] = {}
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "an Ansible YAML inventory is a mapping of groups", field="")
@@ -110,7 +99,7 @@ def _ansible_yaml(doc: Doc) -> dict[str, _AGroup]:
         }
 
     def read_group(name: str, key: Key, body: Any) -> None:
-        group = groups.setdefault(name, _AGroup(name))
+        group = groups.setdefault(name, AGroup(name))
         if body is None:
             return
         if not isinstance(body, dict):
@@ -155,8 +144,8 @@ def _ini_value(text: str, inline: bool) -> Any:
         return text
 
 
-def _ansible_ini(path: str, source: str) -> dict[str, _AGroup]:
-    groups: dict[str, _AGroup] = {"ungrouped": _AGroup("ungrouped")}
+def ansible_ini(path: str, source: str) -> dict[str, AGroup]:
+    groups: dict[str, AGroup] = {"ungrouped": AGroup("ungrouped")}
     section, kind = "ungrouped", "hosts"
     for number, raw in enumerate(source.splitlines(), start=1):
         line = raw.strip()
@@ -171,7 +160,7 @@ def _ansible_ini(path: str, source: str) -> dict[str, _AGroup]:
                     "expected [group], [group:vars] or [group:children]"
                 )
             section, kind = m.group(1), m.group(2) or "hosts"
-            groups.setdefault(section, _AGroup(section))
+            groups.setdefault(section, AGroup(section))
             continue
         group = groups[section]
         if kind == "children":
@@ -215,9 +204,9 @@ def _ansible_ini(path: str, source: str) -> dict[str, _AGroup]:
 _PASSWORD_LIKE = re.compile(r"pass(word)?|secret|token", re.IGNORECASE)
 
 
-def _hosts_from_ansible(
+def hosts_from_ansible(
     path: str,
-    groups: dict[str, _AGroup],
+    groups: dict[str, AGroup],
     profile_dirs: Sequence[str | os.PathLike[str]] | None,
     check_profiles: bool,
     bmc_vars: Sequence[str] = (),
@@ -225,7 +214,7 @@ def _hosts_from_ansible(
 ) -> Inventory:
     for group in groups.values():
         for child in group.children:
-            groups.setdefault(child, _AGroup(child))
+            groups.setdefault(child, AGroup(child))
     parents: dict[str, set[str]] = {name: set() for name in groups}
     for group in groups.values():
         for child in group.children:
@@ -316,7 +305,7 @@ def _plain(item: tuple[Any, Where], what: str) -> str:
         )
     if _is_vaulted(value):
         raise where.error(f"is vault-encrypted; set solcap_{what} to a plain value")
-    return _want_str(str(value) if isinstance(value, int) else value, where)
+    return fields.want_str(str(value) if isinstance(value, int) else value, where)
 
 
 def _bmc_table(
@@ -357,8 +346,8 @@ def _ansible_bmc(
                 break
         port = None
         if (p := merged.get("solcap_bmc_port")) is not None:
-            port = _want_int(p[0], p[1], coerce=True)
-        bmc = parse_bmc(_plain(item, "bmc"), item[1], user=user, port=port)
+            port = fields.want_int(p[0], p[1], coerce=True)
+        bmc = fields.parse_bmc(_plain(item, "bmc"), item[1], user=user, port=port)
         if bmc.user is None:
             names = ", ".join(("solcap_bmc_user", *user_vars))
             raise item[1].error(f"no BMC user: set {names} or write ipmi://user@host")
@@ -374,7 +363,7 @@ def _ansible_bmc(
                     password_var,
                 )
             else:
-                password = parse_secret(*pw)
+                password = fields.parse_secret(*pw)
             break
         return bmc, password
     return None, None
@@ -391,7 +380,7 @@ def _ansible_host(
     bmc_vars: Sequence[str] = (),
 ) -> Host:
     here = Where(path, pos, name)
-    if not _NAME_RE.match(name):
+    if not NAME_RE.match(name):
         raise here.error(f"{name!r}: a host name is letters, digits, '.', '_' and '-'")
 
     def get(key: str) -> tuple[Any, Where] | None:
@@ -402,35 +391,35 @@ def _ansible_host(
         return (
             None
             if item is None
-            else _want_str(str(item[0]) if isinstance(item[0], int) else item[0], item[1])
+            else fields.want_str(str(item[0]) if isinstance(item[0], int) else item[0], item[1])
         )
 
     bmc, password = _ansible_bmc(merged, bmc_vars)
     kg = None
     if (item := get("solcap_password")) is not None:
-        password = parse_secret(*item)
+        password = fields.parse_secret(*item)
     if (item := get("solcap_kg")) is not None:
-        kg = parse_secret(*item)
+        kg = fields.parse_secret(*item)
     cipher = DEFAULT_CIPHER
     if (item := get("solcap_cipher")) is not None:
-        cipher = parse_cipher(item[0], item[1], coerce=True)
+        cipher = fields.parse_cipher(item[0], item[1], coerce=True)
     serial = line = None
     if (item := get("solcap_serial")) is not None:
-        serial = parse_serial(*item)
+        serial = fields.parse_serial(*item)
     if (item := get("solcap_line")) is not None:
-        line = parse_line(*item)
+        line = fields.parse_line(*item)
     console_fields = {
         short: get(f"solcap_{short}")
         for short in ("console", "via", "console_server", "console_name")
     }
-    console = parse_console(
+    console = fields.parse_console(
         name,
         {k: v[0] for k, v in console_fields.items() if v is not None},
         {k: v[1] for k, v in console_fields.items() if v is not None},
     )
     labels: frozenset[str] = frozenset()
     if (item := get("solcap_labels")) is not None:
-        labels = parse_labels(item[0], item[1])
+        labels = fields.parse_labels(item[0], item[1])
     triggers: tuple[TriggerSpec, ...] = ()
     if (item := get("solcap_on")) is not None:
         triggers = parse_triggers(item[0], _var_doc(item), (), item[1].field)
@@ -440,7 +429,9 @@ def _ansible_host(
     profile = None
     if (item := get("solcap_profile")) is not None:
         profile = (
-            check_profile(item[0], item[1], profile_dirs) if check_profiles else _want_str(*item)
+            fields.check_profile(item[0], item[1], profile_dirs)
+            if check_profiles
+            else fields.want_str(*item)
         )
     ssh = None
     connection = get("ansible_connection")
@@ -448,7 +439,7 @@ def _ansible_host(
         address = text("ansible_host") or name
         port = 22
         if (p := get("ansible_port")) is not None:
-            port = _want_int(p[0], p[1], coerce=True)
+            port = fields.want_int(p[0], p[1], coerce=True)
             if not 0 < port < 65536:
                 raise p[1].error(f"port {port} is out of range 1..65535")
         ssh = SshTarget(
@@ -467,7 +458,7 @@ def _ansible_host(
             continue
         if _is_template(value):
             continue  # unevaluated Jinja: not a value a runbook can use
-        if isinstance(value, (str, int, float, bool)) and _VAR_RE.match(key):
+        if isinstance(value, (str, int, float, bool)) and VAR_RE.match(key):
             variables[key] = value
     return Host(
         name=name,

@@ -11,12 +11,12 @@ from solcap.credentials import SecretRef
 from solcap.docload import Doc, Key, LocatedConfigError, Pos, kind_of
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory.model import (
-    _ENV_RE,
-    _HOSTPORT,
-    _LABEL_RE,
-    _SECRET_HINT,
-    _VAR_RE,
     CIPHER_SUITES,
+    ENV_RE,
+    HOSTPORT,
+    LABEL_RE,
+    SECRET_HINT,
+    VAR_RE,
     BmcAddress,
     Scalar,
     SshTarget,
@@ -42,7 +42,7 @@ class Where:
         )
 
 
-def _want_str(value: Any, where: Where) -> str:
+def want_str(value: Any, where: Where) -> str:
     if not isinstance(value, str):
         raise where.error(f"expected a string, got {kind_of(value)}")
     if not value.strip():
@@ -50,7 +50,7 @@ def _want_str(value: Any, where: Where) -> str:
     return value
 
 
-def _want_int(value: Any, where: Where, *, coerce: bool = False) -> int:
+def want_int(value: Any, where: Where, *, coerce: bool = False) -> int:
     if coerce and isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
@@ -61,10 +61,10 @@ def _want_int(value: Any, where: Where, *, coerce: bool = False) -> int:
 def parse_secret(value: Any, where: Where) -> SecretRef:
     """``env:NAME`` / ``file:PATH``; anything else is an inline secret and refused."""
     if not isinstance(value, str):
-        raise where.error(f"expected env:NAME or file:PATH, got {kind_of(value)}; {_SECRET_HINT}")
+        raise where.error(f"expected env:NAME or file:PATH, got {kind_of(value)}; {SECRET_HINT}")
     if value.startswith("env:"):
         name = value[4:]
-        if not _ENV_RE.match(name):
+        if not ENV_RE.match(name):
             raise where.error(f"env:{name}: not a valid environment variable name")
         return SecretRef("env", name)
     if value.startswith("file:"):
@@ -72,7 +72,7 @@ def parse_secret(value: Any, where: Where) -> SecretRef:
         if not path.strip():
             raise where.error("file: needs a path, e.g. file:~/.config/solcap/bmc.pw")
         return SecretRef("file", path)
-    raise where.error(_SECRET_HINT)
+    raise where.error(SECRET_HINT)
 
 
 def _port(text: str | None, default: int, where: Where) -> int:
@@ -94,10 +94,10 @@ def _split_url(value: str, scheme: str, where: Where) -> tuple[str | None, str, 
     if "@" in rest:
         user, rest = rest.rsplit("@", 1)
         if ":" in user:
-            raise where.error(f"a password in the {scheme}:// address is refused; {_SECRET_HINT}")
+            raise where.error(f"a password in the {scheme}:// address is refused; {SECRET_HINT}")
         if not user:
             raise where.error(f"empty user name in {value!r}")
-    m = _HOSTPORT.match(rest)
+    m = HOSTPORT.match(rest)
     if m is None:
         raise where.error(f"expected {scheme}://[user@]host[:port], got {value!r}")
     return user, m.group("v6") or m.group("host"), m.group("port")
@@ -107,7 +107,7 @@ def parse_bmc(
     value: Any, where: Where, *, user: str | None = None, port: int | None = None
 ) -> BmcAddress:
     """``ipmi://user@host[:port]`` or a bare host name (the user then comes from bmc_user)."""
-    text = _want_str(value, where)
+    text = want_str(value, where)
     if "://" in text and not text.startswith("ipmi://"):
         raise where.error(f"expected ipmi://[user@]host[:port], got {text!r}")
     url_user, host, port_text = _split_url(text, "ipmi", where)
@@ -118,7 +118,7 @@ def parse_ssh(
     value: Any, where: Where, *, user: str | None, key_file: str | None, known_hosts: str | None
 ) -> SshTarget:
     """``ssh://user@host[:port]`` or a bare host."""
-    text = _want_str(value, where)
+    text = want_str(value, where)
     if "://" in text and not text.startswith("ssh://"):
         raise where.error(f"expected ssh://[user@]host[:port], got {text!r}")
     url_user, host, port_text = _split_url(text, "ssh", where)
@@ -133,7 +133,7 @@ def parse_ssh(
 
 def parse_serial(value: Any, where: Where) -> str:
     """``serial:///dev/ttyS0`` or an absolute device path."""
-    text = _want_str(value, where)
+    text = want_str(value, where)
     if text.startswith("serial://"):
         if not text[len("serial://") :].startswith("/"):
             raise where.error(f"expected serial:///dev/DEVICE, got {text!r}")
@@ -151,7 +151,7 @@ def parse_console(name: str, merged: Mapping[str, Any], wheres: Mapping[str, Whe
 
     for text_field in ("console", "via", "console_server", "console_name"):
         if text_field in merged:
-            _want_str(merged[text_field], wheres[text_field])
+            want_str(merged[text_field], wheres[text_field])
     if "console" in merged and "via" in merged:
         raise wheres["via"].error("give console or via, not both")
     try:
@@ -186,7 +186,7 @@ def parse_console(name: str, merged: Mapping[str, Any], wheres: Mapping[str, Whe
 
 def parse_cipher(value: Any, where: Where, *, coerce: bool = False) -> int:
     """Cipher suite 3 or 17; 0 (no authentication) and the rest are refused."""
-    suite = _want_int(value, where, coerce=coerce)
+    suite = want_int(value, where, coerce=coerce)
     if suite == 0:
         raise where.error(
             "cipher suite 0 means no authentication at all (CVE-2013-4782): anyone on the "
@@ -199,7 +199,7 @@ def parse_cipher(value: Any, where: Where, *, coerce: bool = False) -> int:
 
 def parse_line(value: Any, where: Where) -> LineSettings:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    text = _want_str(text, where)
+    text = want_str(text, where)
     try:
         return LineSettings.parse(text)
     except UsageError as exc:
@@ -212,7 +212,7 @@ def parse_labels(value: Any, where: Where) -> frozenset[str]:
     if not isinstance(value, list):
         raise where.error(f"expected a list of labels, got {kind_of(value)}")
     for label in value:
-        if not isinstance(label, str) or not _LABEL_RE.match(label):
+        if not isinstance(label, str) or not LABEL_RE.match(label):
             raise where.error(f"{label!r}: a label is letters, digits and . _ : = / -")
     return frozenset(value)
 
@@ -227,7 +227,7 @@ def parse_vars(
         sub = Where(
             where.path, doc.pos((*key, name)) if doc else where.pos, f"{where.field}.{name}"
         )
-        if not _VAR_RE.match(name):
+        if not VAR_RE.match(name):
             raise sub.error("a variable name is letters, digits and '_', not starting with a digit")
         if item is None or isinstance(item, (list, dict)):
             raise sub.error(f"a variable must be a string, number or boolean, got {kind_of(item)}")
@@ -241,7 +241,7 @@ def check_profile(
     """The profile must exist (and be valid) before anything runs."""
     from solcap.profiles import load_profile  # profiles import nothing of ours; keep it lazy
 
-    text = _want_str(name, where)
+    text = want_str(name, where)
     try:
         load_profile(text, profile_dirs)
     except ConfigError as exc:

@@ -15,23 +15,23 @@ from typing import Any, Literal
 from solcap.docload import Pos, load_file
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory.ansible import (
-    _AGroup,
-    _ansible_ini,
-    _ansible_yaml,
-    _hosts_from_ansible,
+    AGroup,
+    ansible_ini,
+    ansible_yaml,
+    hosts_from_ansible,
 )
 from solcap.inventory.fields import (
     Where,
 )
 from solcap.inventory.model import (
-    _DOTTED_RE,
-    _TOP_FIELDS,
+    DOTTED_RE,
     READERS,
+    TOP_FIELDS,
     Inventory,
     Reader,
 )
 from solcap.inventory.native import (
-    _load_solcap,
+    load_solcap,
 )
 from solcap.limits import read_text
 
@@ -39,7 +39,7 @@ from solcap.limits import read_text
 def _looks_ansible_yaml(data: Any) -> bool:
     if not isinstance(data, dict) or not data:
         return False
-    if set(data) <= _TOP_FIELDS:
+    if set(data) <= TOP_FIELDS:
         return False
     return all(
         body is None or (isinstance(body, dict) and set(body) <= {"hosts", "vars", "children"})
@@ -52,7 +52,7 @@ def ansible_inventory_binary() -> str | None:
     return shutil.which("ansible-inventory")
 
 
-def _ansible_inventory_groups(shown: str, binary: str) -> dict[str, _AGroup]:
+def _ansible_inventory_groups(shown: str, binary: str) -> dict[str, AGroup]:
     """Groups and fully merged host vars from ``ansible-inventory -i PATH --list``.
 
     ``--list`` (without ``--export``) gives each host's variables after Ansible's own
@@ -89,11 +89,11 @@ def _ansible_inventory_groups(shown: str, binary: str) -> dict[str, _AGroup]:
         raise ConfigError(shown, "ansible-inventory printed something that is not a mapping")
     meta = data.get("_meta", {})
     hostvars = meta.get("hostvars", {}) if isinstance(meta, dict) else {}
-    groups: dict[str, _AGroup] = {}
+    groups: dict[str, AGroup] = {}
     for gname, body in data.items():
         if gname == "_meta" or not isinstance(body, dict):
             continue
-        group = groups.setdefault(gname, _AGroup(gname))
+        group = groups.setdefault(gname, AGroup(gname))
         for child in body.get("children", []) or []:
             if isinstance(child, str) and child not in group.children:
                 group.children.append(child)
@@ -102,7 +102,7 @@ def _ansible_inventory_groups(shown: str, binary: str) -> dict[str, _AGroup]:
                 group.hosts.setdefault(hname, {})
     for group in list(groups.values()):
         for child in group.children:
-            groups.setdefault(child, _AGroup(child))
+            groups.setdefault(child, AGroup(child))
     placed: set[str] = set()
     for group in groups.values():
         for hname, entry in group.hosts.items():
@@ -116,7 +116,7 @@ def _ansible_inventory_groups(shown: str, binary: str) -> dict[str, _AGroup]:
     return groups
 
 
-def _static_groups(shown: str, ini: bool, *, strict: bool) -> dict[str, _AGroup] | None:
+def _static_groups(shown: str, ini: bool, *, strict: bool) -> dict[str, AGroup] | None:
     """The static reader's view of a file it understands, or None.
 
     ``strict`` (the ``auto`` reader) lets its error through: it runs *before* ansible-inventory
@@ -127,8 +127,8 @@ def _static_groups(shown: str, ini: bool, *, strict: bool) -> dict[str, _AGroup]
     """
     try:
         if ini:
-            return _ansible_ini(shown, read_text(shown, "inventory"))
-        return _ansible_yaml(load_file(shown, kind="inventory"))
+            return ansible_ini(shown, read_text(shown, "inventory"))
+        return ansible_yaml(load_file(shown, kind="inventory"))
     except ConfigError:
         if strict:
             raise
@@ -176,8 +176,8 @@ def _check_inventory_dir(shown: str) -> None:
 
 
 def _with_positions(
-    groups: dict[str, _AGroup], static: dict[str, _AGroup] | None
-) -> dict[str, _AGroup]:
+    groups: dict[str, AGroup], static: dict[str, AGroup] | None
+) -> dict[str, AGroup]:
     """Give ansible-inventory's values the file:line:column where the static reader saw them
     (the JSON has none), so an error still points at the line to fix."""
     if static is None:
@@ -209,7 +209,7 @@ def _with_positions(
     return dict(sorted(groups.items(), key=lambda item: ranked.get(item[0], len(ranked))))
 
 
-def _host_order(static: dict[str, _AGroup] | None) -> list[str]:
+def _host_order(static: dict[str, AGroup] | None) -> list[str]:
     """Host names in the order the static reader met them (the file's order)."""
     seen: dict[str, None] = {}
     for group in (static or {}).values():
@@ -220,7 +220,7 @@ def _host_order(static: dict[str, _AGroup] | None) -> list[str]:
 
 def _check_bmc_vars(bmc_vars: Sequence[str]) -> None:
     for name in bmc_vars:
-        if not _DOTTED_RE.match(name):
+        if not DOTTED_RE.match(name):
             raise UsageError(
                 f"--bmc-var {name!r}: expected a variable name such as oob_ip or "
                 "driver_info.ipmi_address"
@@ -265,7 +265,7 @@ def load_inventory(
         if is_dir:
             _check_inventory_dir(shown)
         groups = _ansible_inventory_groups(shown, binary)
-        inventory = _hosts_from_ansible(shown, groups, profile_dirs, check_profiles, bmc_vars)
+        inventory = hosts_from_ansible(shown, groups, profile_dirs, check_profiles, bmc_vars)
     elif suffix in ("", ".ini", ".cfg", ".hosts") and kind != "solcap":
         order: list[str] = []
         if binary is not None:
@@ -273,10 +273,8 @@ def load_inventory(
             groups = _with_positions(_ansible_inventory_groups(shown, binary), static)
             order = _host_order(static)
         else:
-            groups = _ansible_ini(shown, read_text(shown, "inventory"))
-        inventory = _hosts_from_ansible(
-            shown, groups, profile_dirs, check_profiles, bmc_vars, order
-        )
+            groups = ansible_ini(shown, read_text(shown, "inventory"))
+        inventory = hosts_from_ansible(shown, groups, profile_dirs, check_profiles, bmc_vars, order)
     else:
         doc = load_file(shown, kind="inventory")
         plugin = isinstance(doc.data, dict) and "plugin" in doc.data
@@ -296,12 +294,12 @@ def load_inventory(
                     field="plugin",
                 )
             else:
-                groups = _ansible_yaml(doc)
-            inventory = _hosts_from_ansible(
+                groups = ansible_yaml(doc)
+            inventory = hosts_from_ansible(
                 shown, groups, profile_dirs, check_profiles, bmc_vars, order
             )
         else:
-            inventory = _load_solcap(doc, profile_dirs, check_profiles)
+            inventory = load_solcap(doc, profile_dirs, check_profiles)
     if not inventory.hosts:
         raise ConfigError(shown, "the inventory has no hosts")
     return inventory

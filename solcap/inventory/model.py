@@ -35,35 +35,35 @@ BMC_VARS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("driver_info.ipmi_password",),
     ),
 )
-_DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 Reader = Literal["auto", "ansible-inventory", "static"]
 READERS: tuple[Reader, ...] = ("auto", "ansible-inventory", "static")
 
 CIPHER_SUITES = (3, 17)
 #: None: negotiate as ipmitool does (the strongest of 17 and 3 the BMC offers).
 DEFAULT_CIPHER: int | None = None
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/-]*$")
-_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HOSTPORT = re.compile(
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=/-]*$")
+VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HOSTPORT = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*))(?::(?P<port>\d+))?$"
 )
-_SECRET_HINT = (
+SECRET_HINT = (
     "inline passwords are refused: a password in an inventory leaks through files, backups "
     "and version control, and through argv (/proc/PID/cmdline) when passed on; "
     "use env:NAME (an environment variable) or file:PATH (a 0600 file)"
 )
 
 #: Fields a host may set; groups and ``defaults`` may set the shared ones.
-_SHARED = frozenset(
+SHARED = frozenset(
     {"bmc_user", "password", "kg", "cipher", "line", "ssh_user", "ssh_key", "known_hosts"}
     | {"profile", "labels", "vars"}
     | {"via", "console_server", "on", "access"}
 )
-_HOST_FIELDS = _SHARED | {"bmc", "serial", "ssh", "groups", "console", "console_name"}
-_GROUP_FIELDS = _SHARED | {"hosts"}
-_TOP_FIELDS = frozenset({"defaults", "groups", "hosts"})
+HOST_FIELDS = SHARED | {"bmc", "serial", "ssh", "groups", "console", "console_name"}
+GROUP_FIELDS = SHARED | {"hosts"}
+TOP_FIELDS = frozenset({"defaults", "groups", "hosts"})
 
 
 @dataclass(frozen=True)

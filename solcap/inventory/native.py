@@ -9,27 +9,15 @@ from typing import Any
 
 from solcap.access import parse_access
 from solcap.docload import Doc, Key, kind_of
-from solcap.inventory.fields import (
-    Where,
-    _want_str,
-    check_profile,
-    parse_bmc,
-    parse_cipher,
-    parse_console,
-    parse_labels,
-    parse_line,
-    parse_secret,
-    parse_serial,
-    parse_ssh,
-    parse_vars,
-)
+from solcap.inventory import fields
+from solcap.inventory.fields import Where
 from solcap.inventory.model import (
-    _GROUP_FIELDS,
-    _HOST_FIELDS,
-    _NAME_RE,
-    _SHARED,
-    _TOP_FIELDS,
     DEFAULT_CIPHER,
+    GROUP_FIELDS,
+    HOST_FIELDS,
+    NAME_RE,
+    SHARED,
+    TOP_FIELDS,
     Host,
     Inventory,
     Scalar,
@@ -60,15 +48,15 @@ def _layer(doc: Doc, key: Key, data: Any, allowed: frozenset[str], label: str) -
             )
         layer.wheres[name] = where
         if name in ("password", "kg"):
-            layer.values[name] = parse_secret(value, where)
+            layer.values[name] = fields.parse_secret(value, where)
         elif name == "cipher":
-            layer.values[name] = parse_cipher(value, where)
+            layer.values[name] = fields.parse_cipher(value, where)
         elif name == "line":
-            layer.values[name] = parse_line(value, where)
+            layer.values[name] = fields.parse_line(value, where)
         elif name == "labels":
-            layer.values[name] = parse_labels(value, where)
+            layer.values[name] = fields.parse_labels(value, where)
         elif name == "vars":
-            layer.values[name] = parse_vars(value, where, doc, (*key, name))
+            layer.values[name] = fields.parse_vars(value, where, doc, (*key, name))
         elif name == "on":
             layer.values[name] = parse_triggers(value, doc, (*key, name), where.field)
         elif name == "access":
@@ -83,7 +71,7 @@ def _layer(doc: Doc, key: Key, data: Any, allowed: frozenset[str], label: str) -
 
 
 def _check_name(doc: Doc, key: Key, name: str, what: str) -> None:
-    if not _NAME_RE.match(name):
+    if not NAME_RE.match(name):
         raise doc.error(
             key, f"{name!r}: a {what} name is letters, digits, '.', '_' and '-'", of_key=True
         )
@@ -113,11 +101,11 @@ def _build_host(
                 wheres[key] = layer.wheres[key]
     bmc = None
     if "bmc" in merged:
-        bmc = parse_bmc(merged["bmc"], wheres["bmc"], user=merged.get("bmc_user"))
-    serial = parse_serial(merged["serial"], wheres["serial"]) if "serial" in merged else None
+        bmc = fields.parse_bmc(merged["bmc"], wheres["bmc"], user=merged.get("bmc_user"))
+    serial = fields.parse_serial(merged["serial"], wheres["serial"]) if "serial" in merged else None
     ssh = None
     if "ssh" in merged:
-        ssh = parse_ssh(
+        ssh = fields.parse_ssh(
             merged["ssh"],
             wheres["ssh"],
             user=merged.get("ssh_user"),
@@ -126,8 +114,8 @@ def _build_host(
         )
     for text_field in ("bmc_user", "ssh_user", "ssh_key", "known_hosts"):
         if text_field in merged:
-            _want_str(merged[text_field], wheres[text_field])
-    console = parse_console(name, merged, wheres)
+            fields.want_str(merged[text_field], wheres[text_field])
+    console = fields.parse_console(name, merged, wheres)
     if bmc is None and serial is None and ssh is None and console is None:
         raise fallback.error("a host needs at least one of bmc, serial, ssh, console or via")
     if bmc is not None and bmc.user is None:
@@ -136,9 +124,9 @@ def _build_host(
     if "profile" in merged:
         where = wheres["profile"]
         profile = (
-            check_profile(merged["profile"], where, profile_dirs)
+            fields.check_profile(merged["profile"], where, profile_dirs)
             if check_profiles
-            else _want_str(merged["profile"], where)
+            else fields.want_str(merged["profile"], where)
         )
     return Host(
         name=name,
@@ -160,25 +148,25 @@ def _build_host(
     )
 
 
-def _load_solcap(
+def load_solcap(
     doc: Doc, profile_dirs: Sequence[str | os.PathLike[str]] | None, check_profiles: bool
 ) -> Inventory:
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), f"expected a mapping with 'hosts', got {kind_of(data)}", field="")
     for name in data:
-        if name not in _TOP_FIELDS:
+        if name not in TOP_FIELDS:
             raise doc.error(
-                (name,), f"unknown field (allowed: {', '.join(sorted(_TOP_FIELDS))})", of_key=True
+                (name,), f"unknown field (allowed: {', '.join(sorted(TOP_FIELDS))})", of_key=True
             )
-    defaults = _layer(doc, ("defaults",), data.get("defaults"), _SHARED, "defaults")
+    defaults = _layer(doc, ("defaults",), data.get("defaults"), SHARED, "defaults")
     raw_groups = data.get("groups") or {}
     if not isinstance(raw_groups, dict):
         raise doc.error(("groups",), f"expected a mapping of groups, got {kind_of(raw_groups)}")
     groups: dict[str, _Layer] = {}
     for gname, gdata in raw_groups.items():
         _check_name(doc, ("groups", gname), gname, "group")
-        groups[gname] = _layer(doc, ("groups", gname), gdata, _GROUP_FIELDS, f"groups.{gname}")
+        groups[gname] = _layer(doc, ("groups", gname), gdata, GROUP_FIELDS, f"groups.{gname}")
     raw_hosts = data.get("hosts")
     if not isinstance(raw_hosts, dict) or not raw_hosts:
         raise doc.error(("hosts",), "expected a non-empty mapping of host name → settings")
@@ -190,7 +178,7 @@ def _load_solcap(
     for hname, hdata in raw_hosts.items():
         hkey: Key = ("hosts", hname)
         _check_name(doc, hkey, hname, "host")
-        layer = _layer(doc, hkey, hdata, _HOST_FIELDS, hname)
+        layer = _layer(doc, hkey, hdata, HOST_FIELDS, hname)
         member_of = [g for g, grp in groups.items() if hname in grp.values.get("hosts", [])]
         for gname in layer.values.get("groups", []):
             if gname not in groups:
