@@ -16,6 +16,7 @@ no I/O here; the runner gathers the three rates.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from solcap.bootline import split_words
@@ -59,6 +60,25 @@ def grub_serial_speed(text: str) -> tuple[int | None, int | None]:
         speed = _SPEED.search(found.group(1))
         return (int(speed.group(1)) if speed else 9600), number
     return None, None
+
+
+#: The /etc/default/grub variables whose terminals decide whether GRUB uses the serial line.
+GRUB_TERMINALS = ("GRUB_TERMINAL", "GRUB_TERMINAL_INPUT", "GRUB_TERMINAL_OUTPUT")
+
+
+def grub_defaults_serial_speed(values: Mapping[str, str]) -> int | None:
+    """The speed grub-mkconfig (00_header) will program, from the sourced defaults' values.
+
+    None when no ``GRUB_TERMINAL*`` names ``serial`` (GRUB leaves the UART alone). With serial
+    but no ``GRUB_SERIAL_COMMAND`` 00_header writes a bare ``serial``: GRUB's 9600.
+    """
+    terminals = " ".join(values.get(name, "") for name in GRUB_TERMINALS).split()
+    if "serial" not in terminals:
+        return None
+    command = values.get("GRUB_SERIAL_COMMAND", "").strip()
+    if not command:
+        return 9600
+    return grub_serial_speed(command)[0]
 
 
 def xen_com_speed(cmdline: str, port: str = "com1") -> int | None:
@@ -123,10 +143,12 @@ def disagreements(rates: Rates, host: str) -> list[str]:
 
 
 __all__ = [
+    "GRUB_TERMINALS",
     "XEN_CMDLINE",
     "Rates",
     "booted_xen_cmdline",
     "disagreements",
+    "grub_defaults_serial_speed",
     "grub_serial_speed",
     "xen_com_speed",
 ]

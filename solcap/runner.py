@@ -484,9 +484,10 @@ class _Run:
         """Compare the BMC's SOL rate, GRUB's serial --speed and Xen's com1=; warn on a mismatch.
 
         Xen's rate is the booted ``(XEN) Command line:`` in this run's capture; before a
-        one-shot edit it is the profile's ``com1=`` (the line about to boot) when it sets one.
-        GRUB's comes from grub.cfg over an SSH connection this run already has. A warning is
-        an event and a stderr line, never a failure: the capture goes on, now explained.
+        one-shot or persistent edit it is the profile's ``com1=`` (the line about to boot) when
+        it sets one. GRUB's comes from the remote grub.cfg (else ``GRUB_SERIAL_COMMAND``) over
+        an SSH connection this run already has — always there before a persistent edit. A
+        warning is an event and a stderr line, never a failure: the run goes on, now explained.
         """
         from solcap.baud import Rates, disagreements, xen_com_speed
 
@@ -540,20 +541,15 @@ class _Run:
         return None
 
     def _grub_speed(self) -> tuple[int | None, str]:
-        """GRUB's serial --speed from grub.cfg, read over this run's open SSH connection."""
-        from solcap.baud import grub_serial_speed
+        """GRUB's serial --speed over this run's open SSH connection (never opened for it):
+        the remote grub.cfg, else GRUB_SERIAL_COMMAND (:func:`solcap.grub.remote.
+        remote_grub_speed`), under the run's GRUB layout (root prefix, grub.cfg path)."""
+        from solcap.grub.remote import RemoteLayout, remote_grub_speed
 
         if self.ssh is None:
             return None, "grub.cfg"
-        for cfg in ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"):
-            try:
-                text = self.ssh.read_file(cfg, sudo=self.ssh.target.sudo)
-            except Exception:  # advisory: no SFTP, no file, no permission
-                text = None
-            if text is not None:
-                speed, line = grub_serial_speed(text)
-                return speed, f"{cfg}:{line}" if line else cfg
-        return None, "grub.cfg"
+        layout = self.grub_layout if self.grub_layout is not None else RemoteLayout()
+        return remote_grub_speed(self.ssh, layout)
 
     def mark(self, step: MarkStep) -> None:
         offset = self.rec.offset
@@ -611,6 +607,7 @@ class _Run:
         base = self.grub_layout if self.grub_layout is not None else RemoteLayout()
         layout = replace(base, entry_pattern=step.entry or base.entry_pattern)
         conn = self.connection()
+        self.baud_check("persistent", profile)
         grub_plan = plan_persistent(conn, profile, layout=layout)
         out = StringIO()
         try:

@@ -18,7 +18,13 @@ from solcap.commands import ipmiopts, sshopts
 from solcap.commands.argtypes import directory
 from solcap.errors import ExitStatus, UsageError
 from solcap.grub.cfg import CMDLINE_VARIABLES
-from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent, xen_entries
+from solcap.grub.remote import (
+    RemoteLayout,
+    apply_persistent,
+    plan_persistent,
+    remote_grub_speed,
+    xen_entries,
+)
 from solcap.profiles import Profile, load_profile
 from solcap.ssh import SshConnection, SshTarget, connect
 
@@ -102,9 +108,30 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     if args.oneshot:
         return _oneshot(args, profile, out)
     with connect(ssh_target(args)) as ssh:
-        plan = plan_persistent(ssh, profile, layout=layout(args))
+        where = layout(args)
+        plan = plan_persistent(ssh, profile, layout=where)
+        _baud_warnings(ssh, profile, where, out)
         apply_persistent(ssh, plan, dry_run=not args.write, out=out)
     return ExitStatus.OK
+
+
+def _baud_warnings(ssh: SshConnection, profile: Profile, where: RemoteLayout, out: TextIO) -> None:
+    """GRUB's serial --speed on the host against the profile's com1= (the line about to boot).
+
+    Why here: this command has an SSH connection but no BMC, so two of the three rates of
+    :mod:`solcap.baud`; a mismatch means one of GRUB or Xen will reach the console garbled.
+    """
+    from solcap.baud import Rates, disagreements, xen_com_speed
+
+    grub, grub_from = remote_grub_speed(ssh, where)
+    rates = Rates(
+        grub=grub,
+        xen=xen_com_speed(" ".join(profile.xen.options)),
+        grub_from=grub_from,
+        xen_from=f"profile {profile.name}, about to boot",
+    )
+    for warning in disagreements(rates, ssh.target.display):
+        print(f"warning: {warning}", file=out)
 
 
 # --- one-shot ---------------------------------------------------------------------------

@@ -499,6 +499,53 @@ def _plan_xen_cfg(ssh: SshConnection, profile: Profile, layout: RemoteLayout) ->
     )
 
 
+# --------------------------------------------------------------------------- baud sanity
+
+
+def remote_grub_speed(ssh: SshConnection, layout: RemoteLayout) -> tuple[int | None, str]:
+    """GRUB's ``serial --speed`` on this host and where it was read, for the baud check.
+
+    Why both files: grub.cfg is what GRUB ran at the last boot (and runs at the next one unless
+    regenerated); ``GRUB_SERIAL_COMMAND`` in ``/etc/default/grub(.d)`` is what the next
+    ``update-grub`` writes there. So the first ``serial`` command of the grub.cfg GRUB reads
+    (``layout.grub_cfg``, else the first of the usual places that exists) wins; without one,
+    the defaults' ``GRUB_TERMINAL*``/``GRUB_SERIAL_COMMAND`` decide. ``(None, where)`` when
+    neither puts GRUB on the serial line or a file cannot be read: the check is advice, so
+    a read failure never stops the edit or harvest it precedes.
+    """
+    from solcap.baud import GRUB_TERMINALS, grub_defaults_serial_speed, grub_serial_speed
+
+    candidates = (
+        (layout.grub_cfg,)
+        if layout.grub_cfg is not None
+        else tuple(dict.fromkeys([cfg for _, cfg in TOOLS] + list(XCPNG_GRUB_CFGS)))
+    )
+    for cfg in candidates:
+        try:
+            text = _read(ssh, layout, cfg)
+        except (TargetError, OSError):
+            continue
+        if text is None:
+            continue
+        speed, line = grub_serial_speed(text)
+        if speed is not None:
+            return speed, f"{cfg}:{line}"
+        break  # the grub.cfg GRUB reads has no serial command: see what the defaults say
+    try:
+        files = _default_files(ssh, layout)
+    except (TargetError, UsageError, OSError):
+        return None, "grub.cfg"
+    settings = effective_settings(files)
+    values = {name: setting.value for name, setting in settings.items()}
+    speed = grub_defaults_serial_speed(values)
+    if speed is None:
+        return None, "grub.cfg"
+    where = settings.get("GRUB_SERIAL_COMMAND") or next(
+        settings[name] for name in GRUB_TERMINALS if name in settings
+    )
+    return speed, f"{where.path}:{where.line} ({where.name})"
+
+
 # --------------------------------------------------------------------------- verify
 
 
@@ -712,6 +759,7 @@ __all__ = [
     "RemoteLayout",
     "apply_persistent",
     "plan_persistent",
+    "remote_grub_speed",
     "rollback_hint",
     "verify_grub_cfg",
     "xen_entries",

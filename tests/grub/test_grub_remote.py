@@ -15,6 +15,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -594,3 +595,69 @@ def test_non_xen_entries_are_skipped_by_a_persistent_edit_without_entry(
     assert cfg.endswith("}\n" + extra)  # regenerated, the non-Xen entries as the host writes them
     xen, _ = entry_cmdlines(cfg, "^Debian GNU/Linux, with Xen hypervisor$")
     assert set(profile.xen.options) <= set(xen.split())
+
+
+def test_grub_serial_speed_is_read_from_the_remote_grub_cfg_then_the_defaults(
+    ssh: SshConnection, debian_root: Path, tmp_path: Path
+) -> None:
+    """The baud check's GRUB rate over a real SSH session, under the root prefix: grub.cfg's
+    first `serial` (what GRUB ran), else the sourced defaults' GRUB_SERIAL_COMMAND (what the
+    next update-grub writes), else GRUB's bare `serial` (9600), else unknown."""
+    from solcap.grub.remote import remote_grub_speed
+
+    layout = _layout(debian_root, tmp_path / "bin")
+    assert remote_grub_speed(ssh, layout) == (38400, "/boot/grub/grub.cfg:58")
+    cfg = debian_root / "boot/grub/grub.cfg"
+    cfg.write_text(cfg.read_text().replace("serial --unit=0 --speed=38400", "serial --speed 57600"))
+    assert remote_grub_speed(ssh, layout) == (57600, "/boot/grub/grub.cfg:58")
+    # No serial command in grub.cfg: the defaults decide (GRUB_TERMINAL must name serial).
+    cfg.write_text("".join(x for x in cfg.read_text().splitlines(True) if "serial --" not in x))
+    assert remote_grub_speed(ssh, layout) == (None, "grub.cfg")
+    default = debian_root / "etc/default/grub"
+    lines = len(default.read_text().splitlines())
+    with default.open("a") as handle:
+        handle.write('GRUB_TERMINAL="console serial"\n')
+    assert remote_grub_speed(ssh, layout) == (
+        9600,
+        f"/etc/default/grub:{lines + 1} (GRUB_TERMINAL)",
+    )
+    with default.open("a") as handle:
+        handle.write('GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200 --word=8 --stop=1"\n')
+    assert remote_grub_speed(ssh, layout) == (
+        115200,
+        f"/etc/default/grub:{lines + 2} (GRUB_SERIAL_COMMAND)",
+    )
+    # A later grub.d file wins, as grub-mkconfig sources it last.
+    with (debian_root / "etc/default/grub.d/xen.cfg").open("a") as handle:
+        handle.write('GRUB_SERIAL_COMMAND="serial --speed=19200"\n')
+    speed, where = remote_grub_speed(ssh, layout)
+    assert (speed, where.split(":")[0]) == (19200, "/etc/default/grub.d/xen.cfg")
+    # The grub.cfg named in the layout is the one read; missing, the defaults still answer.
+    named = replace(layout, grub_cfg="/boot/efi/EFI/xenserver/grub.cfg")
+    assert remote_grub_speed(ssh, named)[0] == 19200
+
+
+def test_cli_grub_apply_warns_when_grub_serial_speed_differs_from_the_profiles_com1(
+    sshd: Sshd, debian_root: Path, tmp_path: Path
+) -> None:
+    """`solcap grub apply` has SSH but no BMC: GRUB's speed (read from the host's grub.cfg)
+    against the com1= the profile is about to boot."""
+    from solcap.cli import main
+
+    cfg = debian_root / "boot/grub/grub.cfg"
+    cfg.write_text(cfg.read_text().replace("--speed=38400", "--speed=115200"))
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    out = io.StringIO()
+    assert main(["grub", "apply", *_cli(sshd, debian_root, bin_dir)], out=out) == 0
+    warnings = [x for x in out.getvalue().splitlines() if "serial --speed" in x]
+    assert warnings == [
+        f"warning: {sshd.user}@{sshd.host}:{sshd.port}: GRUB's serial --speed is 115200 "
+        "(/boot/grub/grub.cfg:58) but Xen's com1= is 38400 (profile xen-serial-debug, about "
+        "to boot): whichever differs from the BMC's SOL rate (unknown here) reaches the "
+        "capture garbled"
+    ]
+    cfg.write_text(cfg.read_text().replace("--speed=115200", "--speed=38400"))
+    out = io.StringIO()
+    assert main(["grub", "apply", *_cli(sshd, debian_root, bin_dir)], out=out) == 0
+    assert "serial --speed" not in out.getvalue()

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import paramiko
@@ -231,15 +232,9 @@ def test_unknown_host_key_is_a_failed_outcome_not_a_traceback(
     assert json.loads((outcome.recording / "meta.json").read_text())["finished"]
 
 
-def test_persistent_grub_step_edits_backs_up_and_regenerates_over_real_ssh(
-    sshd: Sshd,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    """``grub: {mode: persistent}`` end to end: a real sshd, Debian 12's real GRUB files (under
-    a temporary root, never this machine's /etc), a stub ``update-grub`` that regenerates
-    grub.cfg from them. The Xen line on disk afterwards carries the profile; the old file is
-    kept as a backup; the recording holds the diff and a ``grub-persistent`` event naming
-    the regenerated entry it read back."""
+def grub_root(tmp_path: Path, speed: int = 38400) -> tuple[Path, Path]:
+    """Debian 12's GRUB files under a temporary root (grub.cfg's ``serial --speed`` at line 58
+    set to ``speed``) and a directory with a stub ``update-grub`` regenerating from them."""
     root = tmp_path / "root"
     (root / "etc/default/grub.d").mkdir(parents=True)
     (root / "boot/grub").mkdir(parents=True)
@@ -249,8 +244,111 @@ def test_persistent_grub_step_edits_backs_up_and_regenerates_over_real_ssh(
         ("debian12-grub.cfg", "boot/grub/grub.cfg"),
     ):
         shutil.copy(GRUB_DATA / name, root / where)
+    cfg = root / "boot/grub/grub.cfg"
+    cfg.write_text(cfg.read_text().replace("--speed=38400", f"--speed={speed}"))
     bin_dir = tmp_path / "bin"
     _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    return root, bin_dir
+
+
+GRUB_FAST = (
+    "lab1: GRUB's serial --speed is 115200 (/boot/grub/grub.cfg:58) but the BMC runs SOL at "
+    "38400 bit/s: GRUB's menu reaches the capture garbled, so a one-shot edit cannot read it "
+    "(set serial --speed=38400 in GRUB_SERIAL_COMMAND)"
+)
+
+
+def test_persistent_grub_step_checks_grub_serial_speed_read_over_ssh(
+    sshd: Sshd,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before a persistent edit the baud check reads GRUB's speed from the host's grub.cfg over
+    the step's SSH connection (under the run's GRUB layout) and compares it with the BMC's
+    SOL rate and the profile's com1=; a mismatch is a warning, the edit still happens."""
+    root, bin_dir = grub_root(tmp_path, speed=115200)
+    runbook = tmp_path / "grub-persistent.yaml"
+    runbook.write_text(
+        "name: grub-persistent\nsteps:\n  - grub: {mode: persistent, profile: xen-serial-debug}\n"
+    )
+    rb = load_runbook(runbook)
+    outcome = run_host(
+        plan(rb, [real_host(sshd)]).hosts[0],
+        console_factory=None,
+        power=None,
+        ssh_factory=open_host_ssh,
+        recordings_root=tmp_path / "rec",
+        runbook_name=rb.name,
+        grub_layout=RemoteLayout(root=str(root), path_prefix=(str(bin_dir),)),
+        sol_rate=lambda host: 38400,
+    )
+    assert outcome.outcome == "ok", outcome.error
+    found = events(outcome)
+    (check,) = [e for e in found if e["event"] == "baud-check"]
+    assert (check["before"], check["bmc"], check["grub"], check["xen"]) == (
+        "persistent",
+        38400,
+        115200,
+        38400,
+    )
+    assert [e["message"] for e in found if e["event"] == "warning"] == [GRUB_FAST]
+    assert f"solcap: warning: {GRUB_FAST}\n" in capsys.readouterr().err
+    assert [e["event"] for e in found].index("baud-check") < [e["event"] for e in found].index(
+        "grub-persistent"
+    )
+
+
+def test_harvest_after_an_ssh_step_reads_grub_serial_speed_over_that_connection(
+    sshd: Sshd,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A harvest on the virtual host's console whose Dom0 SSH (the real sshd) is already open
+    from an earlier step: GRUB's speed comes from grub.cfg over it, and the mismatch with the
+    BMC is named before the keys are pressed."""
+    from solcap.runner import open_host_console
+
+    root, _bin = grub_root(tmp_path, speed=115200)
+    runbook = tmp_path / "harvest.yaml"
+    runbook.write_text(
+        "name: harvest\nsteps:\n  - ssh: {command: 'true', save: true.txt}\n"
+        "  - settle: {quiet: 0.3, timeout: 30}\n  - xen_input: hypervisor\n"
+        "  - debug_keys: {keys: h, quiet: 0.3}\n  - xen_input: dom0\n"
+    )
+    rb = load_runbook(runbook)
+    config = SimConfig(fast=True, auto_power_on=False)
+    with VirtualHost(config) as vh:
+        with Console(open_transport(vh.pty_path), host="boot") as con:
+            vh.power_on()
+            con.expect([BOOT_DONE], timeout=60)
+            con.settle(0.3, timeout=60)
+        host = replace(real_host(sshd), serial=vh.pty_path)
+        outcome = run_host(
+            plan(rb, [host]).hosts[0],
+            console_factory=open_host_console,
+            power=None,
+            ssh_factory=open_host_ssh,
+            recordings_root=tmp_path / "rec",
+            runbook_name=rb.name,
+            grub_layout=RemoteLayout(root=str(root)),
+            sol_rate=lambda host: 38400,
+        )
+    assert outcome.outcome == "ok", outcome.error
+    found = events(outcome)
+    (check,) = [e for e in found if e["event"] == "baud-check"]
+    assert (check["before"], check["bmc"], check["grub"]) == ("harvest", 38400, 115200)
+    assert [e["message"] for e in found if e["event"] == "warning"] == [GRUB_FAST]
+
+
+def test_persistent_grub_step_edits_backs_up_and_regenerates_over_real_ssh(
+    sshd: Sshd,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``grub: {mode: persistent}`` end to end: a real sshd, Debian 12's real GRUB files (under
+    a temporary root, never this machine's /etc), a stub ``update-grub`` that regenerates
+    grub.cfg from them. The Xen line on disk afterwards carries the profile; the old file is
+    kept as a backup; the recording holds the diff and a ``grub-persistent`` event naming
+    the regenerated entry it read back."""
+    root, bin_dir = grub_root(tmp_path)
     before = (root / "etc/default/grub.d/xen.cfg").read_text()
     runbook = tmp_path / "grub-persistent.yaml"
     runbook.write_text(
