@@ -18,7 +18,7 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from solcap.attach import DEFAULT_ESCAPE, attach, parse_escape, show_char
+from solcap.attach import DEFAULT_ESCAPE, AttachResult, attach, parse_escape, show_char
 from solcap.capture import Recording
 from solcap.commands import ipmiopts
 from solcap.commands.argtypes import directory
@@ -202,17 +202,36 @@ def cmd_console_served(
         raise UsageError(f"{found.host}: --steal does not apply through solcap serve (--force)")
     transport = _open_served(found, spec)
     print(f"solcap: {_hint(escape)}", file=sys.stderr)
+    result = _attach(transport, out, escape, found.host, screen_first=transport.attachment.screen)
+    print(f"\nsolcap: {result.reason}; recorded by solcap serve", file=sys.stderr)
+    return _status(result)
+
+
+def _attach(
+    transport: Transport,
+    out: TextIO,
+    escape: int | None,
+    host: str,
+    *,
+    recording: Recording | None = None,
+    screen_first: bytes = b"",
+) -> AttachResult:
+    """Relay this terminal (stdin, ``out``) to the console; what we printed goes out first."""
     out.flush()
-    result = attach(
+    return attach(
         transport,
-        recording=None,
+        recording=recording,
         stdin_fd=sys.stdin.fileno(),
         stdout_fd=_fileno(out),
         escape=escape,
-        host=found.host,
-        screen_first=transport.attachment.screen,
+        host=host,
+        screen_first=screen_first,
     )
-    print(f"\nsolcap: {result.reason}; recorded by solcap serve", file=sys.stderr)
+
+
+def _status(result: AttachResult) -> int:
+    """The exit status of an attachment: a console that closed under us is the target's
+    failure, a signal is 128 + its number, ``~.`` or EOF is success."""
     if result.reason == "closed":
         print(f"solcap: console closed: {result.detail}", file=sys.stderr)
         return int(ExitStatus.TARGET)
@@ -236,22 +255,9 @@ def cmd_console(args: argparse.Namespace, out: TextIO) -> int:
     print(f"solcap: connected to {transport.name}; {_hint(escape)}", file=sys.stderr)
     result = None
     try:
-        out.flush()
-        result = attach(
-            transport,
-            recording=recording,
-            stdin_fd=sys.stdin.fileno(),
-            stdout_fd=_fileno(out),
-            escape=escape,
-            host=name,
-        )
+        result = _attach(transport, out, escape, name, recording=recording)
     finally:
         reason = result.reason if result is not None else "error"
         summary = recording.close(stop_reason=reason)
         print(f"\nsolcap: {reason}; recording: {summary.path}", file=sys.stderr)
-    if result.reason == "closed":
-        print(f"solcap: console closed: {result.detail}", file=sys.stderr)
-        return int(ExitStatus.TARGET)
-    if result.signum is not None:
-        return int(ExitStatus.for_signal(result.signum))
-    return int(ExitStatus.OK)
+    return _status(result)
