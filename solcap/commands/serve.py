@@ -16,7 +16,7 @@ import sys
 from typing import Any, TextIO
 
 from solcap.commands import web as web_options
-from solcap.commands.argtypes import directory, seconds
+from solcap.commands.argtypes import count, directory, seconds
 from solcap.errors import UsageError
 from solcap.inventory import parse_shard
 
@@ -76,6 +76,12 @@ def register(sub: Any) -> None:
         help="longest one BMC login may take (default 10)",
     )
     parser.add_argument(
+        "--workers",
+        type=count(maximum=256),
+        metavar="N",
+        help="processes to hold the consoles (default one per core; 1: this process only)",
+    )
+    parser.add_argument(
         "--metrics",
         metavar="ADDR:PORT",
         help="serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only)",
@@ -94,6 +100,17 @@ def _shard(text: str) -> Any:
         return parse_shard(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(exc.one_line()) from None
+
+
+def _workers(asked: int | None) -> int:
+    """``--workers`` (default one per core), or 1 where this process may not fork."""
+    from solcap.workers import default_workers, fork_refusal
+
+    workers = asked if asked is not None else default_workers()
+    if workers > 1 and (why := fork_refusal()) is not None:
+        logging.getLogger("solcap.serve").warning("one process, no workers: %s", why)
+        return 1
+    return workers
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
@@ -121,6 +138,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         backoff=Backoff(base=args.backoff_base, cap=args.backoff_max),
         connect_timeout=args.connect_timeout,
         metrics=parse_listen(args.metrics) if args.metrics is not None else None,
+        workers=_workers(args.workers),
     )
     if args.web is not None:
         web_options.check_web(args, args.web, args.root)  # refused before any console opens

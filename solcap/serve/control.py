@@ -40,6 +40,11 @@ class Owner(Protocol):
 
     def holder(self, name: str) -> ConsoleHolder | None: ...
 
+    def hand_over(self, name: str, conn: socket.socket, request: dict[str, Any]) -> bool:
+        """Pass ``conn`` to the worker process that holds ``name``; False when this process
+        holds it (or nobody does) and answers itself."""
+        ...
+
     def status_json(self) -> dict[str, Any]: ...
 
     def grants(self, uid: int, groups: frozenset[int]) -> bool:
@@ -69,20 +74,27 @@ class ControlServer:
         *,
         group: int | None = None,
         spy_group: int | None = None,
+        handoff: bool = False,
     ) -> None:
         self.path = path
         self.owner = owner
         self.group = group
         self.spy_group = spy_group
+        #: A worker's socket (:mod:`solcap.serve.workers`): only the parent connects, and
+        #: each message is a client connection passed with its first request.
+        self.handoff = handoff
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of ours (the directory is ours and private)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177 if group is None else 0o117)
+        kind = socket.SOCK_SEQPACKET if handoff else socket.SOCK_STREAM
+        self._sock = socket.socket(socket.AF_UNIX, kind)
+        shared = group is not None and not handoff
+        old = os.umask(0o117 if shared else 0o177)
         try:
             self._sock.bind(str(path))
         finally:
             os.umask(old)
-        if group is not None:
+        if shared:
+            assert group is not None
             os.chown(path, -1, group)
             os.chmod(path, 0o660)
         else:
@@ -117,9 +129,29 @@ class ControlServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            request: dict[str, Any] | None = None
+            if self.handoff:
+                passed = self._receive(conn)
+                if passed is None:
+                    continue
+                conn, request = passed
             threading.Thread(
-                target=self._serve, args=(conn,), name="solcap-serve-conn", daemon=True
+                target=self._serve, args=(conn, request), name="solcap-serve-conn", daemon=True
             ).start()
+
+    def _receive(self, port: socket.socket) -> tuple[socket.socket, dict[str, Any]] | None:
+        """A connection the parent passed (:func:`solcap.serve.workers.hand_over`)."""
+        from solcap.serve.workers import receive
+
+        with port:
+            try:
+                if peer_credentials(port)[1] != os.geteuid():  # only our own parent
+                    return None
+                port.settimeout(5.0)
+                return receive(port)
+            except OSError as exc:
+                _log.debug("hand-over failed: %s", exc)
+                return None
 
     def _access(self, conn: socket.socket) -> tuple[int, frozenset[int], Right]:
         """The peer's uid and groups (from ``SO_PEERCRED``) and its server-wide right:
@@ -144,11 +176,11 @@ class ControlServer:
             return server
         return access.right(uid, groups)
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, request: dict[str, Any] | None = None) -> None:
         with self._lock:
             self._conns.add(conn)
         try:
-            self._converse(conn)
+            self._converse(conn, request)
         except (OSError, protocol.ProtocolError) as exc:
             _log.debug("control connection ended: %s", exc)
         finally:
@@ -157,15 +189,16 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def _converse(self, conn: socket.socket) -> None:
+    def _converse(self, conn: socket.socket, request: dict[str, Any] | None) -> None:
         uid, groups, server_right = self._access(conn)
-        first = protocol.read_frame(conn)
-        if first is None:
-            return
-        kind, payload = first
-        if kind != protocol.JSON:
-            raise protocol.ProtocolError("the first frame must be a J request")
-        request = protocol.decode_json(payload)
+        if request is None:
+            first = protocol.read_frame(conn)
+            if first is None:
+                return
+            kind, payload = first
+            if kind != protocol.JSON:
+                raise protocol.ProtocolError("the first frame must be a J request")
+            request = protocol.decode_json(payload)
         op = request.get("op")
         if op == "status":
             if server_right == "none" and not self.owner.grants(uid, groups):
@@ -177,6 +210,8 @@ class ControlServer:
             conn.sendall(protocol.json_frame({"ok": False, "error": f"unknown op {op!r}"}))
             return
         name = str(request.get("host", ""))
+        if self.owner.hand_over(name, conn, request):
+            return  # the worker that holds the console talks to the client from now on
         holder = self.owner.holder(name)
         if holder is None:
             error = {"ok": False, "error": f"{name}: not held by this server", "kind": "usage"}

@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,12 +37,13 @@ from solcap.capture import check_root
 from solcap.errors import UsageError
 from solcap.inventory import Host, Shard, load_inventory, select_hosts
 from solcap.runbook import HostPlan
-from solcap.serve import paths
+from solcap.serve import paths, protocol
 from solcap.serve.control import ControlServer
 from solcap.serve.holder import Backoff, ConsoleHolder, Opener, Trigger
 from solcap.serve.metrics import MetricsServer
 from solcap.serve.rotation import RotatingLog, RotationPolicy
 from solcap.serve.triggers import TriggerRunner, plans_for
+from solcap.serve.workers import WorkerPool, hand_over, worker_of, worker_socket
 from solcap.sigwake import SignalWake
 from solcap.transports.base import Transport
 
@@ -78,6 +80,10 @@ class ServeOptions:
     connect_timeout: float | None = None
     #: ``--metrics``: a loopback (address, port) for the Prometheus endpoint.
     metrics: tuple[str, int] | None = None
+    #: ``--workers``: processes holding the consoles (1: this one; :mod:`.workers`).
+    workers: int = 1
+    #: Set in a worker process only: which share of the hosts it holds.
+    worker: Shard | None = None
 
 
 class Server:
@@ -102,16 +108,23 @@ class Server:
         self._announcement: Path | None = None
         self._rng = random.Random()
         self.metrics: MetricsServer | None = None
+        self._pool: WorkerPool | None = None
+        if options.worker is not None:  # a worker's private hand-over socket
+            self.socket_path = worker_socket(self.socket_path, options.worker.index)
 
     # -- inventory
 
     def _load(self) -> dict[str, Host]:
         inventory = load_inventory(self.options.inventory)
         hosts = select_hosts(inventory.hosts, shard=self.options.shard)
+        worker = self.options.worker
+        if worker is not None:
+            hosts = [h for h in hosts if worker_of(h.name, worker.count) == worker.index]
         held = {}
         for host in hosts:
             if host.console_url is None:
-                _log.warning("%s: no console in the inventory; not held", host.name)
+                if worker is not None or self.options.workers == 1:  # said once, by the owner
+                    _log.warning("%s: no console in the inventory; not held", host.name)
                 continue
             held[host.name] = host
         # Every trigger's runbook is loaded and planned now: an error is exit 2 at start
@@ -139,7 +152,12 @@ class Server:
     def start(self) -> Server:
         """Check everything, then open the control socket and every console."""
         hosts = self._load()  # bad inventory: ConfigError before anything exists
-        length = len(os.fsencode(self.socket_path))
+        if self.options.worker is not None:
+            return self._start_worker(hosts)
+        longest = self.socket_path
+        if self.options.workers > 1:
+            longest = worker_socket(self.socket_path, self.options.workers - 1)
+        length = len(os.fsencode(longest))
         if length > _SUN_PATH_MAX:  # bind() would fail after the root was made
             raise UsageError(
                 f"--control-dir {self._dir}: the control socket's path would be {length} bytes;"
@@ -151,22 +169,54 @@ class Server:
         paths.check_private_dir(self._dir, create=True, group=self.options.group)
         if self.socket_path.exists() and _socket_alive(self.socket_path):
             raise UsageError(f"{self.socket_path}: a server for this inventory already runs")
+        if self.options.workers > 1:
+            # Forked before this process has a thread or a socket of its own besides the
+            # metrics listener (closed in each worker).
+            self._pool = WorkerPool(self.options.workers, self.socket_path)
+            self._pool.start(self._run_worker)
         self._control = ControlServer(
             self.socket_path, self, group=self.options.group, spy_group=self.options.spy_group
         ).start()
         with self._lock:
             for name, host in hosts.items():
                 self._hosts[name] = host
-                self._holders[name] = self._holder_for(host).start()
+                if self._pool is None:
+                    self._holders[name] = self._holder_for(host).start()
         self._announce()
         if self.metrics is not None:
             self.metrics.start()
         _log.info("serving %d consoles; control socket %s", len(hosts), self.socket_path)
         return self
 
+    def _start_worker(self, hosts: dict[str, Host]) -> Server:
+        """A worker: its share of the consoles and a hand-over socket for the parent."""
+        self._control = ControlServer(
+            self.socket_path,
+            self,
+            group=self.options.group,
+            spy_group=self.options.spy_group,
+            handoff=True,
+        ).start()
+        with self._lock:
+            for name, host in hosts.items():
+                self._hosts[name] = host
+                self._holders[name] = self._holder_for(host).start()
+        _log.info("worker %s: holding %d consoles", self.options.worker, len(hosts))
+        return self
+
+    def _run_worker(self, index: int, ready: Callable[[], None]) -> int:
+        """Worker ``index``'s life in the forked process: hold its share until SIGTERM."""
+        if self.metrics is not None:  # the parent's listener, inherited: not ours to serve
+            self.metrics.stop()
+        assert self._pool is not None
+        options = dataclasses.replace(
+            self.options, metrics=None, workers=1, worker=self._pool.shard(index)
+        )
+        return Server(options, opener=self._opener).run(ready=ready)
+
     def _announce(self) -> None:
         with self._lock:
-            names = tuple(self._holders)
+            names = tuple(self._hosts)
             targets = tuple(
                 (name, url)
                 for name in names
@@ -190,6 +240,8 @@ class Server:
         except Exception as exc:
             _log.error("reload: keeping the running consoles: %s", exc)
             return {"added": [], "removed": [], "reopened": [], "error": [str(exc)]}
+        if self._pool is not None:
+            return self._reload_workers(hosts)
         stopping: list[ConsoleHolder] = []
         added, removed, reopened = [], [], []
         with self._lock:
@@ -213,6 +265,20 @@ class Server:
         _log.info("reload: added %s, removed %s, reopened %s", added, removed, reopened)
         return {"added": added, "removed": removed, "reopened": reopened}
 
+    def _reload_workers(self, hosts: dict[str, Host]) -> dict[str, list[str]]:
+        """SIGHUP with workers: each re-reads its share itself; this process only updates
+        what it routes and announces."""
+        assert self._pool is not None
+        with self._lock:
+            old = dict(self._hosts)
+            self._hosts = dict(hosts)
+        self._pool.signal(signal.SIGHUP)
+        self._announce()
+        added = [n for n in hosts if n not in old]
+        removed = [n for n in old if n not in hosts]
+        reopened = [n for n in hosts if n in old and hosts[n] != old[n]]
+        return {"added": added, "removed": removed, "reopened": reopened}
+
     def stop(self) -> None:
         """Close every console and recording, then the control socket."""
         with self._lock:
@@ -222,6 +288,8 @@ class Server:
             with contextlib.suppress(FileNotFoundError):
                 self._announcement.unlink()
         _stop_all(holders)
+        if self._pool is not None:
+            self._pool.stop()
         if self._control is not None:
             self._control.stop()
         if self.metrics is not None:
@@ -229,19 +297,25 @@ class Server:
 
     def run(self, ready: Callable[[], None] | None = None) -> int:
         """Foreground loop until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit status."""
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        if self.options.workers > 1:
+            signals += (signal.SIGCHLD,)  # a worker that dies
         with SignalWake(signals) as wake:
             try:
                 self.start()
                 if ready is not None:
                     ready()
                 while True:
-                    for signum in wake.wait():
-                        if signum == signal.SIGHUP:
-                            self.reload()
-                        else:
+                    got = wake.wait()
+                    for signum in (signal.SIGTERM, signal.SIGINT):
+                        if signum in got:
                             _log.info("%s: closing every console", signal.Signals(signum).name)
                             return 128 + signum
+                    if signal.SIGCHLD in got and self._pool is not None and self._pool.reap():
+                        _log.error("a worker ended: stopping every console")
+                        return 1
+                    if signal.SIGHUP in got:
+                        self.reload()
             finally:
                 self.stop()
 
@@ -251,6 +325,19 @@ class Server:
         with self._lock:
             return self._holders.get(name)
 
+    def hand_over(self, name: str, conn: socket.socket, request: dict[str, Any]) -> bool:
+        with self._lock:
+            if self._pool is None or name not in self._hosts:
+                return False
+            worker = self._pool.owner(name)
+        try:
+            hand_over(worker.socket, conn, request)
+        except OSError as exc:
+            error = f"{name}: its worker (pid {worker.pid}) is not answering: {exc}"
+            with contextlib.suppress(OSError):
+                conn.sendall(protocol.json_frame({"ok": False, "error": error, "kind": "usage"}))
+        return True
+
     def grants(self, uid: int, groups: frozenset[int]) -> bool:
         with self._lock:
             hosts = list(self._hosts.values())
@@ -259,6 +346,14 @@ class Server:
     def status_json(self) -> dict[str, Any]:
         with self._lock:
             holders = list(self._holders.values())
+            order = list(self._hosts)
+        workers: list[dict[str, Any]] = []
+        if self._pool is not None:
+            hosts, workers = self._pool.status()
+            rank = {name: i for i, name in enumerate(order)}
+            hosts.sort(key=lambda h: rank.get(h.get("host", ""), len(rank)))
+        else:
+            hosts = [{**dataclasses.asdict(h.status()), "pid": os.getpid()} for h in holders]
         return {
             "server": {
                 "pid": os.getpid(),
@@ -267,8 +362,9 @@ class Server:
                 "root": str(self.options.root.absolute()),
                 "started": self._started,
                 "socket": str(self.socket_path),
+                "workers": workers,
             },
-            "hosts": [dataclasses.asdict(h.status()) for h in holders],
+            "hosts": hosts,
         }
 
 

@@ -142,10 +142,19 @@ class ServeProcess:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+def workers() -> int:
+    """``solcap serve --workers`` for the ``serve`` fixture: one process unless a test
+    parametrises ``workers`` (the important ones run with 1 and 2)."""
+    return 1
+
+
+@pytest.fixture
+def serve(tmp_path: Path, workers: int) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def make(inventory: Path, *extra: str) -> ServeProcess:
+        if "--workers" not in extra:
+            extra = (*extra, "--workers", str(workers))
         started.append(ServeProcess(tmp_path, inventory, *extra).start())
         return started[-1]
 

@@ -136,7 +136,10 @@ def _server(tmp: Path, inventory: Path, control: Path, *extra: str) -> ServeProc
     return server.start()
 
 
-def test_owner_only_by_default_and_per_host_rights_by_peer_credentials(tmp_path, ptys, users):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_owner_only_by_default_and_per_host_rights_by_peer_credentials(
+    tmp_path, ptys, users, workers
+):
     parent = _private_parent()
     h1, h2, h3 = ptys(), ptys(), ptys()
     inv = tmp_path / "inv.yaml"
@@ -148,7 +151,7 @@ def test_owner_only_by_default_and_per_host_rights_by_peer_credentials(tmp_path,
     )
     try:
         # Default: the directory 0700, the socket 0600; another user cannot even connect.
-        alone = _server(tmp_path, inv, parent / "solo")
+        alone = _server(tmp_path, inv, parent / "solo", "--workers", workers)
         try:
             assert alone.socket is not None
             assert stat.S_IMODE(os.stat(parent / "solo").st_mode) == 0o700
@@ -159,7 +162,7 @@ def test_owner_only_by_default_and_per_host_rights_by_peer_credentials(tmp_path,
             alone.stop()
 
         control = parent / "ctl"
-        server = _server(tmp_path, inv, control, "--group", users.group)
+        server = _server(tmp_path, inv, control, "--group", users.group, "--workers", workers)
         try:
             assert server.socket is not None
             info, sock_info = os.stat(control), os.stat(server.socket)

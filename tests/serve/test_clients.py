@@ -121,6 +121,7 @@ def _between(shown: bytes, start: bytes, end: bytes) -> bytes:
     return shown[at : shown.index(end, at) + len(end)]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_console_through_the_server_one_writer_spies_and_force(tmp_path, ptys, serve):
     pty = ptys()
     inv = tmp_path / "inv.yaml"

@@ -29,6 +29,7 @@ def _scrape(url: str) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]]
     return kind, samples
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_metrics_endpoint_reports_states_bytes_clients_and_output_age(tmp_path, ptys, serve):
     pty = ptys()
     inv = tmp_path / "inv.yaml"

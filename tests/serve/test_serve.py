@@ -26,6 +26,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_rotation_under_a_256_kib_per_second_stream_loses_nothing(tmp_path, ptys, serve):
     pty = ptys()
     inv = tmp_path / "inv.yaml"
@@ -82,6 +83,7 @@ def test_sigkill_then_restart_keeps_every_written_byte_and_records_the_gap(tmp_p
     assert (new / "console.raw").read_bytes() == b"after the restart\r\n"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_adds_and_removes_hosts_and_leaves_the_others_alone(tmp_path, ptys, serve):
     a, b, c = ptys(), ptys(), ptys()
     inv = tmp_path / "inv.yaml"
@@ -133,6 +135,7 @@ def _collect(att: Attachment, n: int, timeout: float = 30) -> tuple[bytes, list[
     return data, notices
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_writer_and_a_spy_see_the_same_bytes_and_only_the_writer_types(tmp_path, ptys, serve):
     pty = ptys()
     inv = tmp_path / "inv.yaml"
@@ -180,6 +183,7 @@ def test_a_writer_and_a_spy_see_the_same_bytes_and_only_the_writer_types(tmp_pat
     assert kinds.count("attach") == 3 and "force" in kinds and kinds.count("write") == 2
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_status_command_and_its_exit_codes(tmp_path, ptys, serve, capsys):
     pty = ptys()
     inv = tmp_path / "inv.yaml"
