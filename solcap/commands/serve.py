@@ -103,14 +103,11 @@ def _shard(text: str) -> Any:
 
 
 def _workers(asked: int | None) -> int:
-    """``--workers`` (default one per core), or 1 where this process may not fork."""
-    from solcap.workers import default_workers, fork_refusal
+    """``--workers``, default one per core (the server itself runs in one process where it
+    may not fork, :meth:`solcap.serve.server.Server.start`)."""
+    from solcap.workers import default_workers
 
-    workers = asked if asked is not None else default_workers()
-    if workers > 1 and (why := fork_refusal()) is not None:
-        logging.getLogger("solcap.serve").warning("one process, no workers: %s", why)
-        return 1
-    return workers
+    return asked if asked is not None else default_workers()
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:

@@ -46,6 +46,7 @@ from solcap.serve.triggers import TriggerRunner, plans_for
 from solcap.serve.workers import WorkerPool, hand_over, worker_of, worker_socket
 from solcap.sigwake import SignalWake
 from solcap.transports.base import Transport
+from solcap.workers import fork_refusal
 
 _log = logging.getLogger("solcap.serve")
 
@@ -169,7 +170,9 @@ class Server:
         paths.check_private_dir(self._dir, create=True, group=self.options.group)
         if self.socket_path.exists() and _socket_alive(self.socket_path):
             raise UsageError(f"{self.socket_path}: a server for this inventory already runs")
-        if self.options.workers > 1:
+        if self.options.workers > 1 and (why := fork_refusal()) is not None:
+            _log.warning("one process, no workers: %s", why)
+        elif self.options.workers > 1:
             # Forked before this process has a thread or a socket of its own besides the
             # metrics listener (closed in each worker).
             self._pool = WorkerPool(self.options.workers, self.socket_path)
