@@ -810,6 +810,19 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
             if not handlers:
                 ipmisession.Session.bmc_handlers.pop(sess.sockaddr, None)
 
+    def logged_in_sessions(self) -> int:
+        """Sessions that finished their login (RAKP 4) and have not logged out (Close Session).
+
+        A client that forgets to log out leaves one here, as a real BMC keeps its session slot
+        until a timeout; tests read this to prove a client logs out on every path.
+        """
+        count = 0
+        for handlers in list(ipmisession.Session.bmc_handlers.values()):
+            sess = handlers.get(self.port) if isinstance(handlers, dict) else None
+            if isinstance(sess, _Session) and sess.logged_in:
+                count += 1
+        return count
+
     # ---- chassis ---------------------------------------------------------------------------
     def host_powered(self) -> bool:
         """Whether the host is on (the SOL status bit 'character transfer unavailable')."""

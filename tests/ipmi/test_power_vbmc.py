@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ class _Lagging:
     def __init__(self, host: Any) -> None:
         self.host = host
         self.lag = 0.0
+        self.offs = 0  # power-off requests received
 
     @property
     def power_state(self) -> bool:
@@ -48,6 +50,7 @@ class _Lagging:
         self.host.power_on()
 
     def power_off(self) -> None:
+        self.offs += 1
         if self.lag <= 0:
             self.host.power_off()
             return
@@ -85,12 +88,14 @@ def serve(grub_timeout: int) -> int:
                 power = int(host.power_state)
                 print(
                     f"state={host.state} power={power} input={host.input_target} "
-                    f"boots={boots} breaks={bmc.breaks}",
+                    f"boots={boots} breaks={bmc.breaks} offs={lagging.offs}",
                     flush=True,
                 )
             elif words[0] == "sent" and len(words) == 2:
                 Path(words[1]).write_bytes(host.sent_bytes())  # what the host put on its line
                 print("ok", flush=True)
+            elif words[0] == "sessions":
+                print(f"sessions={bmc.logged_in_sessions()}", flush=True)  # not logged out
             elif words[0] == "lag" and len(words) == 2:
                 lagging.lag = float(words[1])  # the host now takes this long to go off
                 print("ok", flush=True)
@@ -146,6 +151,12 @@ class HostBehindBmc:
         """Every byte the host wrote to its serial line so far (its own record, not a client's)."""
         assert self.ask(f"sent {scratch}") == "ok"
         return scratch.read_bytes()
+
+    def sessions(self) -> int:
+        """Sessions logged in at the BMC and not logged out (the BMC's own count)."""
+        answer = self.ask("sessions")
+        assert answer.startswith("sessions="), answer
+        return int(answer.split("=", 1)[1])
 
     def wait_for(self, key: str, value: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -329,6 +340,71 @@ def test_library_shutdown_powers_the_host_off(host_bmc: HostBehindBmc) -> None:
     assert power(host_bmc.url, "shutdown", password_source=source, wait=20) == "off"
     assert host_bmc.state()["power"] == "0"
     assert ipmitool_status(host_bmc.port) == "Chassis Power is off"
+
+
+def _no_session_left(host_bmc: HostBehindBmc, timeout: float = 5.0) -> bool:
+    """Whether the BMC's count of logged-in sessions drops to 0 (a session never logged out
+    stays there for good: the virtual BMC has no timeout for it)."""
+    deadline = time.monotonic() + timeout
+    while host_bmc.sessions() != 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _power_process(url: str, action: str, *args: str) -> subprocess.Popen[str]:
+    """``solcap power`` in the background, for a test that interrupts it."""
+    full = {**os.environ, "IPMI_PASSWORD": PASSWORD, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "solcap.cli", "power", url, action, *args],
+        env=full,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_power_session_is_logged_out_on_every_path(host_bmc: HostBehindBmc) -> None:
+    """docs/ipmi.md: the power session is logged out on every path (BMCs have few session
+    slots): after a success, after an action that fails, and after Ctrl-C in the middle of
+    ``--wait``. Counted by the BMC: sessions that logged in and sent no Close Session."""
+    assert host_bmc.wait_state("grub", 20)
+    assert host_bmc.sessions() == 0
+
+    res = solcap_power(host_bmc.url, "status")  # success
+    assert (res.returncode, res.stdout.strip()) == (0, f"{host_bmc.url}: power on"), res.stderr
+    assert _no_session_left(host_bmc), "the session of a successful status was not logged out"
+
+    # Interrupted: Ctrl-C while ``off --wait`` waits for a host that takes 60 s to go off.
+    assert host_bmc.ask("lag 60") == "ok"
+    proc = _power_process(host_bmc.url, "off", "--wait", "30")
+    try:
+        deadline = time.monotonic() + 20
+        while host_bmc.sessions() != 1:  # logged in and waiting: the BMC counts it
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the power session never logged in"
+            time.sleep(0.1)
+        while host_bmc.state()["offs"] != "1":  # the BMC was told: now it waits for the state
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the power off never reached the BMC"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130, (out, err)
+    assert host_bmc.state()["power"] == "1"  # still on: the wait was really interrupted
+    assert _no_session_left(host_bmc), "the interrupted power session was not logged out"
+
+    # An action that fails after the login: the host does not go off within --wait 1.
+    res = solcap_power(host_bmc.url, "off", "--wait", "1")
+    assert res.returncode == 3 and "power off failed" in res.stderr, res.stderr
+    assert _no_session_left(host_bmc), "the session of a failed power off was not logged out"
 
 
 if __name__ == "__main__":
