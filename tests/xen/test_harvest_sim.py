@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -54,6 +55,29 @@ def test_each_segment_is_byte_identical_to_the_dump_sent(
     assert host.input_target == "dom0"  # handed back at the end
     parsed = json.loads((recording.path / "keys" / "q.json").read_text())
     assert len(parsed["domains"]) == 21 and parsed["truncated"] is False  # Dom0 + 20 domUs
+
+
+def test_star_is_recorded_as_star_txt_byte_identical_to_what_xen_printed(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    """docs/recordings.md: the ``*`` key's dump is ``keys/star.txt``; compared per key with
+    the bytes the simulated Xen put on the line for ``*`` (and for ``q``, its neighbour)."""
+    host, con, recording = booted
+    # '*' fires every diagnostic handler at once (it counts as dangerous: --allow-dangerous).
+    result = harvest_keys(con, recording, ["q", "*"], quiet=0.3, allow_dangerous=True)
+    assert [s.name for s in result.segments] == ["q", "star"]
+    assert result.complete
+    # What the host sent, per key, in the order it sent it.
+    assert [d.key for d in host.dumps[:2]] == ["q", "*"], [d.key for d in host.dumps]
+    sent = {d.key: d.data for d in host.dumps[:2]}
+    keys = recording.path / "keys"
+    assert sorted(p.name for p in keys.glob("*.txt")) == ["q.txt", "star.txt"]
+    assert (keys / "star.txt").read_bytes() == sent["*"]
+    assert (keys / "q.txt").read_bytes() == sent["q"]
+    star = result.segments[1]
+    assert star.file == "keys/star.txt"
+    assert star.sha256 == hashlib.sha256(sent["*"]).hexdigest()
+    assert b"'*' pressed" in sent["*"][:200]  # the dump really is the one '*' prints
 
 
 def test_harvest_when_input_is_already_on_xen(
