@@ -13,11 +13,13 @@ import io
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
 import termios
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pexpect
@@ -36,12 +38,21 @@ pytestmark = pytest.mark.timeout(60)
 class Attached:
     """One ``solcap console`` under a modes-printing shell, with everything it showed."""
 
-    def __init__(self, target: str, root: Path, *extra: str, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        target: str,
+        root: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ):
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         args = ["-c", WRAPPER, "sh", sys.executable, "-m", "solcap.cli", "console", target]
         args += ["--root", str(root), *extra]
         self.shown = io.BytesIO()
-        self.child = pexpect.spawn("/bin/sh", args, cwd=ROOT, env=full_env, timeout=20)
+        self.child = pexpect.spawn(
+            "/bin/sh", args, cwd=ROOT, env=full_env, timeout=20, preexec_fn=preexec
+        )
         self.child.logfile_read = self.shown
         self.child.expect(STTY)
         self.modes_before = self.child.match.group(1)
@@ -244,3 +255,55 @@ def test_end_of_input_without_a_terminal_exits_0(tmp_path: Path) -> None:
         assert os.read(master, 100) == b"typed\r"  # sent before the end of input was seen
     finally:
         os.close(master)
+
+
+#: The file-size limit (RLIMIT_FSIZE) of the session that must fail: each recording file may
+#: grow to this many bytes, then writing console.raw fails inside the attached session.
+FSIZE = 100_000
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE, FSIZE))
+
+
+def test_an_exception_inside_the_session_restores_the_terminal(tmp_path: Path) -> None:
+    """docs/ipmi.md: the terminal's modes are restored on an exception too. A real one, no
+    hook: the far end prints more than the file-size limit lets console.raw hold, so the
+    recording's write raises inside the attached session; solcap ends with exit 5 in one
+    line, and ``stty -g`` from the shell afterwards shows the modes from before."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+    session = Attached(path, tmp_path, preexec=_limit_file_size)
+    lines = b"".join(b"far end line %06d\r\n" % i for i in range(20_000))  # 400 KB
+
+    def far_end() -> None:  # may stay blocked once solcap stops reading; then ends at close
+        view = memoryview(lines)
+        try:
+            while view:
+                view = view[os.write(master, view[:4096]) :]
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=far_end, daemon=True)
+    try:
+        os.write(master, b"first words\r\n")
+        session.child.expect_exact("first words")  # attached: the console reaches the screen
+        assert raw_now(session)  # so there are modes to restore
+        writer.start()
+        session.child.expect(rb"solcap: error: ([^\r\n]*)\r\n", timeout=60)
+        error = session.child.match.group(1).decode()
+        session.child.expect(STTY)
+        modes_after = session.child.match.group(1)
+        session.child.expect(pexpect.EOF)
+        session.child.close()
+        assert session.child.exitstatus == 5, error
+        assert "bytes are safely recorded" in error, error
+        assert modes_after == session.modes_before
+    finally:
+        session.close()
+        os.close(master)
+        writer.join(10)
+    raw = next(tmp_path.rglob("console.raw")).read_bytes()
+    kept = b"first words\r\n" + lines
+    assert raw == kept[: len(raw)] and 0 < len(raw) <= FSIZE  # what it kept is exact
