@@ -9,9 +9,13 @@ then the capture is ``sent[:gap] + sent[k:]`` — all missing bytes sit at the g
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -282,3 +286,79 @@ def test_reconnection_gives_up_after_max_total_seconds(bmc: BmcProcess, pty_pair
     assert float(str(gave_up["elapsed_s"])) <= policy.max_total + 1.0 + 1.0, gave_up
     assert took <= FAST.detection_bound + policy.max_total + 5.0, took
     assert "no answer" in str(info.value), info.value
+
+
+class _Opens:
+    """Counts the opens of one file, as the kernel reports them (inotify ``IN_OPEN`` on its
+    directory): every read of a password file starts with one."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, path: Path) -> None:
+        self.name = os.fsencode(path.name)
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self._fd >= 0, os.strerror(ctypes.get_errno())
+        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(path.parent), self.IN_OPEN)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+        self.count = 0
+
+    def seen(self) -> int:
+        """Opens of the file so far (reads the events queued since the last call)."""
+        while True:
+            try:
+                buf = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return self.count
+            at = 0
+            while at < len(buf):
+                _wd, mask, _cookie, size = struct.unpack_from("iIII", buf, at)
+                name = buf[at + 16 : at + 16 + size].rstrip(b"\0")
+                if mask & self.IN_OPEN and name == self.name:
+                    self.count += 1
+                at += 16 + size
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def test_the_password_file_is_read_once_and_reused_for_the_reconnection(
+    bmc: BmcProcess, pty_pair, tmp_path: Path
+) -> None:
+    """docs/resilience.md: the password is read once and reused for reconnections. The file
+    is opened once (the kernel counts), and after the first login it holds a wrong password:
+    a reconnection that read it again could not log in."""
+    from solcap.connect import ConsoleSpec, open_recorded_transport
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    pw = secrets / "bmc-pw"
+    pw.write_text(PASSWORD + "\n")
+    pw.chmod(0o600)
+    opens = _Opens(pw)
+    try:
+        spec = ConsoleSpec.from_url(
+            f"ipmi://{USER}@127.0.0.1:{bmc.port}", password_file=str(pw), prompt=False
+        )
+        tr, _ = open_recorded_transport(spec, reconnect=POLICY)
+        assert isinstance(tr, ReconnectingTransport)
+        assert opens.seen() == 1
+        wrong = secrets / "bmc-pw.new"
+        wrong.write_text("not-the-password\n")
+        wrong.chmod(0o600)
+        os.replace(wrong, pw)  # the file now says something no login accepts
+        writer = HostWriter(pty_pair.master)
+        with Console(tr) as con:
+            writer.write(b"before the loss\r\n")
+            con.expect([b"before the loss\r\n"], timeout=20)
+            _ipmitool_deactivate(bmc.port)  # the session ends; the console logs in again
+            lost = _wait_event(tr, "disconnected", 10)
+            _wait_event(tr, "reconnected", 30)
+            writer.write(b"after the reconnection\r\n")
+            con.expect([b"after the reconnection\r\n"], timeout=20)
+            writer.join(5)
+        assert lost["cause"] == "deactivated", lost
+        assert [k for k, _ in tr.events if k == "reconnect_failed"] == [], tr.events
+        assert opens.seen() == 1  # never opened again: the reconnection used the one read
+    finally:
+        opens.close()
