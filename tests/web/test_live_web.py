@@ -7,6 +7,7 @@ The web server is the in-process ``WebServer`` with a link to serve's control so
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,32 @@ def lab(tmp_path: Path) -> Iterator[tuple[Pty, ServeProcess, WebServer]]:
         web.stop()
         serve.stop()
         pty.close()
+
+
+@pytest.fixture
+def stalled(lab: tuple[Pty, ServeProcess, WebServer]) -> Iterator[socket.socket]:
+    """A viewer of node09's live console that attached and never reads again (a 4 KiB
+    receive buffer, so the web's own limit is what must drop it)."""
+    _pty, serve, web = lab
+    wait_for("serve to hold node09", lambda: serve.status()["node09"]["state"] == "up")
+    sock = socket.create_connection((web.host, web.port), timeout=WAIT)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        head = "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
+        sock.sendall(
+            f"GET /live/node09/ws HTTP/1.1\r\nHost: {web.host}:{web.port}\r\n"
+            f"Authorization: Bearer {web.tokens.read}\r\n{head}\r\n".encode()
+        )
+        assert sock.recv(12) == b"HTTP/1.1 101"  # attached, and from now on never read
+        yield sock
+    finally:
+        sock.close()
+
+
+def _web_detached(serve: ServeProcess) -> bool:
+    """Whether serve's log shows a web viewer of node09 detached."""
+    logs = (serve.root / "node09").glob("*_serve/events.jsonl")
+    return '"event": "detach", "who": "web 127.0.0.1' in "".join(p.read_text() for p in logs)
 
 
 def _status(web: WebServer, path: str, **headers: str) -> int:
@@ -136,20 +163,9 @@ def test_serve_web_off_loopback_without_tls_is_refused_before_any_console_opens(
 
 
 def test_a_stalled_browser_slows_neither_the_capture_nor_another_viewer(
-    page: Any, lab: tuple[Pty, ServeProcess, WebServer]
+    page: Any, lab: tuple[Pty, ServeProcess, WebServer], stalled: socket.socket
 ) -> None:
-    import socket
-
     pty, serve, web = lab
-    wait_for("serve to hold node09", lambda: serve.status()["node09"]["state"] == "up")
-    stalled = socket.create_connection((web.host, web.port), timeout=WAIT)
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    head = "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
-    stalled.sendall(
-        f"GET /live/node09/ws HTTP/1.1\r\nHost: {web.host}:{web.port}\r\n"
-        f"Authorization: Bearer {web.tokens.read}\r\n{head}\r\n".encode()
-    )
-    assert stalled.recv(12) == b"HTTP/1.1 101"  # attached, and from now on never read
     page.get(web.url(web.tokens.read))
     page.get(f"{web.url()}live/node09")
     body = wait_for("the page", lambda: page.find_element("css selector", "body"))
@@ -163,24 +179,18 @@ def test_a_stalled_browser_slows_neither_the_capture_nor_another_viewer(
     serve.wait_bytes("node09", total, timeout=WAIT)
     wait_for("the other viewer's stream", lambda: "after-the-flood 9911" in terminal_text(page))
 
-    def detached() -> bool:
-        logs = (serve.root / "node09").glob("*_serve/events.jsonl")
-        return '"event": "detach", "who": "web 127.0.0.1' in "".join(p.read_text() for p in logs)
-
     # The web dropped the stalled one when its buffer overflowed (serve's own 8 MiB queue never
     # did): its serve connection is gone while the other viewer is still attached.
-    wait_for("the stalled browser to be dropped", detached)
+    wait_for("the stalled browser to be dropped", lambda: _web_detached(serve))
     assert body.get_attribute("data-state") == "attached"
-    stalled.close()
 
 
 def test_a_stalled_viewer_leaves_another_viewer_and_the_recording_byte_exact(
-    lab: tuple[Pty, ServeProcess, WebServer],
+    lab: tuple[Pty, ServeProcess, WebServer], stalled: socket.socket
 ) -> None:
     """Browser-less: one WebSocket that never reads, one that reads; SHA-256 of all three."""
     import asyncio
     import hashlib
-    import socket
     import threading
     import time
 
@@ -189,23 +199,10 @@ def test_a_stalled_viewer_leaves_another_viewer_and_the_recording_byte_exact(
     from tests.serve.conftest import raw_of
 
     pty, serve, web = lab
-    wait_for("serve to hold node09", lambda: serve.status()["node09"]["state"] == "up")
-    stalled = socket.create_connection((web.host, web.port), timeout=WAIT)
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    head = "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items())
-    stalled.sendall(
-        f"GET /live/node09/ws HTTP/1.1\r\nHost: {web.host}:{web.port}\r\n"
-        f"Authorization: Bearer {web.tokens.read}\r\n{head}\r\n".encode()
-    )
-    assert stalled.recv(12) == b"HTTP/1.1 101"  # attached, and from now on never read
     sent = hashlib.shake_256(b"stalled-viewer").digest(FLOOD * 1024 * 1024)
     stream = bytearray()  # what the reading viewer got after the screen
     attached = threading.Event()
     errors: list[BaseException] = []
-
-    def detached() -> bool:
-        logs = (serve.root / "node09").glob("*_serve/events.jsonl")
-        return '"event": "detach", "who": "web 127.0.0.1' in "".join(p.read_text() for p in logs)
 
     async def view() -> None:
         auth_header = {"Authorization": f"Bearer {web.tokens.read}"}
@@ -228,7 +225,7 @@ def test_a_stalled_viewer_leaves_another_viewer_and_the_recording_byte_exact(
                     raise AssertionError(f"the reading viewer was closed: {message}")
             # Still attached here, so a web detach in serve's log is the stalled one's.
             deadline = time.monotonic() + WAIT
-            while not detached():
+            while not _web_detached(serve):
                 assert time.monotonic() < deadline, "the stalled viewer was never dropped"
                 await asyncio.sleep(0.05)
 
@@ -250,4 +247,3 @@ def test_a_stalled_viewer_leaves_another_viewer_and_the_recording_byte_exact(
     want = hashlib.sha256(sent).hexdigest()
     assert hashlib.sha256(stream).hexdigest() == want
     assert hashlib.sha256(raw_of(serve.root, "node09")).hexdigest() == want
-    stalled.close()
