@@ -109,9 +109,13 @@ def run_scenario(monkeypatch: pytest.MonkeyPatch, use_pyghmi: bool) -> dict[str,
     peers = {a_addr: "A", b_addr: "B"}
     try:
         if use_pyghmi:
-            # pyghmi's loop waits first; its graball reads every socket regardless.
-            select.select([s.sock for s in socks[:4]], [], [], 2.0)
-            time.sleep(0.05)  # loopback delivery of all six is synchronous; margin only
+            # pyghmi's loop waits first; its graball reads every socket regardless, so wait
+            # until each of the four has its datagrams (loopback queues a datagram before
+            # sendto returns, so readable means all of that socket's are there).
+            deadline = time.monotonic() + 5
+            for i, s in enumerate(socks[:4]):
+                left = max(0.0, deadline - time.monotonic())
+                assert select.select([s.sock], [], [], left)[0], f"nothing reached s{i}"
             addrs = ioloop._pyghmi_io_graball(socks, iowaiters)
         else:
             poller = ioloop._PollSelect()

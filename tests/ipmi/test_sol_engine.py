@@ -192,12 +192,13 @@ def test_virtual_bmc_stream_is_byte_exact_and_typing_reaches_the_host(
     with EngineSolTransport(target, PASSWORD, sink=rec.feed) as tr:
         session = tr.engine_session
         assert session is not None
+        # Chunk by chunk, each one taken in by the engine before the next is written.
+        deadline = time.monotonic() + 30
         for i in range(0, len(data), 4096):
             os.write(pty.master, data[i : i + 4096])
-            time.sleep(0.3)
-        deadline = time.monotonic() + 20
-        while session.bytes_in < len(data) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            while session.bytes_in < min(i + 4096, len(data)):
+                assert time.monotonic() < deadline, f"{session.bytes_in} of {len(data)} in"
+                time.sleep(0.02)  # the engine thread counts; poll the count
         tr.write(b"typed through the engine\r")
         assert tr.drain(10)
         assert read_until(pty.master, b"engine\r", 5).endswith(b"typed through the engine\r")
