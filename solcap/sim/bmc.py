@@ -871,7 +871,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m solcap.sim.bmc PTY``: serve a pty over lanplus until SIGTERM/SIGINT.
 
     The password comes from ``IPMI_PASSWORD``, the BMC key (Kg) from ``IPMI_KG`` if set (else
-    the password is the key, as the specification says); the bound port is printed as ``port=N``.
+    the password is the key, as the specification says); the bound port is printed as ``port=N``
+    and, at the end, the sessions still logged in as ``sessions=N``.
     """
     parser = argparse.ArgumentParser(prog="python -m solcap.sim.bmc")
     parser.add_argument("pty_path")
@@ -938,6 +939,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"port={bmc.port}", flush=True)
         while not wake.wait():
             pass
+        # On the way out, for tests: sessions still logged in (clients that never logged out).
+        print(f"sessions={bmc.logged_in_sessions()}", flush=True)
     return 0
 
 

@@ -28,7 +28,9 @@ MESSAGES = {
 
 
 @pytest.fixture(params=sorted(MESSAGES), ids=[f"{code:#x}" for code in sorted(MESSAGES)])
-def refusing_bmc(request: pytest.FixtureRequest, pty_pair: PtyPair) -> Iterator[tuple[int, int]]:
+def refusing_bmc(
+    request: pytest.FixtureRequest, pty_pair: PtyPair
+) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
     code = int(request.param)
     proc = subprocess.Popen(
         [sys.executable, "-m", "solcap.sim.bmc", pty_pair.path, "--refuse-activation", hex(code)],
@@ -40,14 +42,17 @@ def refusing_bmc(request: pytest.FixtureRequest, pty_pair: PtyPair) -> Iterator[
     line = proc.stdout.readline().decode()
     assert line.startswith("port="), line
     try:
-        yield code, int(line.split("=")[1])
+        yield code, int(line.split("=")[1]), proc
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
-def test_an_activation_refusal_is_named_in_one_line(refusing_bmc: tuple[int, int]) -> None:
-    code, port = refusing_bmc
+def test_an_activation_refusal_is_named_in_one_line(
+    refusing_bmc: tuple[int, int, subprocess.Popen[bytes]],
+) -> None:
+    code, port, bmc = refusing_bmc
     url = f"ipmi://{USER}@127.0.0.1:{port}?reconnect=0"
     done = subprocess.run(
         [sys.executable, "-m", "solcap.cli", "capture", url, "--for", "5"],
@@ -63,3 +68,7 @@ def test_an_activation_refusal_is_named_in_one_line(refusing_bmc: tuple[int, int
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
     assert errors[0].endswith(MESSAGES[code]), errors[0]
     assert f"127.0.0.1:{port}" in errors[0]
+    # The refused session was logged out: the BMC, asked to stop, counts none left.
+    bmc.terminate()
+    rest, _ = bmc.communicate(timeout=10)
+    assert rest.decode().split() == ["sessions=0"], rest
