@@ -410,3 +410,51 @@ def test_the_power_session_is_logged_out_on_every_path(host_bmc: HostBehindBmc) 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         sys.exit(serve(int(sys.argv[2])))
+
+
+@pytest.mark.parametrize("answer_after", [1.2, 2.0])
+def test_a_slow_bmc_still_logs_in(host_bmc: HostBehindBmc, answer_after: float) -> None:
+    """A BMC that answers every login request only after ``answer_after`` s (a busy BMC, or
+    this machine under load): past pyghmi's first wait of 0.5-1 s, and at 2 s the login's
+    eight exchanges outlast the 10 s bound. It is slow, not dead: the login goes on while the
+    BMC keeps answering and the power status comes back."""
+    from solcap.testing.faultproxy import FaultProxy, Faults, proxy_address
+
+    slow = Faults(delay=1.0, delay_range=(answer_after, answer_after))
+    address, port = proxy_address(host_bmc.port)
+    with FaultProxy(
+        (address, port), ("127.0.0.1", host_bmc.port), seed=1, to_client=slow, max_runtime=80
+    ) as proxy:
+        url = f"ipmi://admin@{address}:{port}"
+        start = time.monotonic()
+        res = solcap_power(url, "status")
+        took = time.monotonic() - start
+        assert proxy.stats["to_client"].delayed > 0
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"{url}: power on\n", ""), took
+
+
+def test_a_bmc_slow_to_answer_rakp_still_logs_in(host_bmc: HostBehindBmc) -> None:
+    """Only the RAKP answers (RAKP2, RAKP4) come 1.5 s late, as from a BMC whose slow CPU
+    spends that long on the key exchange: pyghmi restarts the login each time such an answer
+    is late and waits 0.5-1 s again, so it never got in; each late RAKP now makes the next
+    attempt wait longer."""
+    from solcap.testing.faultproxy import Direction, FaultProxy, proxy_address
+
+    class SlowRakp(FaultProxy):
+        late = 0
+
+        def _decide(self, direction: str, flow: Any, data: bytes, sock: Any, dest: Any) -> None:
+            # RMCP+ (auth type 06h): byte 5 is the payload type; 13h RAKP2, 15h RAKP4.
+            rakp = len(data) > 5 and data[4] == 0x06 and data[5] & 0x3F in (0x13, 0x15)
+            if direction == Direction.TO_CLIENT and rakp:
+                self.late += 1
+                self._schedule(time.monotonic() + 1.5, sock, data, dest)
+                return
+            super()._decide(direction, flow, data, sock, dest)
+
+    address, port = proxy_address(host_bmc.port)
+    with SlowRakp((address, port), ("127.0.0.1", host_bmc.port), seed=1, max_runtime=80) as proxy:
+        url = f"ipmi://admin@{address}:{port}"
+        res = solcap_power(url, "status")
+        assert proxy.late >= 2
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"{url}: power on\n", "")

@@ -31,8 +31,14 @@ import pyghmi.ipmi.command as pyghmi_command
 
 from solcap.errors import ConnectError, TargetError
 from solcap.transports.ipmi.ioloop import PumpTimeout, _Pump
-from solcap.transports.ipmi.session import _login_error, _Session, negotiate, pinned_suite
-from solcap.transports.ipmi.target import CONNECT_TIMEOUT, IpmiTarget
+from solcap.transports.ipmi.session import (
+    _login_error,
+    _Session,
+    await_login,
+    negotiate,
+    pinned_suite,
+)
+from solcap.transports.ipmi.target import CONNECT_TIMEOUT, LOGIN_GRACE, IpmiTarget
 
 __all__ = ["ACTIONS", "PowerSession", "power_action", "sol_parameters"]
 
@@ -82,6 +88,7 @@ class PowerSession:
         self._kg = kg
         # One bound for the whole negotiation (query and every suite tried), not per login.
         self._deadline = time.monotonic() + connect_timeout
+        self._grace = connect_timeout * (LOGIN_GRACE - 1)  # for a BMC still answering
         self._asked = target
         try:
             session, self.cipher_choice = negotiate(target, self._login)
@@ -115,7 +122,7 @@ class PowerSession:
             raise _login_error(self._asked, str(exc) or "timeout") from exc
         except PumpTimeout as exc:
             raise ConnectError(target.name, f"cannot start the session: {exc.message}") from exc
-        if not logged_in.wait(connect_timeout):
+        if not await_login(logged_in.wait, lambda: self._session, connect_timeout, self._grace):
             self.close()
             raise ConnectError(target.name, f"no answer from the BMC on UDP port {target.port}")
         error = reply.get("error")

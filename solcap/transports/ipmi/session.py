@@ -34,7 +34,9 @@ from solcap.errors import ConnectError
 from solcap.transports.ipmi.target import (
     _SUITE_ALGOS,
     DEFAULT_PORT,
+    LOGIN_QUIET,
     LOGIN_SENDS,
+    RAKP_WAIT_MAX,
     SUITES,
     SUITES_QUERY_WAIT,
     IpmiTarget,
@@ -75,6 +77,11 @@ class _Session(pyghmi_session.Session):  # type: ignore[misc]
         self.suite = suite
         self.negotiated_suite: int | None = None
         self.allsockaddrs: list[Any] = []
+        #: When a packet from the BMC last reached this session (monotonic), None before
+        #: the first: a login still being answered is slow, not dead (:func:`await_login`).
+        self.heard: float | None = None
+        #: How many RAKP answers came too late for their wait (see :meth:`_timedout`).
+        self.slow_rakps = 0
         super().__init__(bmc, userid, password, port=port, kg=kg, onlogon=onlogon)
 
     def _initsession(self) -> None:
@@ -90,6 +97,35 @@ class _Session(pyghmi_session.Session):  # type: ignore[misc]
         # sees some fail. Three sends per request (~5 s before the one restart) keeps the
         # failure rate of a healthy BMC far below that of a dead one.
         self.maxtimeout = max(getattr(self, "maxtimeout", 0), LOGIN_SENDS)
+
+    def _handle_ipmi_packet(self, data: Any, sockaddr: Any = None, qent: Any = None) -> Any:
+        self.heard = time.monotonic()
+        return super()._handle_ipmi_packet(data, sockaddr, qent)
+
+    def _timedout(self) -> Any:
+        # pyghmi restarts the whole login when a RAKP answer is late, and every restart waits
+        # 0.5-1 s for it again: a BMC (or a loaded machine) that takes longer to answer RAKP
+        # never logs in, and each abandoned attempt holds one of its few session slots. So
+        # each late RAKP makes the next attempt's wait a second longer (_send_rakp1/3), and
+        # the restart is pyghmi's own (maxtimeout raised so a long wait is not taken for a
+        # dead BMC before it restarts).
+        if self.lastpayload and self.sessioncontext in ("EXPECTINGRAKP2", "EXPECTINGRAKP4"):
+            self.slow_rakps += 1
+            self.maxtimeout = max(self.maxtimeout, getattr(self, "timeout", 0.0) + 1)
+        return super()._timedout()
+
+    def _rakp_wait(self) -> None:
+        wait: float = pyghmi_session.initialtimeout + 0.5 + self.slow_rakps
+        current: float = getattr(self, "timeout", 0.0)  # pyghmi's, set by _initsession
+        self.timeout = max(current, min(wait, RAKP_WAIT_MAX))
+
+    def _send_rakp1(self) -> Any:
+        self._rakp_wait()
+        return super()._send_rakp1()
+
+    def _send_rakp3(self) -> Any:
+        self._rakp_wait()
+        return super()._send_rakp3()
 
     # pyghmi only ever increments these two; keep them inside their wire fields (a tag of
     # 256 would raise in pyghmi's packet builder, inside the I/O thread).
@@ -131,6 +167,34 @@ class _Session(pyghmi_session.Session):  # type: ignore[misc]
 
 
 _REFUSED = "BMC refused cipher suite"
+
+
+def await_login(
+    ready: Callable[[float], bool],
+    session: Callable[[], _Session | None],
+    timeout: float,
+    grace: float,
+) -> bool:
+    """Wait for ``ready(seconds)`` to say the login is over; False when it should give up.
+
+    Up to ``timeout`` seconds, the documented bound ("a BMC that does not answer fails within
+    10 s"); past it only while the BMC answered the session within the last
+    :data:`LOGIN_QUIET` seconds (a busy BMC or a loaded machine is slow, not dead), and
+    ``grace`` seconds more at most.
+    """
+    deadline = time.monotonic() + timeout
+    limit = deadline + grace
+    while True:
+        now = time.monotonic()
+        if now < deadline:
+            wait = deadline - now
+        else:
+            heard = getattr(session(), "heard", None)
+            if now >= limit or heard is None or now - heard > LOGIN_QUIET:
+                return False
+            wait = min(0.25, limit - now)
+        if ready(wait):
+            return True
 
 
 class CipherRefused(ConnectError):

@@ -31,6 +31,14 @@ CONNECT_TIMEOUT = 10.0
 SUITES_QUERY_WAIT = 0.5
 #: Sends of one login request before pyghmi restarts the login (its own default is 2).
 LOGIN_SENDS = 3
+#: Seconds pyghmi first waits for a RAKP answer (0.5-1 s); each time a BMC answers a RAKP
+#: too late for that, the next attempt waits one second longer, up to this.
+RAKP_WAIT_MAX = 4.0
+#: A login the BMC is still answering is not cut off at the connect timeout: while its last
+#: answer is at most LOGIN_QUIET seconds old the login may go on, up to LOGIN_GRACE times the
+#: connect timeout in all. A silent BMC still fails at the connect timeout itself.
+LOGIN_QUIET = 5.0
+LOGIN_GRACE = 2.0
 
 
 class SolBusyError(ConsoleBusy):

@@ -24,10 +24,11 @@ from solcap.errors import ConnectError, ConsoleClosed, UsageError
 from solcap.transports.base import Receiver, Transport
 from solcap.transports.ipmi import engine as handover
 from solcap.transports.ipmi.ioloop import PumpTimeout, _Pump
-from solcap.transports.ipmi.session import _login_error, negotiate
+from solcap.transports.ipmi.session import _login_error, _Session, await_login, negotiate
 from solcap.transports.ipmi.sol import SolConsole
 from solcap.transports.ipmi.target import (
     CONNECT_TIMEOUT,
+    LOGIN_GRACE,
     SUITES,
     IpmiTarget,
     Liveness,
@@ -85,6 +86,7 @@ class IpmiSolTransport(Transport):
         self._liveness = liveness
         # One bound for the whole negotiation (query and every suite tried), not per login.
         self._deadline = time.monotonic() + connect_timeout
+        self._grace = connect_timeout * (LOGIN_GRACE - 1)  # for a BMC still answering
         self._asked = target  # cipher None when negotiating: errors then carry no "pin" fix
         self._attempt = 0
         try:
@@ -122,13 +124,19 @@ class IpmiSolTransport(Transport):
             self._console = self._pump.call(make, connect_timeout, host=target.name)
         except PumpTimeout as exc:
             raise ConnectError(target.name, f"cannot start the session: {exc.message}") from exc
-        deadline = time.monotonic() + connect_timeout
+
+        def settled(wait: float) -> bool:
+            with self._cond:
+                if not self._active and self._error is None:
+                    self._cond.wait(wait)
+                return self._active or self._error is not None
+
+        def session() -> _Session | None:
+            console = getattr(self, "_console", None)
+            return getattr(console, "ipmi_session", None)
+
+        await_login(settled, session, connect_timeout, self._grace)
         with self._cond:
-            while not self._active and self._error is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
             error = self._error
             active = self._active
         if not active:
