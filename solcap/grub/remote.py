@@ -36,9 +36,11 @@ from solcap.grub.cfg import (
     edit_default_grub,
     edit_grub_cfg,
     effective_settings,
+    entry_chain,
     entry_cmdlines,
     menu_entry_cmdlines,
     override_warnings,
+    select_entry,
     sourcing_order,
     target_file,
     unified_diff,
@@ -279,6 +281,7 @@ def _plan_default_grub(
         )
     after = [(path, new[path]) for path, _ in files]
     _check_effective(after, profile, host)
+    _refuse_unverifiable(ssh, layout, regen.grub_cfg)
     edits = tuple(
         FileEdit(path, layout.path(path), texts[path], new[path])
         for path, _ in files
@@ -301,6 +304,32 @@ def _plan_default_grub(
         warnings=tuple(warnings),
         settings=effective_settings(files),
     )
+
+
+def _refuse_unverifiable(ssh: SshConnection, layout: RemoteLayout, cfg: str | None) -> None:
+    """Refuse now what verification would refuse after writing and regenerating.
+
+    Why: the entries that decide verification mostly survive ``update-grub`` (a 40_custom
+    entry, the entry ``--entry`` names), so a refusal found only after the regenerate would
+    leave the host changed for nothing. On the current grub.cfg: the entry ``--entry`` names
+    must be a Xen entry one can edit (when it is there at all: a new kernel's entry appears
+    only after regenerating); without ``--entry``, no Xen entry may be one that cannot be
+    edited safely. Non-Xen entries (memtest86+, os-prober's) are skipped as verification skips
+    them. The refusal names grub.cfg:line and the reason (ConfigError, exit 2).
+    """
+    if cfg is None:
+        return
+    text = _read(ssh, layout, cfg)
+    if text is None:
+        return
+    if layout.entry_pattern is None:
+        xen_entry_chains(text, cfg)
+        return
+    try:
+        select_entry(text, layout.entry_pattern, cfg)
+    except ConfigError:
+        return  # not there yet (or ambiguous now): verification after regenerating decides
+    entry_chain(text, layout.entry_pattern, cfg)
 
 
 def _carries(line: str | None, options: Sequence[str]) -> list[str]:

@@ -661,3 +661,45 @@ def test_cli_grub_apply_warns_when_grub_serial_speed_differs_from_the_profiles_c
     out = io.StringIO()
     assert main(["grub", "apply", *_cli(sshd, debian_root, bin_dir)], out=out) == 0
     assert "serial --speed" not in out.getvalue()
+
+
+CUSTOM_XEN = (
+    "menuentry 'Xen (custom)' {\n\tmultiboot2\t$xen_image placeholder\n"
+    "\tmodule2\t/boot/vmlinuz-6.1.0-18-amd64 root=/dev/sda2\n}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (None, r"entry 'Xen \(custom\)': multiboot2 loads \$xen_image, a GRUB variable"),
+        (r"^Memory test \(memtest86\+x64\.bin\)$", "boots Linux directly"),
+        (r"^Windows 10", r"chainloads something other than Xen \(chainloader \+1\)"),
+    ],
+)
+def test_an_entry_verification_would_refuse_is_refused_before_anything_is_written(
+    ssh: SshConnection,
+    debian_root: Path,
+    tmp_path: Path,
+    profile: Profile,
+    entry: str | None,
+    reason: str,
+) -> None:
+    """A 40_custom Xen entry whose image is a variable (it survives update-grub), or --entry
+    naming memtest86+ or Windows: refused at planning, naming grub.cfg, with nothing written
+    or regenerated (it used to write, regenerate and only then fail verification)."""
+    from solcap.errors import ConfigError
+
+    text = (CHAINS / "debian12-xen-memtest86+-os-prober-grub.cfg").read_text()
+    text = text.replace(
+        "### END /etc/grub.d/40_custom ###", CUSTOM_XEN + "### END /etc/grub.d/40_custom ###"
+    )
+    (debian_root / "boot/grub/grub.cfg").write_text(text)
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "update-grub", "boot/grub/grub.cfg")
+    before = _tree(debian_root)
+    layout = _layout(debian_root, bin_dir, entry_pattern=entry)
+    with pytest.raises(ConfigError, match=reason) as caught:
+        plan_persistent(ssh, profile, layout=layout)
+    assert caught.value.one_line().startswith("/boot/grub/grub.cfg:")
+    assert _tree(debian_root) == before
