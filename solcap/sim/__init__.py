@@ -1,4 +1,5 @@
 """A virtual Xen host (GRUB, Xen, Dom0) on a pseudo-terminal, and a virtual BMC in front of it.
 
-This package imports no other solcap module, so tests never confirm solcap against itself.
+This package imports no other solcap module but :mod:`solcap.sigwake` (a standard-library
+signal helper), so tests never confirm solcap against itself.
 """

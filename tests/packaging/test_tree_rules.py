@@ -8,11 +8,14 @@ breaks one fails here, not in a review):
   anything reached through one) is assigned, and no ``setattr`` runs, at module level.
   solcap's pyghmi I/O loop is installed by a call when the first IPMI session starts;
 * rich (progress bars, tables) is imported only by the CLI layer (``solcap/commands/``).
+* docs/design.md's import-order diagram names every part of solcap once, and no part
+  imports, when it is imported, from a row below its own.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +164,94 @@ def test_rich_is_imported_only_by_the_cli_layer() -> None:
         and not name.startswith(("solcap/commands/", "solcap/cli.py"))
     ]
     assert not outside, outside
+
+
+DESIGN = PACKAGE.parent / "docs" / "design.md"
+
+
+def _unit(module: str) -> str | None:
+    """The top-level part of solcap a module belongs to (``solcap.inventory.model`` →
+    ``inventory``), or None for solcap itself and anything outside it."""
+    parts = module.split(".")
+    if parts[0] != "solcap" or len(parts) < 2 or parts[1] == "__version__":
+        return None
+    return parts[1]
+
+
+def _runtime_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The imports that run when a module is imported: not those inside functions or classes,
+    nor those under ``if TYPE_CHECKING:``."""
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If):
+            if "TYPE_CHECKING" not in ast.unparse(node.test):
+                yield from _runtime_imports(node.body)
+            yield from _runtime_imports(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                yield from _runtime_imports(block)
+        elif isinstance(node, ast.With):
+            yield from _runtime_imports(node.body)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Which parts of solcap each part imports when it is imported, relative imports resolved."""
+    graph: dict[str, set[str]] = {}
+    for name, tree in _modules():
+        module = name.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        package = module if name.endswith("/__init__.py") else module.rsplit(".", 1)[0]
+        own = _unit(module) or "__init__"
+        found = graph.setdefault(own, set())
+        for node in _runtime_imports(tree.body):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1] if node.level else []
+                stem = ".".join([*base, node.module] if node.module else base)
+                # ``from solcap import x`` names a part; ``from solcap.x import y`` is in x.
+                targets = [f"{stem}.{a.name}" for a in node.names] if stem == "solcap" else [stem]
+            found.update(u for t in targets if (u := _unit(t)) is not None and u != own)
+    return graph
+
+
+def _diagram() -> tuple[list[set[str]], dict[str, set[str]]]:
+    """docs/design.md's import order: its rows (each starts with ``→``, first to last) and the
+    parts set aside below them (``web/  imports errors, …``), each with the words of its line,
+    among which are the parts it may import."""
+    block = DESIGN.read_text().split("Imports flow one way", 1)[1].split("```", 2)[1]
+    rows: list[set[str]] = []
+    aside: dict[str, set[str]] = {}
+    for line in filter(str.strip, block.splitlines()):
+        first, rest = [*line.split(None, 1), ""][:2]
+        if rows and not line.startswith(" ") and first.endswith("/"):
+            aside[first.rstrip("/")] = {w.rstrip("/") for w in re.split(r"[\s,()]+", rest)}
+            continue
+        if line.lstrip().startswith("→") or not rows:
+            rows.append(set())
+        body = line.strip().removeprefix("→")
+        rows[-1].update(w.strip().rstrip("/") for w in body.split(",") if w.strip())
+    return rows, aside
+
+
+def test_design_md_import_order_matches_the_tree() -> None:
+    """docs/design.md's diagram names every part of solcap once, and no part imports at
+    module level from a row below its own or, when set aside, beyond what its line names."""
+    graph = _import_graph()
+    parts = set(graph) - {"__init__"}
+    rows, aside = _diagram()
+    placed = [u for row in rows for u in row] + list(aside)
+    assert sorted(placed) == sorted(set(placed)), "a part is named twice"
+    assert set(placed) == parts, (sorted(parts - set(placed)), sorted(set(placed) - parts))
+    row_of = {u: i for i, row in enumerate(rows) for u in row}
+    upward = sorted(
+        f"{u} imports {d}"
+        for u, deps in graph.items()
+        if u in row_of
+        for d in deps
+        if (d in row_of and row_of[d] > row_of[u]) or d in aside
+    )
+    assert not upward, upward
+    beyond = sorted(f"{u} imports {d}" for u in aside for d in graph[u] - aside[u])
+    assert not beyond, beyond
