@@ -516,6 +516,9 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         self._threads: list[threading.Thread] = []
         self._started = False
         self.breaks = 0
+        #: Called (in the pump thread) after each BREAK is counted: a test in another process
+        #: cannot read :attr:`breaks`, so ``--break-log`` writes a line per BREAK instead.
+        self.on_break: Callable[[], None] | None = None
         self.received = bytearray()  # every byte a client typed, for tests
         #: Answer every Activate Payload with this completion code (0x81 SOL disabled, 0x82
         #: session limit, 0x83/0x84 encryption required/unsupported), as a real BMC may.
@@ -640,6 +643,8 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         if self._pty_fd is not None:
             with contextlib.suppress(OSError):
                 termios.tcsendbreak(self._pty_fd, 0)
+        if self.on_break is not None:
+            self.on_break()
 
     # ---- pump ------------------------------------------------------------------------------
     def _pump(self) -> None:
@@ -867,6 +872,16 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         return 0
 
 
+def _break_logger(path: str) -> Callable[[], None]:
+    """A BREAK hook that appends ``break`` to ``path``, one line per BREAK, written at once."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def log_break() -> None:
+        os.write(fd, b"break\n")
+
+    return log_break
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m solcap.sim.bmc PTY``: serve a pty over lanplus until SIGTERM/SIGINT.
 
@@ -911,6 +926,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="answer a session's first Activate Payload 0x80 after activating it",
     )
+    parser.add_argument(
+        "--break-log",
+        metavar="FILE",
+        help="append a line to FILE for each BREAK a client sends (a pty cannot carry one)",
+    )
     args = parser.parse_args(argv)
     password = os.environ.get("IPMI_PASSWORD")
     if not password:
@@ -935,6 +955,8 @@ def main(argv: list[str] | None = None) -> int:
         activate_busy_once=args.activate_busy_once,
         late_ack=args.late_ack,
     )
+    if args.break_log:
+        bmc.on_break = _break_logger(args.break_log)
     with bmc:
         print(f"port={bmc.port}", flush=True)
         while not wake.wait():
