@@ -1,4 +1,5 @@
-"""Shared fixtures for console and transport tests: real pseudo-terminals and a TCP server."""
+"""Shared fixtures for console and transport tests: real pseudo-terminals, a TCP server, and
+a console on every transport (``far`` and ``link``, built in links.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,22 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+
+from tests.console.links import (
+    LINK_IDS,
+    FarEnd,
+    IpmiSimFar,
+    Link,
+    PtyFar,
+    SharedVbmc,
+    TcpFar,
+    VbmcFar,
+    open_link,
+)
+from tests.ipmi.ipmisim import IpmiSim
 
 
 @dataclass
@@ -100,3 +115,55 @@ def tcp_server() -> Iterator[TcpServer]:
         if server.conn is not None:
             server.conn.close()
         thread.join(5)
+
+
+# ---------------------------------------------------------------- every transport (links.py)
+
+
+@pytest.fixture(scope="module")
+def shared_vbmc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedVbmc]:
+    """One virtual BMC process for a module's vbmc links (each test syncs the line first)."""
+    bmc = SharedVbmc(tmp_path_factory.mktemp("vbmc"))
+    try:
+        yield bmc
+    finally:
+        bmc.close()
+
+
+@pytest.fixture(scope="module")
+def shared_ipmi_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpmiSim]:
+    """One ipmi_sim for a module's ipmi_sim links (a bounce restarts it on the same ports)."""
+    sim = IpmiSim(tmp_path_factory.mktemp("ipmi_sim"))
+    try:
+        yield sim.start()
+    finally:
+        sim.close()
+
+
+@pytest.fixture(params=LINK_IDS)
+def far(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FarEnd]:
+    """The far end of each transport in turn, plain and under the reconnecting layer."""
+    kind, _, wrapped = request.param.partition("+")
+    end: FarEnd
+    if kind == "pty":
+        end = PtyFar(tmp_path)
+    elif kind == "onebyte":
+        end = PtyFar(tmp_path, "onebyte", "onebyte://")
+    elif kind == "socket":
+        end = TcpFar()
+    elif kind == "vbmc":
+        end = VbmcFar(request.getfixturevalue("shared_vbmc"))
+    else:
+        end = IpmiSimFar(request.getfixturevalue("shared_ipmi_sim"))
+    end.reconnect = bool(wrapped)
+    try:
+        yield end
+    finally:
+        end.close()
+
+
+@pytest.fixture
+def link(far: FarEnd, tmp_path: Path) -> Iterator[Link]:
+    """A started console on ``far``, recorded under ``tmp_path`` (see links.py)."""
+    with open_link(far, tmp_path / "rec", reconnect=far.reconnect) as opened:
+        yield opened

@@ -1,4 +1,10 @@
-"""Console against real pseudo-terminals: capture, expect, death strings, settle, offsets."""
+"""Console logic on a real pseudo-terminal: what no transport changes.
+
+Pattern semantics, usage errors, death strings across reads, the match buffer's limit, sink
+failures and the lifecycle's edges. What a transport can change (byte-exact capture, expect
+and its offsets, timeouts, sending, BREAK, close, end of file and reconnection) runs on every
+transport in test_console_transports.py.
+"""
 
 from __future__ import annotations
 
@@ -13,35 +19,12 @@ from typing import Any
 import pytest
 
 from solcap.console import EOF, TIMEOUT, Console, open_console
-from solcap.errors import ConsoleClosed, DeathStringSeen, ExpectTimeout, UsageError
+from solcap.errors import DeathStringSeen, ExpectTimeout, UsageError
 from solcap.transports.base import Transport
 from solcap.transports.serialport import SerialTransport
+from tests.console.links import OneByteTransport
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class OneByteTransport(Transport):
-    """The slowest link there is: every read returns at most one byte (tbot's slow channel)."""
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._pending = b""
-
-    def read(self, max_bytes: int, timeout: float) -> bytes:
-        if not self._pending:
-            self._pending = self.inner.read(max_bytes, timeout)
-        out, self._pending = self._pending[:1], self._pending[1:]
-        return out
-
-    def write(self, data: bytes) -> None:
-        self.inner.write(data)
-
-    def send_break(self) -> None:
-        self.inner.send_break()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class Recorder:
@@ -78,13 +61,6 @@ def slow_con(pty_pair: Any, recorder: Recorder) -> Iterator[Console]:
         yield console
 
 
-def _write_later(pty: Any, data: bytes, delay: float) -> threading.Timer:
-    """Print ``data`` from the 'target' while the test is already waiting."""
-    timer = threading.Timer(delay, pty.write, args=(data,))
-    timer.start()
-    return timer
-
-
 # ---------------------------------------------------------------- capture
 
 
@@ -111,12 +87,6 @@ def test_sink_is_byte_exact_for_a_mebibyte_in_random_chunks(pty_pair: Any) -> No
         assert console.position == console.received == len(payload)
 
 
-def test_sink_sees_bytes_nobody_expects(con: Console, pty_pair: Any, recorder: Recorder) -> None:
-    pty_pair.write(b"unsolicited boot noise\r\n")
-    con.wait_for_bytes(24, timeout=10)
-    assert recorder.data == b"unsolicited boot noise\r\n"
-
-
 def test_max_buffer_drops_from_matching_only(pty_pair: Any) -> None:
     recorder = Recorder()
     payload = bytes(range(256)) * 40  # 10240 bytes
@@ -130,24 +100,6 @@ def test_max_buffer_drops_from_matching_only(pty_pair: Any) -> None:
 
 
 # ---------------------------------------------------------------- expect
-
-
-def test_expect_across_one_byte_reads(slow_con: Console, pty_pair: Any) -> None:
-    pty_pair.write(b"Debian GNU/Linux 12 host ttyS0\r\n\r\nhost login: ")
-    result = slow_con.expect(rb"host login: $")
-    assert result.index == 0
-    assert result.before == b"Debian GNU/Linux 12 host ttyS0\r\n\r\n"
-    assert result.after == b"host login: "
-
-
-def test_expect_returns_index_of_earliest_match(con: Console, pty_pair: Any) -> None:
-    pty_pair.write(b"xx bar yy foo")
-    result = con.expect([rb"foo", rb"bar", TIMEOUT], timeout=10)
-    assert result.index == 1
-    assert result.before == b"xx "
-    # The rest stays for the next expect.
-    result = con.expect([rb"foo", rb"bar"], timeout=10)
-    assert (result.index, result.before) == (0, b" yy ")
 
 
 def test_expect_tie_goes_to_first_pattern(con: Console, pty_pair: Any) -> None:
@@ -169,72 +121,6 @@ def test_match_survives_later_consumption(con: Console, pty_pair: Any) -> None:
     first = con.expect(rb"first=(\d)", timeout=10)
     con.expect(rb"second=(\d)", timeout=10)
     assert first.match is not None and first.match.group(1) == b"1"
-
-
-def test_absolute_offsets_locate_the_recording(
-    con: Console, pty_pair: Any, recorder: Recorder
-) -> None:
-    pty_pair.write(b"hello world\nlogin: ")
-    r1 = con.expect(rb"world", timeout=10)
-    assert (r1.start, r1.end) == (6, 11)
-    assert con.position == 11
-    r2 = con.expect(rb"login: ", timeout=10)
-    assert (r2.start, r2.end) == (12, 19)
-    assert con.received == 19
-    assert recorder.data[r1.start : r1.end] == r1.after
-    assert recorder.data[r2.start : r2.end] == r2.after
-
-
-def test_timeout_pattern_returns_index_and_keeps_buffer(con: Console, pty_pair: Any) -> None:
-    pty_pair.write(b"partial output")
-    con.wait_for_bytes(14, timeout=10)
-    result = con.expect([rb"never", TIMEOUT], timeout=0.2)
-    assert result.index == 1
-    assert result.match is None
-    assert result.before == b"partial output"
-    assert (result.start, result.end) == (14, 14)
-    assert con.expect(rb"output", timeout=10).before == b"partial "
-
-
-def test_expect_timeout_message(con: Console, pty_pair: Any) -> None:
-    pty_pair.write(b"GRUB loading.\r\n")
-    con.wait_for_bytes(15, timeout=10)
-    with pytest.raises(ExpectTimeout) as info:
-        con.expect([rb"never", rb"nor this"], timeout=0.3)
-    message = info.value.one_line()
-    assert message.startswith(f"{pty_pair.path}: waited 0.3s for [b'never', b'nor this']")
-    assert "last bytes: b'GRUB loading.\\r\\n'" in message
-    assert "\n" not in str(info.value)
-
-
-def test_expect_timeout_when_nothing_arrived(con: Console) -> None:
-    with pytest.raises(ExpectTimeout, match="nothing received"):
-        con.expect(rb"x", timeout=0.1)
-
-
-def test_eof_pattern_after_hangup(con: Console, pty_pair: Any) -> None:
-    pty_pair.write(b"bye")
-    con.wait_for_bytes(3, timeout=10)
-    pty_pair.hang_up()
-    result = con.expect([rb"never", EOF], timeout=10)
-    assert result.index == 1
-    assert result.before == b"bye"
-    assert (result.start, result.end) == (3, 3)
-    # EOF stays EOF.
-    assert con.expect([EOF], timeout=10).before == b""
-
-
-def test_hangup_without_eof_pattern_is_console_closed(con: Console, pty_pair: Any) -> None:
-    pty_pair.write(b"Power down.\r\n")
-    con.wait_for_bytes(13, timeout=10)
-    pty_pair.hang_up()
-    with pytest.raises(ConsoleClosed) as info:
-        con.expect(rb"login: ", timeout=10)
-    message = info.value.one_line()
-    assert message.startswith(f"{pty_pair.path}: console hung up")
-    assert "while waiting for [b'login: ']" in message
-    assert "Power down." in message
-    assert isinstance(info.value.__cause__, ConsoleClosed)
 
 
 def test_match_in_buffer_wins_over_eof(con: Console, pty_pair: Any) -> None:
@@ -293,18 +179,6 @@ def test_second_concurrent_waiter_is_usage_error(con: Console, pty_pair: Any) ->
 # ---------------------------------------------------------------- death strings
 
 
-def test_death_string_aborts_a_long_expect_promptly(con: Console, pty_pair: Any) -> None:
-    timer = _write_later(pty_pair, b"(XEN) ****\r\n(XEN) Panic on CPU 0:\r\n(XEN) FATAL\r\n", 0.2)
-    start = time.monotonic()
-    with pytest.raises(DeathStringSeen) as info:
-        con.expect(rb"login: ", timeout=50)
-    timer.join()
-    assert time.monotonic() - start < 10
-    assert info.value.pattern == b"Panic on CPU"
-    assert info.value.context == b"(XEN) Panic on CPU 0:\r"
-    assert "target died" in str(info.value)
-
-
 def test_death_string_split_across_reads_reported_once(slow_con: Console, pty_pair: Any) -> None:
     pty_pair.write(b"boot...\r\nPanic on CPU 3:\r\nrebooting\r\n")
     with pytest.raises(DeathStringSeen) as info:
@@ -349,12 +223,6 @@ def test_empty_death_pattern_rejected(pty_pair: Any) -> None:
 # ---------------------------------------------------------------- settle, read, drain
 
 
-def test_settle_returns_what_arrived(con: Console, pty_pair: Any) -> None:
-    pty_pair.write(b"menu redraw")
-    assert con.settle(quiet=0.2, timeout=10) == b"menu redraw"
-    assert con.position == 11
-
-
 def test_settle_times_out_on_a_chatty_line(con: Console, pty_pair: Any) -> None:
     stop = threading.Event()
 
@@ -377,38 +245,7 @@ def test_settle_rejects_quiet_longer_than_timeout(con: Console) -> None:
         con.settle(quiet=2, timeout=1)
 
 
-def test_drain_discards_from_matching_not_recording(
-    con: Console, pty_pair: Any, recorder: Recorder
-) -> None:
-    pty_pair.write(b"old noise")
-    con.wait_for_bytes(9, timeout=10)
-    assert con.drain() == 9
-    assert con.read_available() == b""
-    assert recorder.data == b"old noise"
-
-
-def test_wait_for_bytes_timeout(con: Console) -> None:
-    with pytest.raises(ExpectTimeout, match="for 5 bytes, got 0"):
-        con.wait_for_bytes(5, timeout=0.1)
-
-
 # ---------------------------------------------------------------- sending
-
-
-def test_send_variants_reach_the_target(con: Console, pty_pair: Any) -> None:
-    con.send(b"raw")
-    assert pty_pair.read_exactly(3) == b"raw"
-    con.sendline("root")
-    assert pty_pair.read_exactly(5) == b"root\r"
-    con.sendline()
-    assert pty_pair.read_exactly(1) == b"\r"
-    con.sendline(b"x", eol=b"\r\n")
-    assert pty_pair.read_exactly(3) == b"x\r\n"
-    start = time.monotonic()
-    con.send_paced(b"abcd", char_delay=0.05)
-    assert time.monotonic() - start >= 0.15
-    assert pty_pair.read_exactly(4) == b"abcd"
-    con.send_break()
 
 
 def test_send_str_is_usage_error(con: Console) -> None:
@@ -454,22 +291,6 @@ def test_foreign_reader_error_is_raised_to_the_waiter() -> None:
 
     with Console(Broken()) as console, pytest.raises(RuntimeError, match="driver bug"):
         console.expect([rb"x", EOF], timeout=10)
-
-
-def test_close_is_idempotent_and_bounded(pty_pair: Any) -> None:
-    console = Console(SerialTransport(pty_pair.path)).start()
-    start = time.monotonic()
-    console.close()
-    console.close()
-    assert time.monotonic() - start < 3
-    assert console.closed
-    with pytest.raises(ConsoleClosed, match="closed locally"):
-        console.expect(rb"x", timeout=1)
-    assert console.expect([EOF], timeout=1).index == 0
-    with pytest.raises(ConsoleClosed):
-        console.send(b"x")
-    with pytest.raises(UsageError):
-        console.start()
 
 
 def test_host_defaults_to_transport_name(pty_pair: Any) -> None:
