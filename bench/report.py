@@ -136,6 +136,33 @@ def latency_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def idle_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "| client | N held | window s | client CPU s in the window | % of a core per held "
+        "session (× solcap) | extrapolated to 1000 sessions, % of a core | BMC farms % | load1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base = next((r.get("pct_per_session") for r in rows if r.get("client") == "solcap"), None)
+    for row in rows:
+        if "error" in row:
+            out.append(f"| {row['client']} | {row.get('n', '')} | error: {row['error']} "
+                       "| | | | | |")  # fmt: skip
+            continue
+        per = row.get("pct_per_session")
+        if not row.get("cpu_s"):
+            shown = f"< {row['resolution_pct']:.4f} (no clock tick in the window)"
+            scaled = f"< {1000 * row['resolution_pct']:.2f}"
+        else:
+            shown = f"{per:.4f}{_ratio(per, base)}"
+            scaled = f"{1000 * per:.2f}"
+        out.append(
+            f"| {row['client']} | {row['held']}/{row['n']} | {row['window_s']:.0f} | "
+            f"{row['cpu_s']:.2f} | {shown} | {scaled} | {row['farm_cpu_pct']:.1f} | "
+            f"{row.get('load1', 0):.1f}→{row.get('load1_end', 0):.1f} |"
+        )
+    return out
+
+
 def _ratio(value: Any, base: Any) -> str:
     if not isinstance(value, int | float) or not isinstance(base, int | float) or base <= 0:
         return ""
@@ -423,6 +450,20 @@ def render(data: dict[str, Any]) -> str:
         *latency_table(data["latency"]),
         "",
     ]
+    if data.get("idle"):
+        lines += [
+            "## Idle CPU per held session",
+            "",
+            "`bench/idle.py`: each client holds N active SOL payloads of the same virtual BMCs "
+            "(127.0.100.1 + i, port 623) with nothing to carry but keepalives; CPU is the "
+            "client's own in the window (solcap: the one process holding all N; the peers: "
+            "the sum of their N processes, from `/proc`), per session = CPU ÷ window ÷ N, and "
+            "× 1000 for what a thousand held sessions would cost at that rate. The clients "
+            "run one after another, after the keystroke latency rows, in the same run.",
+            "",
+            *idle_table(data["idle"]),
+            "",
+        ]
     if data.get("servers"):
         lines += [
             "## Console servers: solcap serve, conserver and ConMan on the same virtual BMCs",

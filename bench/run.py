@@ -6,7 +6,8 @@
    SHA-256 byte-exactness, CPU seconds and peak RSS of the client process);
 2. the same with ipmitool and FreeIPMI ipmiconsole as peers;
 3. N sessions at once in one solcap process (and N ipmitool processes);
-4. keystroke latency (send -> echo seen);
+4. keystroke latency (send -> echo seen) and idle CPU per held session
+   (:mod:`bench.idle`), solcap, ipmitool and ipmiconsole one after another;
 5. console servers beside each other: solcap serve, conserver and ConMan holding the same
    virtual BMCs (:mod:`bench.servers`);
 6. the web view under load: 50 WebSocket viewers, a start page over 1,000 consoles
@@ -624,7 +625,7 @@ def _git_rev() -> str:
 def _row_key(part: str, row: dict[str, Any]) -> tuple[Any, ...]:
     if part == "single":
         return (row.get("client"), row.get("size"), row.get("baud"))
-    if part == "many":
+    if part in ("many", "idle"):
         return (row.get("client"), row.get("n"))
     if part == "servers":
         return (row.get("server"), row.get("n"), row.get("mode"))
@@ -635,7 +636,7 @@ def _row_key(part: str, row: dict[str, Any]) -> tuple[Any, ...]:
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``old`` with the rows ``new`` measured again replaced (marked ``rerun``)."""
-    for part in ("single", "many", "latency", "servers", "web"):
+    for part in ("single", "many", "latency", "idle", "servers", "web"):
         fresh = {_row_key(part, r): r for r in new.get(part, [])}
         rows = []
         for row in old.get(part, []):
@@ -660,8 +661,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--many", help="comma-separated N values (default 10,100,300,1000)")
     parser.add_argument(
         "--only",
-        default="single,many,latency,servers,web",
-        help="comma-separated parts to run: single, many, latency, servers, web",
+        default="single,many,latency,idle,servers,web",
+        help="comma-separated parts to run: single, many, latency, idle, servers, web",
+    )
+    parser.add_argument(
+        "--idle-n", type=int, help="idle part: sessions held per client (default 50)"
     )
     parser.add_argument(
         "--server-n",
@@ -713,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "single": [],
         "many": [],
         "latency": [],
+        "idle": [],
         "servers": [],
         "web": [],
         "phases": [],
@@ -751,6 +756,25 @@ def main(argv: list[str] | None = None) -> int:
                 row["load1"] = os.getloadavg()[0]
                 ctx.say(f"  -> {row}")
                 data["latency"].append(row)
+        if "idle" in parts:
+            from bench import idle
+
+            n = args.idle_n or (10 if args.quick else idle.IDLE_N)
+            window = 5.0 if args.quick else idle.IDLE_WINDOW
+            for client in clients:
+                ctx.say(f"idle: {client} N={n}")
+                load = os.getloadavg()[0]
+                try:
+                    row = (
+                        idle.idle_solcap(ctx, n, window, JsonProc, client == ENGINE_CLIENT)
+                        if client in ("solcap", ENGINE_CLIENT)
+                        else idle.idle_peer(ctx, client, n, window)
+                    )
+                except Exception as exc:
+                    row = {"client": client, "n": n, "error": f"{type(exc).__name__}: {exc}"}
+                row.update(load1=load, load1_end=os.getloadavg()[0])
+                ctx.say(f"  -> {row}")
+                data["idle"].append(row)
         if "many" in parts:
             ns = (
                 [int(x) for x in args.many.split(",")]
