@@ -359,12 +359,16 @@ ESC_FREE = [token for token in ALPHABET if b"\x1b" not in token]
 
 @st.composite
 def _feeds(draw: st.DrawFn, alphabet: list[bytes] = ALPHABET) -> list[tuple[bytes, str] | str]:
+    """Up to 40 steps: an event line (one step in ten) or 1-12 tokens of ``alphabet`` fed at
+    once. Each step is one drawn byte string (first byte: event or not; the rest: the tokens),
+    not a draw per token: generating the examples cost ten times what checking them does."""
     steps: list[tuple[bytes, str] | str] = []
-    for index in range(draw(st.integers(0, 40))):
-        if draw(st.integers(0, 9)) == 0:
+    chunks = draw(st.lists(st.binary(min_size=1, max_size=13), max_size=40))
+    for index, chunk in enumerate(chunks):
+        if chunk[0] % 10 == 0:
             steps.append(f"[-- event {index} --]")
         else:
-            data = b"".join(draw(st.lists(st.sampled_from(alphabet), min_size=1, max_size=12)))
+            data = b"".join(alphabet[byte % len(alphabet)] for byte in chunk[1:] or chunk[:1])
             steps.append((data, f"2026-01-01T00:00:{index:02d}.000Z"))
     return steps
 
