@@ -407,6 +407,40 @@ def test_the_power_session_is_logged_out_on_every_path(host_bmc: HostBehindBmc) 
     assert _no_session_left(host_bmc), "the session of a failed power off was not logged out"
 
 
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"]
+)
+def test_a_signal_ends_power_off_wait_promptly_and_logs_out(
+    host_bmc: HostBehindBmc, signum: int, status: int
+) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM in the middle of ``off --wait 30`` ends the command within
+    seconds, not at the end of the wait: the session is logged out (the BMC's count drops to
+    0) and the exit status is 128 + the signal. The bound of 10 s is generous for a loaded
+    machine; the wait left when the signal comes is about 28 s."""
+    assert host_bmc.wait_state("grub", 20)
+    assert host_bmc.ask("lag 60") == "ok"  # the host takes far longer than --wait to go off
+    proc = _power_process(host_bmc.url, "off", "--wait", "30")
+    try:
+        deadline = time.monotonic() + 20
+        while host_bmc.state()["offs"] != "1":  # the BMC was told: the wait has begun
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the power off never reached the BMC"
+            time.sleep(0.1)
+        time.sleep(1.5)  # into the wait, past the first poll of the state
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=40)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert (proc.returncode, out) == (status, ""), err
+    assert took < 10, f"exited {took:.1f} s after the signal"
+    assert host_bmc.state()["power"] == "1"  # still on: the wait was really interrupted
+    assert _no_session_left(host_bmc, timeout=2), "the interrupted session was not logged out"
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         sys.exit(serve(int(sys.argv[2])))

@@ -48,6 +48,10 @@ ACTIONS = ("status", "on", "off", "cycle", "reset", "shutdown")
 _CHASSIS_CYCLE = 2
 #: Seconds to wait for the state to follow an on/off/shutdown request.
 DEFAULT_WAIT = 30.0
+#: Seconds between two reads of the power state while waiting (pyghmi's own wait: 1 s).
+POLL_INTERVAL = 1.0
+#: The actions that wait, and the state each waits for.
+_WAITED = {"on": "on", "off": "off", "shutdown": "off"}
 
 T = TypeVar("T")
 
@@ -92,6 +96,9 @@ class PowerSession:
         self._asked = target
         try:
             session, self.cipher_choice = negotiate(target, self._login)
+        except BaseException:  # Ctrl-C or SIGTERM mid-login too: free the BMC's session slot
+            self.close()
+            raise
         finally:
             del self._password, self._kg
         self._session = session
@@ -158,23 +165,47 @@ class PowerSession:
     def set(self, action: str, *, wait: float = DEFAULT_WAIT) -> str:
         """Ask for ``action`` (on/off/cycle/reset/shutdown); return the state afterwards.
 
-        on/off/shutdown wait up to ``wait`` seconds for the state to follow (pyghmi polls once
-        a second); cycle and reset are momentary, so the state is read right after.
+        on/off/shutdown wait up to ``wait`` seconds for the state to follow, polled once a
+        second (:meth:`_await_state`); cycle and reset are momentary, so the state is read
+        right after.
         """
         if action not in ACTIONS or action == "status":
             raise ValueError(f"unknown power action {action!r}")
         if action == "cycle":
             self._cycle()
             return self.status()
-        attempts: int | bool = max(1, int(wait)) if action in ("on", "off", "shutdown") else False
+        started = time.monotonic()
 
         def set_state() -> dict[str, Any]:
-            reply: dict[str, Any] = self._command.set_power(action, wait=attempts)
+            # wait=False: pyghmi's own wait polls inside this one call, holding the pump (and
+            # so the logout of a Ctrl-C) for all of ``wait``; the polling is done below.
+            reply: dict[str, Any] = self._command.set_power(action, wait=False)
             return reply
 
-        reply = self._run(f"power {action}", set_state, wait + 30.0)
+        reply = self._run(f"power {action}", set_state, 30.0)
         state = reply.get("powerstate")
-        return str(state) if state in ("on", "off") else self.status()
+        if state in ("on", "off"):  # already in that state: pyghmi sent nothing
+            return str(state)
+        if action not in _WAITED:
+            return self.status()
+        return self._await_state(action, _WAITED[action], started + max(1.0, wait))
+
+    def _await_state(self, action: str, want: str, deadline: float) -> str:
+        """Poll until the state is ``want``; past ``deadline`` fail as pyghmi's own wait did.
+
+        Each poll is one short Get Chassis Status in the pump; the pause between polls is
+        spent in the calling thread, so a Ctrl-C or SIGTERM there ends the wait at once and
+        the logout that follows finds the pump free (pyghmi's wait held it up to ``wait`` s).
+        """
+        while True:
+            time.sleep(max(0.0, min(POLL_INTERVAL, deadline - time.monotonic())))
+            if self.status() == want:
+                return want
+            if time.monotonic() >= deadline:
+                raise TargetError(
+                    self.target.name,
+                    f"power {action} failed: System did not accomplish power state change",
+                )
 
     def sol_parameter(self, param: int, channel: int = 0x0E) -> list[int] | None:
         """Get SOL Configuration Parameters (IPMI v2.0 §26.3): the data bytes, or None.
