@@ -30,12 +30,12 @@ import select
 import shlex
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from struct import error as struct_error
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 from urllib.parse import unquote
 
 from solcap.lazy import lazy_module
@@ -58,6 +58,7 @@ USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 #: Exit status a helper script uses to say "no such file" (distinct from sudo's 1).
 _MISSING = 44
+_T = TypeVar("_T")
 
 
 # --------------------------------------------------------------------------- target
@@ -352,47 +353,43 @@ class SshConnection:
             if not result.ok:
                 self._fail(f"cannot read {path}: {_last_line(result.stderr)}")
             return result.stdout
-        try:
+
+        def read() -> bytes:
             with self.sftp().open(path, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
+                return bytes(handle.read())
+
+        data = self._unless_missing("read", path, read)
+        if data is None:
             return None
-        except OSError as exc:
-            if getattr(exc, "errno", None) == errno.ENOENT:
-                return None
-            self._fail(f"cannot read {path}: {exc}", exc)
-        except paramiko.SSHException as exc:
-            self._fail(f"cannot read {path}: {exc}", exc)
         try:
-            return bytes(data).decode("utf-8")
+            return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             self._fail(f"{path} is not UTF-8 text", exc)
 
     def list_dir(self, path: str) -> list[str] | None:
         """Names in a remote directory, sorted; None when it does not exist."""
-        try:
-            return sorted(self.sftp().listdir(path))
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if getattr(exc, "errno", None) == errno.ENOENT:
-                return None
-            self._fail(f"cannot list {path}: {exc}", exc)
-        except paramiko.SSHException as exc:
-            self._fail(f"cannot list {path}: {exc}", exc)
+        return self._unless_missing("list", path, lambda: sorted(self.sftp().listdir(path)))
 
     def stat_mode(self, path: str) -> int | None:
         """Permission bits of a remote file, or None when it does not exist."""
+        return self._unless_missing(
+            "stat", path, lambda: stat.S_IMODE(self.sftp().stat(path).st_mode or 0)
+        )
+
+    def _unless_missing(self, verb: str, path: str, call: Callable[[], _T]) -> _T | None:
+        """``call()``, one SFTP operation on ``path``: None when the path does not exist (SFTP
+        reports that as FileNotFoundError or an OSError with ENOENT), any other failure a
+        TargetError saying ``cannot <verb> <path>``."""
         try:
-            return stat.S_IMODE(self.sftp().stat(path).st_mode or 0)
+            return call()
         except FileNotFoundError:
             return None
         except OSError as exc:
             if getattr(exc, "errno", None) == errno.ENOENT:
                 return None
-            self._fail(f"cannot stat {path}: {exc}", exc)
+            self._fail(f"cannot {verb} {path}: {exc}", exc)
         except paramiko.SSHException as exc:
-            self._fail(f"cannot stat {path}: {exc}", exc)
+            self._fail(f"cannot {verb} {path}: {exc}", exc)
 
     def exists(self, path: str) -> bool:
         """True if ``path`` exists on the remote (as the login user sees it)."""
