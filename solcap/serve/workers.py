@@ -23,9 +23,12 @@ another worker. For a handful of hosts it can be uneven; for hundreds it is even
 per cent.
 
 Signals: the parent forwards SIGHUP (each worker re-reads the inventory for its share) and
-stops every worker with SIGTERM. A worker that dies on its own is logged and takes the server
-down (exit 1, the other workers stopped cleanly) so that systemd's ``Restart=`` brings every
-console back; restarting only the dead worker in place is not done yet.
+stops every worker with SIGTERM; a parent that dies without stopping them (SIGKILL) has
+them sent SIGTERM by the kernel (``PR_SET_PDEATHSIG``), so no worker outlives its server
+holding consoles a restarted server needs. A worker that dies on its own is logged and
+takes the server down (exit 1, the other workers stopped cleanly) so that systemd's
+``Restart=`` brings every console back; restarting only the dead worker in place is not
+done yet.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class WorkerPool:
         exit status). Returns once each has said ready; SolcapError naming the first that
         did not (the others are stopped)."""
         pipes: list[tuple[Worker, int]] = []
+        parent = os.getpid()
         for index in range(self.count):
             read, write = os.pipe()
             pid = os.fork()
@@ -127,6 +131,7 @@ class WorkerPool:
                 code = 1
                 try:
                     signal.set_wakeup_fd(-1)  # the parent's wake pipe is not ours
+                    _die_with_parent(parent)
                     os.close(read)
                     for _, other in pipes:
                         os.close(other)
@@ -134,6 +139,8 @@ class WorkerPool:
                     def ready(fd: int = write) -> None:
                         os.write(fd, b"ready\n")
                         os.close(fd)
+                        if os.getppid() != parent:  # died while we started: the signal
+                            os.kill(os.getpid(), signal.SIGTERM)  # may have been missed
 
                     code = run_worker(index, ready)
                 except SolcapError as exc:
@@ -262,6 +269,23 @@ class WorkerPool:
                 time.sleep(0.02)
             with contextlib.suppress(FileNotFoundError):
                 worker.socket.unlink()
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker whose server is gone (SIGKILLed, crashed) must not hold its consoles on:
+    the kernel sends it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), and it closes
+    its consoles and recordings as on any SIGTERM, so a restarted server finds them free."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        _log.warning("worker: no parent-death signal: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+#: ``<linux/prctl.h>``.
+_PR_SET_PDEATHSIG = 1
 
 
 def _how(status: int | None) -> str:

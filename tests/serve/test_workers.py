@@ -113,3 +113,31 @@ def test_a_worker_killed_stops_the_server_with_exit_1_and_the_other_closes_clean
     assert "worker 1" in server.stderr() and "SIGKILL" in server.stderr()
     assert raw_of(server.root, "n2") == b"n2 before\r\n"
     assert all(meta(p)["finished"] for p in pieces(server.root, "n2"))
+
+
+def test_a_sigkilled_server_takes_its_workers_with_it_and_a_restart_holds_the_consoles(
+    tmp_path, ptys, serve
+):
+    consoles = {name: ptys() for name in ("n1", "n2")}
+    inv = tmp_path / "inv.yaml"
+    write_inventory(inv, {name: pty.path for name, pty in consoles.items()})
+    server = serve(inv, "--workers", "2")
+    wait_for(lambda: all(h["state"] == "up" for h in server.status().values()), 30, "up")
+    owners = {h["host"]: h["pid"] for h in server.status().values()}
+    for name, pty in consoles.items():
+        pty.write_all(f"{name} before\r\n".encode())
+        server.wait_bytes(name, 11)
+    server.signal(signal.SIGKILL)
+    server.wait()
+    for pid in owners.values():  # each worker closes its consoles and goes
+        wait_for(lambda p=pid: _state(p) in ("gone", "Z"), 30, f"worker {pid} to end")
+    for name in consoles:
+        assert all(meta(p)["finished"] for p in pieces(server.root, name)), name
+    again = serve(inv, "--workers", "2")
+    wait_for(lambda: all(h["state"] == "up" for h in again.status().values()), 30, "up again")
+    for name, pty in consoles.items():
+        pty.write_all(f"{name} after\r\n".encode())
+        again.wait_bytes(name, 10)
+    again.stop()
+    for name in consoles:
+        assert raw_of(again.root, name) == f"{name} before\r\n{name} after\r\n".encode(), name
