@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
+from solcap.commands.argtypes import directory
 from solcap.errors import ExitStatus, UsageError
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -44,7 +45,7 @@ def register(sub: Any) -> None:
     web = sub.add_parser(
         "web", help="serve recordings (and, with --control, live consoles) to a browser"
     )
-    web.add_argument("--root", type=Path, default=Path("recordings"), help="recordings root")
+    web.add_argument("--root", type=directory(), default=Path("recordings"), help="recordings root")
     web.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,

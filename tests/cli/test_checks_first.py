@@ -181,6 +181,18 @@ def test_grub_oneshot_recordings_that_cannot_be_a_directory(refused: Refuse, pee
         refused([*argv, "--recordings", value], "argument --recordings")
 
 
+@pytest.mark.parametrize("value", ["", "plain", "plain/rec"])
+def test_web_root_that_cannot_be_a_directory(value: str, refused: Refuse) -> None:
+    """``web --root ''`` served the working directory (``Path('')`` is ``.``); now it is
+    refused while parsing, before anything listens (port 0: a start would bind, not clash)."""
+    line = refused(["web", "--listen", "127.0.0.1:0", "--root", value], "argument --root")
+    if not value:
+        assert line == (
+            "solcap: error: web: argument --root: an empty path; give a directory or file name"
+            " (see solcap web --help)"
+        )
+
+
 @pytest.mark.parametrize("value", ["", "plain/s.json", "adir", "missing/s.json"])
 def test_summary_is_checked_before_the_fleet_runs(
     value: str, work: Path, refused: Refuse, peers: Peers
