@@ -8,9 +8,11 @@ a private, empty directory of its own; tests that run a server pass theirs expli
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +30,21 @@ def _private_serve_directory() -> Iterator[None]:
                 os.environ.pop("SOLCAP_SERVE_DIR", None)
             else:
                 os.environ["SOLCAP_SERVE_DIR"] = before
+
+
+@pytest.fixture
+def udp_623() -> Iterator[None]:
+    """UDP port 623 on loopback, one test at a time across processes.
+
+    ipmiconsole and ConMan reach a BMC at port 623 only, so the tests that run them bind
+    127.0.x.y:623 (the benchmarks' BMCs at 127.0.100.1 + i, the ipmiconsole test's at
+    127.0.0.3): two such tests at once, in parallel workers or in another checkout's run,
+    would take each other's addresses. An exclusive lock on a file in the temporary directory
+    serialises them; the test's own timeout bounds the wait.
+    """
+    with (Path(tempfile.gettempdir()) / "solcap-tests-udp-623.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -15,7 +15,7 @@ import pytest
 from bench import report
 from tests import peers
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.usefixtures("udp_623")]
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -25,7 +25,7 @@ ADDRESS = "127.0.0.3"
 
 
 @pytest.fixture
-def bmc623(pty_pair) -> Iterator[BmcProcess]:
+def bmc623(pty_pair, udp_623: None) -> Iterator[BmcProcess]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.bind((ADDRESS, 623))
