@@ -243,9 +243,16 @@ class SerialTransport(Transport):
             raise ConsoleClosed(self.name, f"write failed: {_cause(exc)}") from exc
 
     def send_break(self) -> None:
-        """Hold the line in BREAK for 0.25 s (SysRq on Linux, attention on some firmware)."""
+        """Hold the line in BREAK for 0.25 s (SysRq on Linux, attention on some firmware).
+
+        ``socket://`` refuses (NotImplementedError): raw TCP has no way to say BREAK, and
+        pyserial's socket handler would drop it without a word, so ``~B`` would claim a BREAK
+        the host never got; ``rfc2217://`` carries one.
+        """
         if self._closed:
             raise ConsoleClosed(self.name, "console was closed locally")
+        if type(self._port).__module__ == "serial.urlhandler.protocol_socket":
+            raise NotImplementedError(f"{self.name}: socket:// is raw TCP and carries no BREAK")
         try:
             self._port.send_break(duration=0.25)
         except (serial.SerialException, OSError) as exc:

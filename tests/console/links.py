@@ -105,6 +105,8 @@ class FarEnd(abc.ABC):
     kind: str = ""
     #: Why a BREAK cannot be seen at this far end; None when :meth:`breaks` counts them.
     break_unseen: str | None = None
+    #: The transport refuses to send a BREAK (a UsageError), rather than pretending to.
+    break_refused = False
     #: The ``cause`` the reconnecting layer reports for :meth:`bounce`.
     bounce_cause = "closed"
     #: ipmi_sim may drop the first SOL packet a new session sends: a sender must retry.
@@ -271,7 +273,8 @@ class TcpFar(FarEnd):
     connection in turn (the newest is the line), as ser2net takes a client back."""
 
     kind = "socket"
-    break_unseen = "socket:// is raw TCP: there is no BREAK to carry (pyserial ignores it)"
+    break_unseen = "socket:// is raw TCP: there is no BREAK to carry"
+    break_refused = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -166,6 +166,12 @@ def test_what_is_sent_reaches_the_far_end_exactly_once(link: Link) -> None:
 
 
 def test_a_break_reaches_the_far_end(link: Link) -> None:
+    if link.far.break_refused:
+        # Refused in words (``~B`` says "BREAK not sent"), never dropped in silence.
+        with pytest.raises(UsageError, match=f"^{HOST}: this transport cannot send a BREAK"):
+            link.console.send_break()
+        assert link.send_heard(b"after the refusal") == b"after the refusal"
+        return
     if link.far.break_unseen is not None:
         pytest.skip(link.far.break_unseen)
     before = link.far.breaks()
