@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from solcap import __version__
-from solcap.capture import DEFAULT_ROOT, Recording, RecordingSummary, iso, utc_now
+from solcap.capture import DEFAULT_ROOT, Recording, RecordingSummary, Segment, iso, utc_now
 from solcap.connect import ConsoleSpec, RecordedConsole, RecordingFactory, open_console
 from solcap.console import Console
 from solcap.errors import ExitStatus, TargetError, UsageError
@@ -615,16 +615,7 @@ def harvest_console(
                     quiet=wait,
                     start_timeout=start_timeout,
                 )
-            segments = [
-                {
-                    "key": s.name,
-                    "bytes": s.end - s.start,
-                    "sha256": s.sha256,
-                    "complete": s.complete,
-                    "file": s.file,
-                }
-                for s in result.segments
-            ]
+            segments = [_segment_entry(s) for s in result.segments]
             bad = [f"{s.name} ({s.reason})" for s in result.segments if not s.complete]
             outcome, error = (
                 ("ok", None) if not bad else ("failed", "incomplete: " + ", ".join(bad))
@@ -638,7 +629,23 @@ def harvest_console(
         summary = recording.close(outcome=outcome, error=error, stop_reason=error or "done")
         if closed is not None:
             closed(summary)
+    if failure is not None:
+        # Cancelled or failed mid-harvest: the dumps kept so far are in the recording, byte
+        # for byte; the summary lists them too, or a fleet's report of an interrupted host
+        # would say nothing of what it did keep.
+        segments = [_segment_entry(s) for s in summary.segments]
     return HarvestDone(summary, outcome, error, segments, failure)
+
+
+def _segment_entry(segment: Segment) -> dict[str, Any]:
+    """One kept dump as a fleet summary lists it (size and SHA-256 to check a copy against)."""
+    return {
+        "key": segment.name,
+        "bytes": segment.end - segment.start,
+        "sha256": segment.sha256,
+        "complete": segment.complete,
+        "file": segment.file,
+    }
 
 
 def harvest_job(

@@ -98,6 +98,10 @@ class _PipeProgress:
 
 
 def _on_cancel_signal(signum: int, frame: FrameType | None) -> None:
+    # Once: a second signal (the caller's SIGUSR1 after a SIGTERM sent to the whole process
+    # group) must not cut short the cancel this one starts.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -111,13 +115,14 @@ def _worker_main(
     from solcap import fleet
 
     # The terminal's Ctrl-C is the calling process's to handle; it tells us with SIGUSR1.
+    # A SIGTERM of our own (``kill`` of the process group, a service stop) cancels the same
+    # way: dying at once would leave this worker's recordings unfinished.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _on_cancel_signal)
     signal.signal(signal.SIGUSR1, _on_cancel_signal)
     try:
         fleet.run(hosts, job, workers=1, progress=_PipeProgress(conn), **options)
     except fleet.FleetInterrupted as exc:
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         conn.send(("interrupted", list(exc.summary.results)))
     finally:
         conn.close()

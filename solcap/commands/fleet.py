@@ -10,11 +10,15 @@ the summary table, and writes the JSON summary (into ``<root>/_fleet/…`` and `
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import contextlib
+import signal
+from collections.abc import Iterator, Mapping
+from types import FrameType
 from typing import Any, TextIO
 
 from solcap.commands.argtypes import count, output_file, seconds
 from solcap.commands.progress import make_progress
+from solcap.commands.target import Terminated
 from solcap.errors import UsageError
 from solcap.fleet import (
     FleetInterrupted,
@@ -134,8 +138,8 @@ def run_fleet(
 ) -> int:
     """Run ``job`` over ``hosts`` as the options say; write summaries; return the exit status.
 
-    On Ctrl-C the summary (running hosts ``interrupted``, the rest ``not started``) is still
-    written before the interrupt goes on to the CLI (exit 130).
+    On Ctrl-C or SIGTERM the summary (running hosts ``interrupted``, the rest ``not started``)
+    is still written before the interrupt goes on to the CLI (exit 130, 143 after SIGTERM).
     """
     info = {
         **meta,
@@ -143,6 +147,48 @@ def run_fleet(
         "shard": args.shard,
         "retry_of": args.retry_failed,
     }
+    with _sigterm_as_interrupt() as terminated:
+        return _run_fleet(args, hosts, job, out, label=label, info=info, terminated=terminated)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[bool]]:
+    """SIGTERM unwinds the fleet as Ctrl-C does; the list yielded says whether it came.
+
+    The scheduler (in-process or :mod:`solcap.workers`) cancels its running hosts and reports
+    them on ``KeyboardInterrupt`` only; the CLI's SIGTERM handler raised
+    :class:`~solcap.commands.target.Terminated`, which went past it: no summary was written
+    and forked workers died with the caller, their recordings unfinished. A second SIGTERM
+    during the cancel is ignored (it would cut short the reports being collected).
+    """
+    came: list[bool] = []
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not came:
+            came.append(True)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield came
+        return
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_fleet(
+    args: argparse.Namespace,
+    hosts: list[Host],
+    job: Job,
+    out: TextIO,
+    *,
+    label: str,
+    info: Mapping[str, Any],
+    terminated: list[bool],
+) -> int:
     try:
         summary = run(
             hosts,
@@ -156,6 +202,8 @@ def run_fleet(
         )
     except FleetInterrupted as exc:
         _write(exc.summary, args, out, label)
+        if terminated:
+            raise Terminated() from None
         raise
     _write(summary, args, out, label)
     return int(summary.exit_status)
