@@ -245,15 +245,7 @@ class XenConsole:
         try:
             head = first + con.settle(self.quiet, timeout=self.dump_timeout)[:4096]
         except ExpectTimeout:
-            # Never cut short silently: keep what came and say why it may not be the end.
-            return KeyDump(
-                key,
-                start,
-                con.received,
-                complete=False,
-                reason=f"the line never went quiet for {self.quiet:g}s within "
-                f"{self.dump_timeout:g}s; the dump may go on past this segment",
-            )
+            return self._never_quiet(key, start)
         reason = ""
         if not dump_start_pattern(key).search(head[:4096]):
             reason = "first line not the one this key prints"
@@ -345,14 +337,17 @@ class XenConsole:
         try:
             con.settle(self.quiet, timeout=self.dump_timeout)
         except ExpectTimeout:
-            return KeyDump(
-                key,
-                start,
-                con.received,
-                complete=False,
-                reason=(
-                    f"the line never went quiet for {self.quiet:g}s within "
-                    f"{self.dump_timeout:g}s; the dump may go on past this segment"
-                ),
-            )
+            return self._never_quiet(key, start)
         return KeyDump(key, start, con.received, complete=True)
+
+    def _never_quiet(self, key: str, start: int) -> KeyDump:
+        """A dump whose end never came: never cut short silently, keep what came and say why
+        it may not be the end."""
+        return KeyDump(
+            key,
+            start,
+            self.console.received,
+            complete=False,
+            reason=f"the line never went quiet for {self.quiet:g}s within "
+            f"{self.dump_timeout:g}s; the dump may go on past this segment",
+        )

@@ -144,3 +144,37 @@ def test_a_key_without_a_handler_is_reported_incomplete(
     (segment,) = result.segments
     assert not segment.complete and "no output" in segment.reason
     assert host.dumps == []
+
+
+def test_a_dump_that_never_goes_quiet_is_kept_incomplete_and_says_why(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    """Xen prints no end marker: a line that keeps talking past the dump's time limit is kept
+    as far as it came and reported incomplete, never cut short silently."""
+    import threading
+
+    host, con, _recording = booted
+    xen = XenConsole(con, quiet=0.3, dump_timeout=2.0)
+    xen.switch_input("xen")
+    stop = threading.Event()
+    dumps_before = len(host.dumps)
+
+    def chatter() -> None:
+        # From the dump's start on (the line was quiet before the key, as it must be), well
+        # inside the 0.3 s of quiet that would end the dump.
+        host.wait_dumps(dumps_before + 1, 10)
+        while not stop.wait(0.05):
+            host.inject(b"(XEN) still talking\r\n")
+
+    talker = threading.Thread(target=chatter, daemon=True)
+    talker.start()
+    try:
+        dumps = list(xen.debug_keys(["h"], end_marker=None))
+    finally:
+        stop.set()
+        talker.join(5)
+    assert [(d.key, d.complete) for d in dumps] == [("h", False)]
+    assert dumps[0].reason == (
+        "the line never went quiet for 0.3s within 2s; the dump may go on past this segment"
+    )
+    assert dumps[0].end > dumps[0].start
