@@ -36,9 +36,9 @@ def _one_line(err: str) -> str:
 
 
 @contextlib.contextmanager
-def _pump_held() -> Iterator[ioloop._Pump]:
+def _pump_held() -> Iterator[ioloop.Pump]:
     """The process's IPMI pump, kept busy by a job of ours until the block ends."""
-    pump = ioloop._Pump.get()
+    pump = ioloop.Pump.get()
     release = threading.Event()
     started = threading.Event()
 
@@ -62,7 +62,7 @@ def test_pump_timeouts_are_solcap_errors_naming_the_bmc() -> None:
         with pytest.raises(ioloop.PumpTimeout, match=r"^bmc-a: .*busy for 0.2s") as info:
             pump.call(lambda: None, 5, host="bmc-a", queue_timeout=0.2)
         assert isinstance(info.value, TargetError) and info.value.host == "bmc-a"
-    pump = ioloop._Pump.get()
+    pump = ioloop.Pump.get()
     slow = threading.Event()
     with pytest.raises(ioloop.PumpTimeout, match=r"^bmc-b: .*did not answer within 0.2s"):
         pump.call(lambda: slow.wait(1.0), 0.2, host="bmc-b")

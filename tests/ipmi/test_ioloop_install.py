@@ -23,7 +23,7 @@ import solcap.cli, solcap.transports.ipmi as ipmi
 from solcap.transports.ipmi import engine, ioloop, power, session, sol, transport
 ipmi.IpmiSolTransport, ipmi.power_action
 print((s._io_wait, s._io_sendto, s._io_graball, s.select) == own, ioloop.installed())
-ioloop._Pump.get()
+ioloop.Pump.get()
 print((s._io_graball, s.select) == (ioloop._ready_graball, ioloop._POLL_SELECT), ioloop.installed())
 """
 

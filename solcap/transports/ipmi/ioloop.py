@@ -1,6 +1,6 @@
 """pyghmi's I/O loop, owned: one pump thread, a bounded wait, epoll, reads of ready sockets.
 
-* nothing progresses unless some thread pumps ``Session.wait_for_rsp``: one :class:`_Pump`
+* nothing progresses unless some thread pumps ``Session.wait_for_rsp``: one :class:`Pump`
   thread per process does all pyghmi work (pyghmi's state is process-global, so two pumping
   threads would race), and user threads only hand it work;
 * its I/O thread waits with ``select()`` (dies past descriptor 1023), then reads every socket
@@ -8,7 +8,7 @@
   wait forever; its ``_io_sendto`` flips a socket to blocking under the I/O thread's feet:
   :class:`_PollSelect` (one persistent epoll set), :func:`_ready_graball` (reads only the
   ready sockets, pyghmi's routing unchanged), :func:`_bounded_io_wait` and
-  :func:`_nonblocking_sendto` replace them, and :class:`_Pump` serves a console's timers
+  :func:`_nonblocking_sendto` replace them, and :class:`Pump` serves a console's timers
   every :data:`SERVICE_SWEEP` seconds and its new output at once, not every console per packet;
 * a synchronous command (``raw_command``) sends, then waits for the *next* packet from its
   BMC: a reply read in between left it, and the one pumping thread, asleep until the retry
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: How long a pyghmi call may wait for the pump before it starts (see _Pump.call).
+#: How long a pyghmi call may wait for the pump before it starts (see Pump.call).
 QUEUE_TIMEOUT = 120.0
 #: Seconds between two passes of the pump over every console's timers; the loop used to pass
 #: over all of them every turn, which was at most 20 ms apart when idle (the same bound).
@@ -53,7 +53,7 @@ def _bounded_io_wait(timeout: float, myaddr: Any = None, evq: Any = None) -> Non
     evt = threading.Event()
     if evq is not None:
         evq.append(evt)
-    pump = _Pump._instance
+    pump = Pump._instance
     # The pump's idle wait (the _poller of its own wait_for_rsp call) also ends when a user
     # thread hands it work. Only that one wait: a wait nested in a callback (pyghmi's pause()
     # while a login finishes) cannot run the work and would spin until its own deadline.
@@ -311,7 +311,7 @@ _install_lock = threading.Lock()
 def install() -> None:
     """Put this module's I/O loop into pyghmi, in this process, once.
 
-    Called when the first IPMI client session starts (:meth:`_Pump.get`), never at import:
+    Called when the first IPMI client session starts (:meth:`Pump.get`), never at import:
     importing solcap changes nothing in pyghmi, and a process that only serves pyghmi BMCs (the
     simulator, ``python -m solcap.sim.bmc``) keeps pyghmi's own loop. pyghmi's state is
     process-global, so this is process-global too; it is not undone.
@@ -331,16 +331,16 @@ def installed() -> bool:
 class PumpTimeout(TargetError):
     """The pump did not start or finish a piece of pyghmi work in time.
 
-    Raised by :meth:`_Pump.call` itself, naming the BMC it was for, so no built-in
+    Raised by :meth:`Pump.call` itself, naming the BMC it was for, so no built-in
     ``TimeoutError`` leaves this package: every caller gets solcap's tree (exit 3) and may
     narrow it (a login turns it into a :class:`~solcap.errors.ConnectError`).
     """
 
 
-class _Pump:
+class Pump:
     """The one thread per process that drives pyghmi (its state is process-global)."""
 
-    _instance: _Pump | None = None
+    _instance: Pump | None = None
     _lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -358,12 +358,12 @@ class _Pump:
         self.thread.start()
 
     @classmethod
-    def get(cls) -> _Pump:
+    def get(cls) -> Pump:
         """The pump; the first call installs solcap's I/O loop into pyghmi (:func:`install`)."""
         with cls._lock:
             if cls._instance is None:
                 install()
-                cls._instance = _Pump()
+                cls._instance = Pump()
             return cls._instance
 
     def call(

@@ -4,10 +4,10 @@ Power control needs none of SOL's machinery, only one short authenticated sessio
 obey the same rules as SOL (:mod:`solcap.transports.ipmi`):
 
 * pyghmi's state is process-global and only one thread may pump it, so every pyghmi call runs
-  in the pump thread (:mod:`~solcap.transports.ipmi.ioloop`, ``_Pump.call``); a ``solcap
+  in the pump thread (:mod:`~solcap.transports.ipmi.ioloop`, ``Pump.call``); a ``solcap
   console`` with SOL open can power cycle through the same process without two threads racing
   inside pyghmi;
-* the session is :mod:`~solcap.transports.ipmi.session`'s ``_Session``: a fresh login on its
+* the session is :mod:`~solcap.transports.ipmi.session`'s ``OwnSession``: a fresh login on its
   own socket that proposes exactly one cipher suite, chosen as for SOL by ``negotiate``
   (``?cipher=`` pins it), and checks what the BMC accepted;
 * pyghmi's ``IpmiException`` and its error dicts become :class:`~solcap.errors.ConnectError`
@@ -30,11 +30,11 @@ import pyghmi.exceptions as pyghmi_exc
 import pyghmi.ipmi.command as pyghmi_command
 
 from solcap.errors import ConnectError, TargetError
-from solcap.transports.ipmi.ioloop import PumpTimeout, _Pump
+from solcap.transports.ipmi.ioloop import Pump, PumpTimeout
 from solcap.transports.ipmi.session import (
-    _login_error,
-    _Session,
+    OwnSession,
     await_login,
+    login_error,
     negotiate,
     pinned_suite,
 )
@@ -59,7 +59,7 @@ T = TypeVar("T")
 class _Command(pyghmi_command.Command):  # type: ignore[misc]
     """pyghmi's Command on a session we made (its own constructor makes pyghmi's kind)."""
 
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: OwnSession) -> None:
         # Deliberately not Command.__init__: it would open a shared, suite-guessing session.
         self.onlogon = None
         self.bmc = session.bmc
@@ -86,8 +86,8 @@ class PowerSession:
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.target = target
-        self._pump = _Pump.get()
-        self._session: _Session | None = None
+        self._pump = Pump.get()
+        self._session: OwnSession | None = None
         self._password = password
         self._kg = kg
         # One bound for the whole negotiation (query and every suite tried), not per login.
@@ -105,7 +105,7 @@ class PowerSession:
         self.target = dataclasses.replace(target, cipher=self.cipher_choice.suite)
         self._command = _Command(session)
 
-    def _login(self, target: IpmiTarget) -> _Session:
+    def _login(self, target: IpmiTarget) -> OwnSession:
         logged_in = threading.Event()
         reply: dict[str, Any] = {}
         password, kg = self._password, self._kg
@@ -117,8 +117,8 @@ class PowerSession:
                 reply.update(response if isinstance(response, dict) else {})
                 logged_in.set()
 
-        def make() -> _Session:
-            return _Session(
+        def make() -> OwnSession:
+            return OwnSession(
                 target.host, target.user, password, target.port, kg, on_logon,
                 pinned_suite(target),
             )  # fmt: skip
@@ -126,7 +126,7 @@ class PowerSession:
         try:
             self._session = self._pump.call(make, connect_timeout, host=target.name)
         except pyghmi_exc.IpmiException as exc:
-            raise _login_error(self._asked, str(exc) or "timeout") from exc
+            raise login_error(self._asked, str(exc) or "timeout") from exc
         except PumpTimeout as exc:
             raise ConnectError(target.name, f"cannot start the session: {exc.message}") from exc
         if not await_login(logged_in.wait, lambda: self._session, connect_timeout, self._grace):
@@ -135,7 +135,7 @@ class PowerSession:
         error = reply.get("error")
         if error:
             self.close()
-            raise _login_error(self._asked, str(error))
+            raise login_error(self._asked, str(error))
         return self._session
 
     @property

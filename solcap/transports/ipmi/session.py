@@ -1,18 +1,18 @@
 """pyghmi's client session, owned: one login per socket, one pinned cipher suite, checked.
 
 * pyghmi hands back an existing session for the same (BMC, user, password, Kg) and so two
-  consoles would share one login and one SOL owner: :class:`_Session` is always fresh, on a
+  consoles would share one login and one SOL owner: :class:`OwnSession` is always fresh, on a
   socket no other session uses;
-* it cannot choose a cipher suite and never checks what the BMC accepted: :class:`_Session`
+* it cannot choose a cipher suite and never checks what the BMC accepted: :class:`OwnSession`
   proposes exactly one suite and verifies the reply. Which one is :func:`negotiate`'s choice,
   as ipmitool makes it: ``?cipher=17|3`` pins one (never a fallback); otherwise the strongest
   of 17 and 3 that the BMC lists in Get Channel Cipher Suites (asked outside any session,
   :func:`offered_suites`), or 17 then 3 when the BMC does not answer that;
 * every login attempt restarts at the same console session ID and RMCP+ tag, so when a RAKP
   exchange times out and pyghmi starts over, a late RAKP2 from the abandoned attempt matches
-  the new one and fails the login as "incorrect password": :class:`_Session` starts each
+  the new one and fails the login as "incorrect password": :class:`OwnSession` starts each
   attempt at a random ID and tag;
-* pyghmi's error strings become :class:`~solcap.errors.ConnectError` (:func:`_login_error`).
+* pyghmi's error strings become :class:`~solcap.errors.ConnectError` (:func:`login_error`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ import pyghmi.ipmi.private.session as pyghmi_session
 
 from solcap.errors import ConnectError
 from solcap.transports.ipmi.target import (
-    _SUITE_ALGOS,
     DEFAULT_PORT,
     LOGIN_QUIET,
     LOGIN_SENDS,
     RAKP_WAIT_MAX,
+    SUITE_ALGOS,
     SUITES,
     SUITES_QUERY_WAIT,
     IpmiTarget,
@@ -46,14 +46,14 @@ from solcap.transports.ipmi.target import (
 log = logging.getLogger(__name__)
 
 
-class _Session(pyghmi_session.Session):  # type: ignore[misc]
+class OwnSession(pyghmi_session.Session):  # type: ignore[misc]
     """A pyghmi client session that never shares a socket or a login, and pins its suite."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Session:
+    def __new__(cls, *args: Any, **kwargs: Any) -> OwnSession:
         # pyghmi hands back an existing session for the same (bmc, user, password, kg): two
         # consoles would then share one login (and one SOL owner). Always make a fresh one on
         # a socket no other session uses, because replies are routed by (peer, local port).
-        self: _Session = object.__new__(cls)
+        self: OwnSession = object.__new__(cls)
         taken = []
         for handlers in list(pyghmi_session.Session.bmc_handlers.values()):
             if isinstance(handlers, dict):
@@ -157,7 +157,7 @@ class _Session(pyghmi_session.Session):  # type: ignore[misc]
             self.onlogon({"error": f"{_REFUSED} {self.suite}: {reason}"})
             return -9
         accepted = (data[16], data[24], data[32]) if len(data) >= 36 else None
-        if accepted != _SUITE_ALGOS[self.suite]:
+        if accepted != SUITE_ALGOS[self.suite]:
             self.onlogon(
                 {"error": f"{_REFUSED} {self.suite}: it answered with algorithms {accepted}"}
             )
@@ -171,7 +171,7 @@ _REFUSED = "BMC refused cipher suite"
 
 def await_login(
     ready: Callable[[float], bool],
-    session: Callable[[], _Session | None],
+    session: Callable[[], OwnSession | None],
     timeout: float,
     grace: float,
 ) -> bool:
@@ -215,7 +215,7 @@ def _fix_for(suite: int) -> str:
 
 
 #: pyghmi's error strings during login/activation -> how we say it.
-def _login_error(target: IpmiTarget, error: str) -> ConnectError:
+def login_error(target: IpmiTarget, error: str) -> ConnectError:
     if error.startswith(_REFUSED):
         suite_text, _, reason = error[len(_REFUSED) :].strip().partition(": ")
         suite = int(suite_text)

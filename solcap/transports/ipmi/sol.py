@@ -22,7 +22,7 @@ import pyghmi.exceptions as pyghmi_exc
 import pyghmi.ipmi.console as pyghmi_console
 import pyghmi.ipmi.private.constants as pyghmi_constants
 
-from solcap.transports.ipmi.session import _Session, pinned_suite
+from solcap.transports.ipmi.session import OwnSession, pinned_suite
 from solcap.transports.ipmi.target import IpmiTarget, Liveness
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         self.target = target
         self.force_session = force
         self.port = target.port
-        self.ipmi_session = _Session(
+        self.ipmi_session = OwnSession(
             target.host, target.user, password, target.port, kg, self._got_session,
             pinned_suite(target),
         )  # fmt: skip

@@ -16,7 +16,7 @@ DEFAULT_PORT = 623
 #: The only suites we speak; 0 (no authentication) and the unencrypted ones are refused.
 SUITES = (17, 3)
 #: (authentication, integrity, confidentiality) algorithm numbers per suite.
-_SUITE_ALGOS = {17: (3, 4, 1), 3: (1, 1, 1)}
+SUITE_ALGOS = {17: (3, 4, 1), 3: (1, 1, 1)}
 #: Seconds between SOL retransmissions, and how many before the session counts as lost.
 SOL_RETRY_INTERVAL = 1.0
 SOL_RETRIES = 6

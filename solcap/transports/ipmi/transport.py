@@ -23,8 +23,8 @@ from solcap.credentials import PasswordSource, kg_source
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
 from solcap.transports.base import Receiver, Transport
 from solcap.transports.ipmi import engine as handover
-from solcap.transports.ipmi.ioloop import PumpTimeout, _Pump
-from solcap.transports.ipmi.session import _login_error, _Session, await_login, negotiate
+from solcap.transports.ipmi.ioloop import Pump, PumpTimeout
+from solcap.transports.ipmi.session import OwnSession, await_login, login_error, negotiate
 from solcap.transports.ipmi.sol import SolConsole
 from solcap.transports.ipmi.target import (
     CONNECT_TIMEOUT,
@@ -79,7 +79,7 @@ class IpmiSolTransport(Transport):
         self._sink = sink if self._engine is not None else None
         self._handover: handover.Handover | None = None
         self._ended: str | None = None
-        self._pump = _Pump.get()
+        self._pump = Pump.get()
         self._steal = steal
         self._password = password
         self._kg = kg
@@ -131,7 +131,7 @@ class IpmiSolTransport(Transport):
                     self._cond.wait(wait)
                 return self._active or self._error is not None
 
-        def session() -> _Session | None:
+        def session() -> OwnSession | None:
             console = getattr(self, "_console", None)
             return getattr(console, "ipmi_session", None)
 
@@ -207,7 +207,7 @@ class IpmiSolTransport(Transport):
                         closed = SolDeactivated if cause == "deactivated" else SolSessionLost
                         self._error = closed(self.target.name, text)
                     else:
-                        self._error = _login_error(self._asked, text)
+                        self._error = login_error(self._asked, text)
                 self._cond.notify_all()
         except Exception:  # never into pyghmi's loop
             log.exception("SOL event handler failed")
