@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from solcap.capture import Recording, RecordingSummary, safe_name
 from solcap.console import Console
-from solcap.credentials import PasswordSource, kg_source, password_source
+from solcap.credentials import PasswordSource, kg_source, known_secret, password_source
 from solcap.errors import UsageError
 from solcap.inventory import Host, SecretRef
 from solcap.limits import split_url
@@ -241,8 +241,7 @@ def as_password_source(source: SecretSource, *, owner: str | None, what: str) ->
     """A reference as a :class:`PasswordSource` (for BMC commands besides the console)."""
     if isinstance(source, PasswordSource):
         return source
-    value = _resolve(source, what, owner=owner, required=False)
-    return PasswordSource(env={"v": value} if value else {}, env_name="v", prompt=False)
+    return known_secret(_resolve(source, what, owner=owner, required=False))
 
 
 def resolve_options(spec: ConsoleSpec) -> OpenOptions:

@@ -73,6 +73,16 @@ class PasswordSource:
         return self._from_env()
 
 
+def known_secret(value: str | None) -> PasswordSource:
+    """A source that hands back ``value``, already read (None: nothing, as for no Kg).
+
+    Why: a command that logs in to the same BMC twice (a power cycle and the SOL console of
+    ``grub apply --oneshot --power-cycle``) reads its file, variable or prompt once and gives
+    both this; a prompt asked twice, or a password file read twice, would be a surprise.
+    """
+    return PasswordSource(env={"v": value} if value else {}, env_name="v", prompt=False)
+
+
 def read_secret_file(path: str) -> str:
     """The first line of ``path``; refuse a file that group or others may read or write."""
     try:

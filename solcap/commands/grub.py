@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from solcap.commands import ipmiopts, sshopts
 from solcap.commands.argtypes import directory
+from solcap.credentials import PasswordSource
 from solcap.errors import ExitStatus, UsageError
 from solcap.grub.cfg import CMDLINE_VARIABLES
 from solcap.grub.remote import (
@@ -139,36 +140,57 @@ def _baud_warnings(ssh: SshConnection, profile: Profile, where: RemoteLayout, ou
 # opens the console and hands over.
 
 
-def _power_cycler(args: argparse.Namespace) -> Callable[[], None] | None:
-    """``--power-cycle``: through ``--bmc``, or through HOST itself when it is ``ipmi://``.
-
-    Everything the cycle needs is checked here, before the console is opened or a recording
-    made: the BMC's address, and its password and Kg read now (a missing password is exit 2
-    now, not after GRUB's menu was caught).
-    """
+def _power_bmc(args: argparse.Namespace) -> str | None:
+    """``--power-cycle``'s BMC: ``--bmc``, or HOST itself when it is ``ipmi://``; None without
+    ``--power-cycle``. Its address is checked here, before any console or recording."""
     if not args.power_cycle:
         if args.bmc:
             raise UsageError("--bmc is for --power-cycle: give --power-cycle too, or leave it out")
         return None
-    bmc = args.bmc or (args.host if args.host.lower().startswith("ipmi://") else None)
+    bmc: str | None = args.bmc or (args.host if args.host.lower().startswith("ipmi://") else None)
     if bmc is None:
         raise UsageError("--power-cycle needs --bmc ipmi://user@bmc when HOST is not ipmi://")
-    from solcap.bmc import power
-    from solcap.credentials import PasswordSource
     from solcap.transports.ipmi.target import IpmiTarget
 
     if not bmc.lower().startswith("ipmi://"):
         raise UsageError(f"--bmc {bmc}: power control needs an ipmi://user@bmc address")
     try:
-        target = IpmiTarget.parse(bmc)
+        IpmiTarget.parse(bmc)
     except UsageError as exc:
         raise UsageError(f"--bmc: {exc.one_line()}" if args.bmc else exc.one_line()) from None
-    secret = ipmiopts.password(args, prompt=False).get(
-        f"IPMI password for {target.user}@{target.name}"
-    )
-    key = ipmiopts.kg(args).get_optional()
-    password = PasswordSource(env={"v": secret}, env_name="v", prompt=False)
-    kg = PasswordSource(env={"v": key} if key else {}, env_name="v", prompt=False)
+    return bmc
+
+
+def _credentials(
+    args: argparse.Namespace, logins: list[str]
+) -> tuple[PasswordSource, PasswordSource] | None:
+    """The password and Kg for every BMC login of this run, read once, now.
+
+    One read for the power cycle and the SOL console alike: a prompt is asked once, a
+    password file (or the variable) read once, and a missing password is exit 2 before
+    GRUB's menu was waited for. ``logins`` are the ``ipmi://`` addresses to be logged in to
+    (the first names the prompt); none: no credentials are read.
+    """
+    if not logins:
+        return None
+    from solcap.credentials import known_secret
+    from solcap.transports.ipmi.target import IpmiTarget
+
+    target = IpmiTarget.parse(logins[0])
+    secret = ipmiopts.password(args).get(f"IPMI password for {target.user}@{target.name}")
+    return known_secret(secret), known_secret(ipmiopts.kg(args).get_optional())
+
+
+def _power_cycler(
+    bmc: str | None, credentials: tuple[PasswordSource, PasswordSource] | None
+) -> Callable[[], None] | None:
+    """``--power-cycle``'s callable: chassis power cycle through ``bmc`` with the credentials
+    read once for the whole run."""
+    if bmc is None or credentials is None:
+        return None
+    from solcap.bmc import power
+
+    password, kg = credentials
 
     def cycle() -> None:
         power(bmc, "cycle", password_source=password, kg=kg)
@@ -220,13 +242,15 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     except UsageError as exc:
         raise UsageError(f"--line: {exc.one_line()}") from None
     sol = args.host.lower().startswith("ipmi://")  # else the credentials serve --bmc only
+    bmc = _power_bmc(args)
+    credentials = _credentials(args, [url for url in (args.host if sol else None, bmc) if url])
     spec = ConsoleSpec.from_url(
         args.host,
         line=line,
-        password_file=args.password_file if sol else None,
-        kg_file=args.kg_file if sol else None,
+        password=credentials[0] if sol and credentials else None,
+        kg=credentials[1] if sol and credentials else None,
     )
-    power_cycle = _power_cycler(args)
+    power_cycle = _power_cycler(bmc, credentials)
     check_root(args.recordings)
 
     def make_recording() -> Recording:

@@ -19,6 +19,7 @@ import pexpect
 import pytest
 
 from solcap.lab import Lab, LabHost
+from tests.opens import Opens
 from tests.peers import need
 
 pytestmark = pytest.mark.timeout(180)
@@ -62,19 +63,11 @@ def _watch_first_boot(lab: Lab, host: LabHost, env: dict[str, str]) -> bytes:
         sol.close(force=True)
 
 
-def test_oneshot_edit_over_ipmi_makes_xen_visible(
-    silent_xen_host: tuple[Lab, LabHost], tmp_path: Path
-) -> None:
-    lab, host = silent_xen_host
-    env = dict(os.environ, IPMI_PASSWORD=lab.password_file.read_text().strip())
-    first = _watch_first_boot(lab, host, env)
-    # The unedited entry boots Xen silently: the whole first boot, watched by an independent
-    # client from power-on to a running Dom0, carries GRUB's menu and no hypervisor byte.
-    assert b"The highlighted entry will be executed automatically in" in first
-    assert b"(XEN)" not in first and b"Xen version" not in first
-    # The BMC password as a file for this run: it beats a stale IPMI_PASSWORD (ipmitool -f/-E).
-    env["IPMI_PASSWORD"] = "stale-password"
-    proc = subprocess.run(
+def _oneshot(
+    host: LabHost, tmp_path: Path, password_file: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The operator's command: one-shot edit, power cycle through HOST's BMC, password file."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -90,7 +83,7 @@ def test_oneshot_edit_over_ipmi_makes_xen_visible(
             "--recordings",
             str(tmp_path / "rec"),
             "--password-file",
-            str(lab.password_file),
+            str(password_file),
         ],
         env=env,
         capture_output=True,
@@ -98,7 +91,28 @@ def test_oneshot_edit_over_ipmi_makes_xen_visible(
         timeout=150,
         stdin=subprocess.DEVNULL,
     )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_oneshot_edit_over_ipmi_makes_xen_visible(
+    silent_xen_host: tuple[Lab, LabHost], tmp_path: Path
+) -> None:
+    lab, host = silent_xen_host
+    env = dict(os.environ, IPMI_PASSWORD=lab.password_file.read_text().strip())
+    first = _watch_first_boot(lab, host, env)
+    # The unedited entry boots Xen silently: the whole first boot, watched by an independent
+    # client from power-on to a running Dom0, carries GRUB's menu and no hypervisor byte.
+    assert b"The highlighted entry will be executed automatically in" in first
+    assert b"(XEN)" not in first and b"Xen version" not in first
+    # The BMC password as a file for this run: it beats a stale IPMI_PASSWORD (ipmitool -f/-E).
+    env["IPMI_PASSWORD"] = "stale-password"
+    opens = Opens(lab.password_file)  # the kernel counts the opens of the file
+    try:
+        proc = _oneshot(host, tmp_path, lab.password_file, env)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        # One read for both logins to the BMC (the power cycle and the SOL console).
+        assert opens.seen() == 1
+    finally:
+        opens.close()
     assert "booted:" in proc.stdout and "console=com1" in proc.stdout
     raw = next((tmp_path / "rec").rglob("console.raw")).read_bytes()
     before, _, after = raw.partition(b"GNU GRUB  version 2.06")
@@ -113,3 +127,34 @@ def test_oneshot_edit_over_ipmi_makes_xen_visible(
     ):
         assert option in line.split(), line
     assert b"(XEN) Xen version 4.17" in after
+
+
+def test_oneshot_power_cycle_asks_for_the_password_once(
+    silent_xen_host: tuple[Lab, LabHost], tmp_path: Path
+) -> None:
+    """No file, no IPMI_PASSWORD, a terminal: the power cycle and the SOL console are two
+    logins to one BMC, and the prompt for them appears exactly once (on a real pexpect pty).
+    The host, off before, was powered by that cycle and booted the edited entry."""
+    lab, host = silent_xen_host
+    assert lab.host_state(host.name)["power"] is False
+    env = {k: v for k, v in os.environ.items() if k not in ("IPMI_PASSWORD", "IPMI_KGKEY")}
+    argv = ["-m", "solcap.cli", "grub", "apply", host.url, "--profile", "xen-serial-debug"]
+    argv += ["--oneshot", "--write", "--power-cycle", "--recordings", str(tmp_path / "rec")]
+    child = pexpect.spawn(sys.executable, argv, env=env, timeout=150)
+    try:
+        prompt = f"IPMI password for admin@{host.address}:{host.port}: "
+        child.expect_exact(prompt)
+        assert child.before == b"", child.before  # the prompt itself, not an error naming it
+        child.sendline(lab.password_file.read_text().strip())
+        again = child.expect_exact([prompt, pexpect.EOF])
+        after = child.before.decode()
+        assert again == 1, f"asked a second time, after: {after!r}"  # not again for the console
+        child.close()
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, after
+    assert "booted:" in after and "console=com1" in after, after
+    assert lab.host_state(host.name)["power"] is True  # the cycle reached the host itself
+    raw = next((tmp_path / "rec").rglob("console.raw")).read_bytes()
+    line = raw.split(b"(XEN) Command line: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    assert "console=com1" in line.split(), line

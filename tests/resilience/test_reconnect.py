@@ -9,10 +9,8 @@ then the capture is ``sent[:gap] + sent[k:]`` — all missing bytes sit at the g
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from solcap.sol import ReconnectingTransport, ReconnectPolicy
 from solcap.testing.faultproxy import FaultProxy, proxy_address
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, Liveness
 from tests.ipmi.conftest import ipmi_env, need, read_until
+from tests.opens import Opens
 from tests.resilience.conftest import PASSWORD, USER, BmcProcess, HostWriter, pattern, sha
 
 pytestmark = pytest.mark.timeout(60)
@@ -288,40 +287,6 @@ def test_reconnection_gives_up_after_max_total_seconds(bmc: BmcProcess, pty_pair
     assert "no answer" in str(info.value), info.value
 
 
-class _Opens:
-    """Counts the opens of one file, as the kernel reports them (inotify ``IN_OPEN`` on its
-    directory): every read of a password file starts with one."""
-
-    IN_OPEN = 0x20
-
-    def __init__(self, path: Path) -> None:
-        self.name = os.fsencode(path.name)
-        self._libc = ctypes.CDLL(None, use_errno=True)
-        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        assert self._fd >= 0, os.strerror(ctypes.get_errno())
-        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(path.parent), self.IN_OPEN)
-        assert wd >= 0, os.strerror(ctypes.get_errno())
-        self.count = 0
-
-    def seen(self) -> int:
-        """Opens of the file so far (reads the events queued since the last call)."""
-        while True:
-            try:
-                buf = os.read(self._fd, 65536)
-            except BlockingIOError:
-                return self.count
-            at = 0
-            while at < len(buf):
-                _wd, mask, _cookie, size = struct.unpack_from("iIII", buf, at)
-                name = buf[at + 16 : at + 16 + size].rstrip(b"\0")
-                if mask & self.IN_OPEN and name == self.name:
-                    self.count += 1
-                at += 16 + size
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
 def test_the_password_file_is_read_once_and_reused_for_the_reconnection(
     bmc: BmcProcess, pty_pair, tmp_path: Path
 ) -> None:
@@ -335,7 +300,7 @@ def test_the_password_file_is_read_once_and_reused_for_the_reconnection(
     pw = secrets / "bmc-pw"
     pw.write_text(PASSWORD + "\n")
     pw.chmod(0o600)
-    opens = _Opens(pw)
+    opens = Opens(pw)
     try:
         spec = ConsoleSpec.from_url(
             f"ipmi://{USER}@127.0.0.1:{bmc.port}", password_file=str(pw), prompt=False
