@@ -16,7 +16,9 @@ A recording is a private directory ``<root>/<host>/<UTC stamp>_<label>/`` holdin
     one JSON object per event (connect, segment start/end, keys sent, errors) with the byte
     offset into ``console.raw`` at which it happened.
 ``keys/<name>.txt``
-    the bytes of each named segment (e.g. one debug-key dump), cut from ``console.raw``.
+    the bytes of each named segment (e.g. one debug-key dump), cut from ``console.raw``. A
+    name used again in the same recording (``q`` pressed twice) gets ``-2``, ``-3``, … so
+    every dump keeps its own file: ``keys/q.txt``, then ``keys/q-2.txt``.
 ``meta.json``
     host, tool version, start/end, byte counts, SHA-256 of each file and segment; written
     atomically when the recording closes.
@@ -244,7 +246,12 @@ def sha256_file(path: Path) -> str:
 
 @dataclass
 class Segment:
-    """A named stretch of ``console.raw`` (e.g. one debug-key dump)."""
+    """A named stretch of ``console.raw`` (e.g. one debug-key dump).
+
+    ``name`` is unique within its recording (``q``, then ``q-2`` for a second press) and
+    names the file; ``key`` is the name the caller asked for (``q`` for both), so a reader
+    can group repeated presses without parsing the suffix.
+    """
 
     name: str
     start: int
@@ -253,6 +260,12 @@ class Segment:
     complete: bool
     reason: str = ""
     file: str = ""
+    key: str = ""
+
+    @property
+    def json_file(self) -> str:
+        """Where a structured result derived from this dump goes (``keys/q-2.json``)."""
+        return self.file.rsplit(".", 1)[0] + ".json"
 
 
 @dataclass
@@ -312,6 +325,7 @@ class Recording:
         self._unwritten = 0
         self._last_time = time.monotonic()
         self._segments: list[Segment] = []
+        self._segment_files: set[str] = set()
         self._meta_extra = dict(meta or {})
         self._closed = False
         self._write_meta(finished=False)  # so a killed capture is recognisable as unfinished
@@ -412,13 +426,17 @@ class Recording:
     def add_segment(
         self, name: str, start: int, end: int, *, complete: bool, reason: str = ""
     ) -> Segment:
-        """Cut ``console.raw[start:end]`` into ``keys/<name>.txt`` and note it in the metadata."""
+        """Cut ``console.raw[start:end]`` into ``keys/<name>.txt`` and note it in the metadata.
+
+        A name already used in this recording becomes ``<name>-2``, ``<name>-3``, …: a second
+        dump of the same key must never replace the first one's file.
+        """
         with self._lock:
             if not 0 <= start <= end <= self._bytes:
                 raise UsageError(f"segment {name} [{start}, {end}) outside 0..{self._bytes}")
+            unique, file_name = self._reserve_name_locked(name)
             self._sync_locked(time.monotonic())
         data = self.read_range(start, end)
-        file_name = f"{safe_name(name)}.txt"
         fd = self.open_file(f"keys/{file_name}")
         try:
             _write_all(fd, data)
@@ -426,18 +444,32 @@ class Recording:
         finally:
             os.close(fd)
         segment = Segment(
-            name=name,
+            name=unique,
             start=start,
             end=end,
             sha256=hashlib.sha256(data).hexdigest(),
             complete=complete,
             reason=reason,
             file=f"keys/{file_name}",
+            key=name,
         )
         with self._lock:
             self._segments.append(segment)
         self.event("segment", **asdict(segment))
         return segment
+
+    def _reserve_name_locked(self, name: str) -> tuple[str, str]:
+        """The first of ``name``, ``name-2``, ``name-3``, … whose file is still free, and that
+        file's name, reserved (under the lock, so two threads never pick the same one)."""
+        base = safe_name(name)
+        unique, file_name = name, f"{base}.txt"
+        number = 1
+        while file_name in self._segment_files:
+            number += 1
+            # The suffix survives safe_name's length cap: a long name cannot loop forever.
+            unique, file_name = f"{name}-{number}", f"{base[:70]}-{number}.txt"
+        self._segment_files.add(file_name)
+        return unique, file_name
 
     def set_meta(self, **fields: Any) -> None:
         """Add ``fields`` to meta.json (rewritten now, and kept at close): how the console was

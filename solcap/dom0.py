@@ -286,7 +286,8 @@ def trigger_key_via_ssh(
     data = recording.read_range(start, end)
     parsed = parse_dump(key, data)
     if parsed is not None:
-        recording.add_json(f"keys/{safe_name(label)}.json", parsed)
+        recording.add_json(segment.json_file, parsed)
+    label = segment.name  # unique in this recording: a second press keeps its own files
     dmesg_name = f"xl-dmesg-after-{label}"
     dmesg = run_dom0(ssh, recording, "xl-dmesg", file_name=dmesg_name)
     comparison = compare_ring(data, dmesg)

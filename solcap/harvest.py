@@ -38,6 +38,9 @@ def harvest_keys(
 ) -> HarvestResult:
     """Press ``keys`` on Xen's console and record each dump as ``keys/<key>.txt``.
 
+    A key pressed again (``h,q,e,q``: to see state change) keeps its own file, ``keys/q-2.txt``,
+    beside the first.
+
     Input is moved to Xen first (confirmed by Xen's banner) and handed back to Dom0 at the end,
     also when a key fails. Dangerous keys are refused before anything is sent.
     """
@@ -61,7 +64,7 @@ def harvest_keys(
             result.segments.append(segment)
             parsed = parse_dump(dump.key, data)
             if parsed is not None:
-                recording.add_json(f"keys/{name}.json", parsed)
+                recording.add_json(segment.json_file, parsed)
     finally:
         if restore_dom0:
             recording.event("switch-input", to="dom0")

@@ -135,8 +135,11 @@ class RecordingInfo:
         return self.raw_sha256 == self.meta.get("console_raw_sha256")
 
     def segment(self, name: str) -> dict[str, Any]:
+        """The segment called ``name``: ``q`` is the first dump of q, ``q-2`` the second
+        (``*`` and ``*-2`` stand for ``star`` and ``star-2``)."""
+        wanted = "star" + name[1:] if name.startswith("*") else name
         for segment in self.meta.get("segments", []):
-            if segment.get("name") == name or (name == "*" and segment.get("name") == "star"):
+            if segment.get("name") == wanted:
                 return dict(segment)
         names = ", ".join(s.get("name", "?") for s in self.meta.get("segments", [])) or "none"
         raise UsageError(f"{self.path}: no segment for key {name!r} (recorded: {names})")

@@ -467,7 +467,7 @@ class _Run:
                     incomplete.append(f"{key} ({dump.reason})")
                 parsed = parse_dump(key, self.rec.read_range(segment.start, segment.end))
                 if parsed is not None:
-                    self.rec.add_json(f"keys/{name}.json", parsed)
+                    self.rec.add_json(segment.json_file, parsed)
         finally:
             if switched:
                 self.event("switch-input", to="dom0")

@@ -30,7 +30,6 @@ from solcap.dom0 import (
     DOM0_COMMANDS,
     compare_ring,
     run_dom0,
-    segment_name,
     trigger_key_via_ssh,
 )
 from solcap.errors import ExitStatus, UsageError
@@ -154,8 +153,8 @@ def _key_via_ssh(
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     info = recordings.load(args.recording)
-    name = segment_name(args.key)
     segment = info.segment(args.key)
+    name = str(segment["name"])  # q-2 for q's second press: its own xl-dmesg-after-q-2.txt
     serial = info.read(segment["file"])  # inside the recording only
     if args.dmesg is not None:
         dmesg_path = args.dmesg

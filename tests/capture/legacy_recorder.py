@@ -2,7 +2,9 @@
 
 ``solcap.capture`` and ``solcap.humanlog`` now buffer derived files and format lines faster;
 tests feed both the same sequence under the same clock and demand byte-identical files. This
-is a verbatim copy of the two modules (``HumanLog`` inlined); do not "fix" it.
+is a verbatim copy of the two modules (``HumanLog`` inlined); do not "fix" it. One later
+amendment, not about batching: a segment also records the ``key`` it was asked for (the
+segment schema that repeated keys brought), so the events and meta.json still compare.
 """
 
 # ruff: noqa
@@ -169,6 +171,7 @@ class Segment:
     complete: bool
     reason: str = ""
     file: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -324,6 +327,7 @@ class Recording:
             complete=complete,
             reason=reason,
             file=f"keys/{file_name}",
+            key=name,
         )
         with self._lock:
             self._segments.append(segment)

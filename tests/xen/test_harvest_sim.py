@@ -80,6 +80,42 @@ def test_star_is_recorded_as_star_txt_byte_identical_to_what_xen_printed(
     assert b"'*' pressed" in sent["*"][:200]  # the dump really is the one '*' prints
 
 
+def test_a_repeated_key_keeps_every_dump_in_its_own_file(
+    booted: tuple[VirtualHost, Console, Recording],
+) -> None:
+    """``--keys h,q,e,q``: the second q is ``keys/q-2.txt`` beside ``q.txt`` (never replacing
+    it), each file byte-identical to what the host printed for that press, in order, and
+    listed in meta.json with its offsets and hash; ``show --key q-2`` prints the second."""
+    host, con, recording = booted
+    keys = ["h", "q", "e", "q"]
+    result = harvest_keys(con, recording, keys, quiet=0.3)
+    assert result.complete
+    assert [s.name for s in result.segments] == ["h", "q", "e", "q-2"]
+    assert [s.key for s in result.segments] == keys
+    assert [d.key for d in host.dumps[:4]] == keys, [d.key for d in host.dumps]
+    sent = [d.data for d in host.dumps[:4]]
+    folder = recording.path / "keys"
+    assert sorted(p.name for p in folder.glob("*.txt")) == ["e.txt", "h.txt", "q-2.txt", "q.txt"]
+    files = ["keys/h.txt", "keys/q.txt", "keys/e.txt", "keys/q-2.txt"]
+    assert [s.file for s in result.segments] == files
+    for segment, data in zip(result.segments, sent, strict=True):
+        on_disk = (recording.path / segment.file).read_bytes()
+        assert hashlib.sha256(on_disk).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert segment.sha256 == hashlib.sha256(data).hexdigest()
+    assert (folder / "q.json").is_file() and (folder / "q-2.json").is_file()
+    recording.close()
+    meta = json.loads((recording.path / "meta.json").read_text())
+    listed = [(s["name"], s["key"], s["file"], s["sha256"]) for s in meta["segments"]]
+    assert listed == [(s.name, s.key, s.file, s.sha256) for s in result.segments]
+    raw = (recording.path / "console.raw").read_bytes()
+    assert [raw[s["start"] : s["end"]] for s in meta["segments"]] == sent
+    out = io.BytesIO()
+    wrapper = io.TextIOWrapper(out, encoding="utf-8")
+    assert main(["show", str(recording.path), "--key", "q-2"], out=wrapper) == 0
+    wrapper.flush()
+    assert out.getvalue() == sent[3]
+
+
 def test_harvest_when_input_is_already_on_xen(
     booted: tuple[VirtualHost, Console, Recording],
 ) -> None:
