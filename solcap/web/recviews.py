@@ -247,6 +247,7 @@ async def asciicast(request: web.Request) -> web.Response:
 
 
 def _parser_key(name: str, stored: dict[str, Any] | None) -> str | None:
+    """The debug key whose parser reads this dump: a repeated press (``q-2``) is still q's."""
     if stored is not None and isinstance(stored.get("key"), str):
         return str(stored["key"])
     if name == "star":
@@ -266,7 +267,7 @@ def _key_body(entry: Entry, name: str) -> tuple[str, str]:
             stored = loaded if isinstance(loaded, dict) else None
         except ValueError:
             stored = None
-    key = _parser_key(name, stored)
+    key = _parser_key(str(segment.get("key") or segment["name"]), stored)
     parsed = parse_dump(key, data) if key is not None else None
     if parsed is None and stored is not None:
         parsed, origin = stored, f"from {json_name} (written at capture time)"

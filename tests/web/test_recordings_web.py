@@ -217,3 +217,32 @@ def test_bad_web_options_are_one_line_before_anything_listens(tmp_path: Path) ->
         assert done.returncode == 2, (extra, done.stderr)
         assert done.stdout == ""  # no URL: nothing listened
         assert len(done.stderr.splitlines()) == 1 and words in done.stderr, done.stderr
+
+
+def test_a_key_pressed_twice_has_two_pages_with_their_own_bytes(tmp_path: Path) -> None:
+    """The second press of h is ``h-2``: listed, linked, served byte-exact beside the first,
+    and parsed with h's parser (no stored JSON for it: the key comes from meta.json)."""
+    first, second = H_DUMP, H_DUMP + b"(XEN) pressed again\r\n"
+    rec = Recording("node09", root=tmp_path, label="twice")
+    for data in (first, second):
+        start = rec.offset
+        rec.feed(data)
+        rec.add_segment("h", start, rec.offset, complete=True)
+    path = rec.close().path
+    web = WebServer(Catalog(tmp_path), Tokens.fresh()).start()
+    try:
+        auth = {"Authorization": f"Bearer {web.tokens.read}"}
+        base = f"/recordings/node09/{urllib.parse.quote(path.name)}"
+        status, body, _ = _get(web, base, **auth)
+        assert status == 200
+        assert f'href="{base}/keys/h"'.encode() in body
+        assert f'href="{base}/keys/h-2"'.encode() in body
+        for name, data in (("h", first), ("h-2", second)):
+            status, got, _ = _get(web, f"{base}/keys/{name}/raw", **auth)
+            assert status == 200
+            assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+        status, body, _ = _get(web, f"{base}/keys/h-2", **auth)
+        assert status == 200
+        assert b"parsed now by solcap.parsers (key &#x27;h&#x27;)" in body, body[:2000]
+    finally:
+        web.stop()
