@@ -638,9 +638,13 @@ def harvest_console(
 
 
 def _segment_entry(segment: Segment) -> dict[str, Any]:
-    """One kept dump as a fleet summary lists it (size and SHA-256 to check a copy against)."""
+    """One kept dump as a fleet summary lists it (size and SHA-256 to check a copy against).
+
+    ``key`` is the key pressed; ``name`` tells repeated presses apart (``q``, ``q-2``) and
+    names the file, so a key pressed twice is two entries, never one overwritten."""
     return {
-        "key": segment.name,
+        "key": segment.key or segment.name,
+        "name": segment.name,
         "bytes": segment.end - segment.start,
         "sha256": segment.sha256,
         "complete": segment.complete,
