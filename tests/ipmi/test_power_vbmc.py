@@ -71,7 +71,10 @@ def serve(grub_timeout: int) -> int:
     from solcap.sim.host import SimConfig, VirtualHost
 
     password = os.environ["IPMI_PASSWORD"]
-    config = SimConfig(fast=True, grub_timeout=grub_timeout)
+    # A GRUB superuser ("user:password") comes in the environment, never in argv.
+    user, _, secret = os.environ.get("SIM_GRUB_SUPERUSER", "").partition(":")
+    grub_password = (user, secret) if user else None
+    config = SimConfig(fast=True, grub_timeout=grub_timeout, grub_password=grub_password)
     with (
         VirtualHost(config) as host,
         VirtualBmc(host.pty_path, _Lagging(host), password=password) as bmc,
@@ -111,8 +114,10 @@ def serve(grub_timeout: int) -> int:
 class HostBehindBmc:
     """The child process: ``port`` of its BMC, ``pty`` of its host, ``state()`` of its host."""
 
-    def __init__(self, grub_timeout: int = 300) -> None:
+    def __init__(self, grub_timeout: int = 300, grub_superuser: str | None = None) -> None:
         env = dict(os.environ, IPMI_PASSWORD=PASSWORD, PYTHONPATH=str(ROOT))
+        if grub_superuser is not None:
+            env["SIM_GRUB_SUPERUSER"] = grub_superuser  # "user:password"; GRUB then asks
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "serve", str(grub_timeout)],
             stdin=subprocess.PIPE,
