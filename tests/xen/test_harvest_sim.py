@@ -214,3 +214,25 @@ def test_a_dump_that_never_goes_quiet_is_kept_incomplete_and_says_why(
         "the line never went quiet for 0.3s within 2s; the dump may go on past this segment"
     )
     assert dumps[0].end > dumps[0].start
+
+
+def test_the_cli_takes_a_repeated_key_and_keeps_both_dumps(tmp_path: Path) -> None:
+    """``--keys h,q,e,q`` is not refused (an operator repeats q to see state change): the CLI
+    harvest through the virtual BMC keeps four dumps, each checked against what was sent."""
+    out = io.StringIO()
+    argv = ["demo", "--keys", "h,q,e,q", "--domus", "2", "--root", str(tmp_path)]
+    status = main(argv, out=out)
+    text = out.getvalue()
+    assert status == 0, text
+    assert text.count("identical to what the host sent") == 4
+    line = next(x for x in text.splitlines() if x.startswith("recording: "))
+    recording = Path(line.removeprefix("recording: "))
+    meta = json.loads((recording / "meta.json").read_text())
+    assert [(s["name"], s["key"]) for s in meta["segments"]] == [
+        ("h", "h"), ("q", "q"), ("e", "e"), ("q-2", "q")
+    ]  # fmt: skip
+    raw = (recording / "console.raw").read_bytes()
+    for segment in meta["segments"]:
+        data = (recording / segment["file"]).read_bytes()
+        assert data == raw[segment["start"] : segment["end"]]
+        assert hashlib.sha256(data).hexdigest() == segment["sha256"]
