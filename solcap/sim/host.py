@@ -52,6 +52,9 @@ FAST_RATE = 2_000_000
 CHUNK_SECONDS = 0.01
 #: GRUB's serial receive FIFO (a 16550's), in bytes.
 GRUB_FIFO_SIZE = 16
+#: Seconds GRUB spends on one key besides sending its answer (poll loop, redraw logic): on a
+#: fast line this, not the line rate, is what a burst of typed bytes outruns.
+GRUB_KEY_SECONDS = 0.002
 #: Xen's default conswitch character (Ctrl-A) and how many in a row switch input.
 CONSWITCH = 0x01
 CONSWITCH_COUNT = 3
@@ -417,6 +420,8 @@ class VirtualHost:
         self._timer_seq = 0
         self._menu: GrubMenu | None = None
         self._grub_clock = 0.0
+        #: Line time at which GRUB has sent all its output so far and reads the next byte.
+        self._grub_busy_until = 0.0
         self._fifo: deque[tuple[int, float]] = deque()
         self._xen: XenHost | None = None
         self._linux_console = False
@@ -637,6 +642,8 @@ class VirtualHost:
             deadline = self._menu.next_deadline()
             if deadline is not None:
                 deadlines.append(deadline)
+            if self._fifo:
+                deadlines.append(self._grub_busy_until)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -652,7 +659,7 @@ class VirtualHost:
                 done.set()
         elif event.kind == "idle":
             if self._state == "grub":
-                self._grub_drain()
+                self._grub_drain(time.monotonic())
         elif event.kind == "input":
             self._input(event.data, event.at)
         elif event.kind == "dom0-exec":
@@ -749,8 +756,9 @@ class VirtualHost:
         )
         self._fifo.clear()
         self._grub_clock = time.monotonic()
+        self._grub_busy_until = self._grub_clock
         self._set_state("grub")
-        self._emit(self._menu.start(self._grub_clock))
+        self._grub_emit(self._menu.start(self._grub_clock), self._grub_clock)
         self._after_grub()
 
     def _grub_time(self, at: float) -> float:
@@ -764,26 +772,44 @@ class VirtualHost:
         deadline = self._menu.next_deadline()
         now = time.monotonic()
         if deadline is not None and deadline <= now:
-            self._emit(self._menu.tick(self._grub_time(now)))
+            when = self._grub_time(now)
+            self._grub_emit(self._menu.tick(when), when)
             self._after_grub()
+        self._grub_drain(now)
+
+    def _grub_emit(self, data: bytes, when: float) -> None:
+        """Queue GRUB's output and note when, in line time, it has all left the line."""
+        if data:
+            start = max(self._grub_busy_until, when)
+            self._grub_busy_until = start + len(data) / self.config.rate
+            self._emit(data)
 
     def _grub_input(self, data: bytes, at: float) -> None:
+        """Bytes that arrived at ``at`` enter the FIFO, or are lost when it is full *then*.
+
+        Whether the FIFO is full is decided in line time (what GRUB had read by ``at``, given
+        how long its answers take on the line), not by how far this process's threads got:
+        on a loaded machine they run late, and paced typing must not turn into lost keys
+        that a real GRUB, unaffected by the typist's load, would have read.
+        """
         for byte in data:
+            self._grub_drain(at)
             if len(self._fifo) < GRUB_FIFO_SIZE:
                 self._fifo.append((byte, at))
             else:
                 with self._cond:
                     self.dropped_input += 1
-        self._grub_drain()
+        self._grub_drain(time.monotonic())
 
-    def _grub_drain(self) -> None:
-        """Hand FIFO bytes to GRUB while its previous output has fully left the line."""
-        assert self._line is not None
+    def _grub_drain(self, now: float) -> None:
+        """Hand GRUB the FIFO bytes it has read by ``now``: one whenever its answer is out."""
         while self._fifo and self._menu is not None and self._state == "grub":
-            if not self._line.idle():
+            if self._grub_busy_until > now:
                 return
             byte, at = self._fifo.popleft()
-            self._emit(self._menu.feed(bytes([byte]), self._grub_time(at)))
+            when = self._grub_time(max(at, self._grub_busy_until))
+            self._grub_busy_until = when + GRUB_KEY_SECONDS
+            self._grub_emit(self._menu.feed(bytes([byte]), when), self._grub_busy_until)
             self._after_grub()
 
     def _after_grub(self) -> None:
