@@ -21,6 +21,8 @@ from tests.ipmi.test_power_vbmc import PASSWORD, HostBehindBmc
 
 pytestmark = pytest.mark.timeout(90)
 
+#: 15 characters and the Enter fill GRUB's 16-byte receive FIFO and no more: typed at once, a
+#: longer secret would overrun it (solcap.sim.host.GRUB_FIFO_SIZE) and never open the editor.
 SECRET = "Pw-" + secrets.token_hex(6)
 
 
