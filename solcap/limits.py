@@ -215,6 +215,16 @@ def _nonempty_path(value: str, what: str) -> Path:
     return Path(os.path.expanduser(value))
 
 
+def existing_path(value: str, what: str) -> Path:
+    """A path that must name something already there (``web --control SOCKET``).
+
+    Refused: an empty path (``Path('')`` is the working directory, which exists, so an
+    empty ``--control`` passed the existence check and failed later as a bad socket) and a
+    NUL byte. Whether it exists is checked by the command, which says what it expected.
+    """
+    return _nonempty_path(value, what)
+
+
 def directory_path(value: str, what: str) -> Path:
     """A directory solcap may create (``--root``, ``--dir``, ``--recordings``, …).
 

@@ -55,6 +55,11 @@ def directory() -> Callable[[str], Path]:
     return _adapt(lambda text: limits.directory_path(text, ""))
 
 
+def existing_path() -> Callable[[str], Path]:
+    """A path option naming something that exists already: not empty, no NUL byte."""
+    return _adapt(lambda text: limits.existing_path(text, ""))
+
+
 def output_file() -> Callable[[str], Path]:
     """A file option solcap will write: not empty, not a directory, its directory exists."""
     return _adapt(lambda text: limits.output_file(text, ""))

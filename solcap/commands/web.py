@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from solcap.commands.argtypes import directory
+from solcap.commands.argtypes import directory, existing_path
 from solcap.errors import ExitStatus, UsageError
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -24,13 +24,17 @@ def add_web_options(parser: argparse.ArgumentParser, *, listen_option: str) -> N
     """Token, TLS and Origin options (the listen option itself is the caller's)."""
     parser.add_argument(
         "--token-file",
-        type=Path,
+        type=existing_path(),
         metavar="FILE",
         help="read the tokens from FILE (0600; lines 'read T' and 'write T'), making it if "
         "absent; the printed URLs then carry no token",
     )
-    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="TLS certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="TLS private key (PEM)")
+    parser.add_argument(
+        "--tls-cert", type=existing_path(), metavar="FILE", help="TLS certificate (PEM)"
+    )
+    parser.add_argument(
+        "--tls-key", type=existing_path(), metavar="FILE", help="TLS private key (PEM)"
+    )
     parser.add_argument(
         "--web-origin",
         action="append",
@@ -54,7 +58,7 @@ def register(sub: Any) -> None:
     )
     web.add_argument(
         "--control",
-        type=Path,
+        type=existing_path(),
         metavar="SOCKET",
         help="control socket of a running 'solcap serve': show its live consoles too",
     )

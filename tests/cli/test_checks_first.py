@@ -193,6 +193,22 @@ def test_web_root_that_cannot_be_a_directory(value: str, refused: Refuse) -> Non
         )
 
 
+@pytest.mark.parametrize("value", ["", " ", "a\0b"])
+def test_web_control_and_tls_files_that_cannot_name_a_file(value: str, refused: Refuse) -> None:
+    """``web --control ''`` passed the existence check (``Path('')`` is ``.``, which exists) and
+    failed later as a bad socket; an empty or NUL path is refused while parsing."""
+    argv = ["web", "--listen", "127.0.0.1:0", "--root", "recs", "--control", value]
+    line = refused(argv, "argument --control")
+    if not value:
+        assert line == (
+            "solcap: error: web: argument --control: an empty path; give a directory or file"
+            " name (see solcap web --help)"
+        )
+    for option in ("--tls-cert", "--tls-key"):
+        argv = ["web", "--listen", "127.0.0.1:0", "--root", "recs", option, value]
+        refused(argv, f"argument {option}")
+
+
 @pytest.mark.parametrize("value", ["", "plain/s.json", "adir", "missing/s.json"])
 def test_summary_is_checked_before_the_fleet_runs(
     value: str, work: Path, refused: Refuse, peers: Peers
