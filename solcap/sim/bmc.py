@@ -90,6 +90,10 @@ class SolQuirks:
     and then the ACK, which counts the half only, is applied to the whole chunk: a partial
     ACK, so the back half goes out once more under the next sequence number. A client that
     took the back half from the retransmission gets it twice.
+    ``early_once``: the first SOL packet of an activation goes out before the Activate reply
+    and is never retransmitted (a BMC streaming the moment it activates, whose retries of
+    that packet all fall before the client listens): a client that reads it and drops it
+    unACKed, waiting for a retransmission, never gets it and the stream stalls.
     """
 
     def __init__(
@@ -100,7 +104,9 @@ class SolQuirks:
         nack_every_other: bool = False,
         activate_busy_once: bool = False,
         late_ack: bool = False,
+        early_once: bool = False,
     ) -> None:
+        self.early_once = early_once
         self.retransmit_extra = retransmit_extra
         self.late_ack = late_ack
         self.accept_at_most = accept_at_most
@@ -362,6 +368,7 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
         self.resume_at = 0.0
         self.whole = b""  # retransmit_extra: the full chunk to send once the half is ACKed
         self.nacked_last = False  # nack_every_other: whether the last new packet was refused
+        self.no_retransmit = False  # early_once: the packet in flight is never sent again
 
     @property
     def owner_id(self) -> bytes:
@@ -379,7 +386,7 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
         if not self.activated:
             return
         if self.awaitingack:
-            if now - self.sent_at < SOL_RETRY_INTERVAL:
+            if now - self.sent_at < SOL_RETRY_INTERVAL or self.no_retransmit:
                 return
             self.retries += 1
             if self.retries > SOL_RETRIES:
@@ -449,6 +456,7 @@ class _SolConsole(pyghmi_console.ServerConsole):  # type: ignore[misc]
                 return
         if ackseq and self.awaitingack and ackseq == self.myseq:
             self.awaitingack = False
+            self.no_retransmit = False
             rest = self.inflight[accepted:] if accepted < len(self.inflight) else b""
             self.inflight = b""
             if rest:
@@ -779,6 +787,9 @@ class VirtualBmc(pyghmi_bmc.Bmc):  # type: ignore[misc]
         if self.sol is None:  # else the holder asked again (a retransmitted or duplicated request)
             self.activated = True
             self.sol = _SolConsole(self, session)
+            if self.quirks.early_once:
+                self.sol.service(time.monotonic())
+                self.sol.no_retransmit = self.sol.awaitingack
         port = [self.port & 0xFF, self.port >> 8]
         size = [SOL_CHUNK, 0]
         session.send_ipmi_response(data=[0, 0, 0, 0, *size, *size, *port, 0xFF, 0xFF])
@@ -927,6 +938,11 @@ def main(argv: list[str] | None = None) -> int:
         help="answer a session's first Activate Payload 0x80 after activating it",
     )
     parser.add_argument(
+        "--early-once",
+        action="store_true",
+        help="send the first SOL packet before the Activate reply, and never again",
+    )
+    parser.add_argument(
         "--break-log",
         metavar="FILE",
         help="append a line to FILE for each BREAK a client sends (a pty cannot carry one)",
@@ -954,6 +970,7 @@ def main(argv: list[str] | None = None) -> int:
         nack_every_other=args.nack_every_other,
         activate_busy_once=args.activate_busy_once,
         late_ack=args.late_ack,
+        early_once=args.early_once,
     )
     if args.break_log:
         bmc.on_break = _break_logger(args.break_log)
