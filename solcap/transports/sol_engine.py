@@ -149,11 +149,14 @@ class RmcpPlusCodec:
         msg += self._auth(bytes(msg[4:]))
         return bytes(msg)
 
-    def open(self, packet: bytes) -> tuple[int, bytes] | None:
+    def open(self, packet: bytes, *, replay_check: bool = True) -> tuple[int, bytes] | None:
         """(payload type, payload) of an authentic packet for this session, else None.
 
         Dropped like pyghmi drops them: unauthenticated, wrong session, a sequence number
-        below the last one seen (a replay), a malformed length or padding.
+        below the last one seen (a replay), a malformed length or padding. ``replay_check``
+        False: a packet pyghmi read from this session's socket before the engine had it (the
+        hand-over): it may be older than a reply pyghmi processed after it, and it is no
+        replay; the SOL channel's sequence rules drop it if its data was seen already.
         """
         alen = self._auth_len
         if len(packet) < 16 + 2 + alen or packet[4] != _AUTH_RMCPPLUS:
@@ -166,8 +169,10 @@ class RmcpPlusCodec:
         (seq,) = struct.unpack_from("<I", packet, 10)
         last = self.remote_seq
         if last is not None and seq < last and last != 0xFFFFFFFF:
-            return None
-        self.remote_seq = seq
+            if replay_check:
+                return None
+        else:
+            self.remote_seq = seq
         size = packet[14] | packet[15] << 8
         payload = packet[16 : 16 + size]
         if len(payload) != size:
@@ -404,6 +409,9 @@ class EngineSession:
         self.owner_interval = owner_interval
         self.next_owner_check = time.monotonic() + owner_interval if owner_interval else 0.0
         self.rqseq = rqseq
+        #: Packets for this session that pyghmi read before the engine served its socket (the
+        #: hand-over): processed, in order, before the socket is read.
+        self.held: list[bytes] = []
         self._timer_gen = 0
         self._armed = float("inf")
         self._engine: SolEngine | None = None
@@ -478,8 +486,13 @@ class SolEngine:
             session.sock.setblocking(False)
             self._sel.register(session.sock, selectors.EVENT_READ, session)
             self.sessions.add(session)
+            now = time.monotonic()
+            held, session.held = session.held, []
+            for packet in held:
+                if not self._packet(session, packet, now, held=True):
+                    return
             self._arm(session)
-            self._serve(session, time.monotonic())
+            self._serve(session, now)
 
         self._call(add)
 
@@ -496,6 +509,21 @@ class SolEngine:
             return True
         self._call(remove)
         return done.wait(timeout)
+
+    def inject(self, session: EngineSession, packet: bytes) -> None:
+        """A packet of ``session`` read by someone else (pyghmi's I/O thread, after the
+        hand-over): processed in the engine thread as if read from the socket. pyghmi may
+        process it long after it came (its pump idles once it serves no console), so the
+        replay check stays: a copy older than what the engine has seen since is dropped
+        (never ACKed, so it was retransmitted), never taken for new data."""
+
+        def inject() -> None:
+            if session in self.sessions:
+                self._packet(session, packet, time.monotonic())
+                if session.ended is None:
+                    self._arm(session)
+
+        self._call(inject)
 
     def poke(self, session: EngineSession) -> None:
         """``session`` has output queued: serve it on the next turn."""
@@ -566,8 +594,6 @@ class SolEngine:
 
     def _readable(self, session: EngineSession) -> None:
         sock = session.sock
-        codec = session.codec
-        channel = session.channel
         peer = session.peer
         now = time.monotonic()
         while True:
@@ -580,32 +606,49 @@ class SolEngine:
                 return
             if source != peer:
                 continue
-            opened = codec.open(packet)
-            if opened is None:
-                continue
-            if opened[0] == PAYLOAD_IPMI:
-                self._ipmi_reply(session, opened[1])
-                if session.ended is not None:
-                    return
-                continue
-            if opened[0] != PAYLOAD_SOL:
-                continue
-            session.packets_in += 1
-            with session.lock:
-                fresh, out = channel.got(opened[1], now)
-            self._send(session, out)
-            if fresh:
-                session.bytes_in += len(fresh)
-                try:
-                    session.sink(fresh)
-                except Exception as exc:  # one session's sink must not stop the others
-                    log.exception("%s: sink failed", session.name)
-                    self._end(session, f"sink failed: {exc}")
-                    return
-            if channel.closed_reason is not None:
-                self._end(session, channel.closed_reason)
+            if not self._packet(session, packet, now):
                 return
         self._arm(session)
+
+    def _packet(
+        self, session: EngineSession, packet: bytes, now: float, *, held: bool = False
+    ) -> bool:
+        """One received packet: opened, ACKed, its new bytes to the sink; False once the
+        session has ended.
+
+        ``held``: read by pyghmi before the hand-over (:attr:`EngineSession.held`), so no
+        replay check (a reply pyghmi processed after it has a higher sequence number), and
+        one saying "deactivated" is skipped: that is the BMC's notice about an earlier
+        activation of this session that the client deactivated and redid (an Activate
+        answered busy for our own session); a real deactivation is still seen (the owner
+        check, the BMC stops ACKing)."""
+        opened = session.codec.open(packet, replay_check=not held)
+        if opened is None:
+            return True
+        if opened[0] == PAYLOAD_IPMI:
+            self._ipmi_reply(session, opened[1])
+            return session.ended is None
+        if opened[0] != PAYLOAD_SOL:
+            return True
+        if held and len(opened[1]) >= 4 and opened[1][3] & _STATUS_DEACTIVATED:
+            return True
+        channel = session.channel
+        session.packets_in += 1
+        with session.lock:
+            fresh, out = channel.got(opened[1], now)
+        self._send(session, out)
+        if fresh:
+            session.bytes_in += len(fresh)
+            try:
+                session.sink(fresh)
+            except Exception as exc:  # one session's sink must not stop the others
+                log.exception("%s: sink failed", session.name)
+                self._end(session, f"sink failed: {exc}")
+                return False
+        if channel.closed_reason is not None:
+            self._end(session, channel.closed_reason)
+            return False
+        return True
 
     def _ipmi_reply(self, session: EngineSession, payload: bytes) -> None:
         """The answer to the owner check: someone else holding SOL ends this session."""

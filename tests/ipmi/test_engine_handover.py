@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
-from tests.ipmi.conftest import PASSWORD, USER, PtyPair
+from tests.ipmi.conftest import PASSWORD, USER, PtyPair, vbmc_running
 from tests.ipmi.ipmisim import IpmiSim
 
 pytestmark = pytest.mark.timeout(90)
@@ -76,7 +76,7 @@ def _check_slice(got: bytes, what: str) -> None:
         )
 
 
-def _session(target: IpmiTarget, host: Host, what: str) -> None:
+def _session(target: IpmiTarget, host: Host, what: str) -> bytes:
     got = bytearray()
     lock = threading.Lock()
 
@@ -93,6 +93,16 @@ def _session(target: IpmiTarget, host: Host, what: str) -> None:
             time.sleep(0.05)
     with lock:
         _check_slice(bytes(got), what)
+        return bytes(got)
+
+
+def _pty_writer(pty: PtyPair) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(pty.master, view) :]
+
+    return write
 
 
 def test_take_over_from_pyghmi_while_the_virtual_bmc_streams(
@@ -100,13 +110,7 @@ def test_take_over_from_pyghmi_while_the_virtual_bmc_streams(
 ) -> None:
     port, pty = vbmc_process
     target = IpmiTarget("127.0.0.1", USER, port)
-
-    def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(pty.master, view) :]
-
-    with Host(write) as host:
+    with Host(_pty_writer(pty)) as host:
         time.sleep(0.3)  # output is flowing before the first activation
         for i in range(SESSIONS):
             _session(target, host, f"virtual BMC session {i}")
@@ -119,3 +123,21 @@ def test_take_over_from_pyghmi_while_ipmi_sim_streams(ipmi_sim: IpmiSim) -> None
         time.sleep(0.3)
         for i in range(SESSIONS):
             _session(ipmi_sim.target(), host, f"ipmi_sim session {i}")
+
+
+def test_a_sol_packet_that_came_before_the_activate_reply_reaches_the_recording(
+    pty_pair: PtyPair,
+) -> None:
+    """The BMC sends its first SOL packet before it answers Activate Payload and never sends
+    it again (``--early-once``): pyghmi's I/O thread reads it while pyghmi still owns the
+    session. It must reach the engine, in order, not be dropped waiting for a retransmission
+    that does not come. The first session starts at the stream's first byte: the virtual
+    BMC buffered everything the host wrote before it."""
+    with vbmc_running(pty_pair.path, "--early-once") as port:
+        target = IpmiTarget("127.0.0.1", USER, port)
+        with Host(_pty_writer(pty_pair)) as host:
+            time.sleep(0.3)
+            got = _session(target, host, "first session")
+            assert got[: 20 * RECORD] == _records(0, 20)
+            for i in range(1, SESSIONS):
+                _session(target, host, f"session {i}")

@@ -6,8 +6,12 @@ moment the BMC has activated the payload, in pyghmi's pump thread, :func:`take_o
 the session's SOL data path into a :class:`~solcap.transports.sol_engine.SolEngine`:
 
 * its SOL handler and keepalives are unregistered and its socket leaves pyghmi's socket list,
-  so pyghmi's I/O thread stops reading it (a packet it still read meanwhile is dropped
-  unACKed, and the BMC retransmits it: nothing is lost);
+  so pyghmi's I/O thread stops reading it;
+* a SOL packet pyghmi's I/O thread read anyway (one the BMC sent before or with its Activate
+  reply, or one read just as the socket left the list) is not dropped: :func:`catch_sol`
+  keeps those read before the hand-over and the engine processes them first, in order, and
+  any read after it goes to the engine too (:meth:`SolEngine.inject`). Dropping one unACKed
+  left its bytes to the BMC's retransmission, which a BMC does only so often;
 * its keys (K1, the AES key from K2), session IDs and sequence numbers go into a
   :class:`~solcap.transports.sol_engine.RmcpPlusCodec`, its SOL state into a
   :class:`~solcap.transports.sol_engine.SolChannel`.
@@ -107,6 +111,14 @@ def _leave_pyghmi(sock: Any) -> None:
             first.sendto(b"\x01", (pyghmi_session.myself, first.getsockname()[1]))
 
 
+def catch_sol(console: SolConsole) -> None:
+    """Before activation (pump thread): SOL packets no handler takes are kept, not dropped,
+    in ``console.held_sol``; :func:`take_over` hands them to the engine."""
+    held: list[bytes] = []
+    console.held_sol = held
+    console.ipmi_session.sol_catcher = held.append
+
+
 @dataclasses.dataclass
 class Handover:
     """What :func:`take_over` took from pyghmi, so :func:`give_back` can return it."""
@@ -121,8 +133,12 @@ def take_over(
     sink: Sink,
     on_end: Callable[[EngineSession, str], None],
     name: str,
+    engine: SolEngine,
 ) -> Handover:
-    """Pump thread: move ``console``'s active session from pyghmi into an engine session."""
+    """Pump thread: move ``console``'s active session from pyghmi into ``engine``.
+
+    The packets :func:`catch_sol` kept are processed by the engine before it reads the
+    socket, and SOL packets pyghmi still reads go to the engine from now on."""
     sess = console.ipmi_session
     sess.sol_handler = None
     sess.unregister_keepalive(console.keepaliveid)
@@ -145,6 +161,26 @@ def take_over(
         name=name,
         rqseq=int(getattr(sess, "seqlun", 0)),
     )
+    held = console.held_sol
+    if held is not None:
+        # Read by pyghmi's I/O thread but not processed yet: ours go first, in order.
+        # The I/O thread may append meanwhile: take only what is there, leave the rest.
+        queue = sess.pktqueue
+        keep = []
+        for _ in range(len(queue)):
+            entry = queue.popleft()
+            if sess.own_sol_packet(entry[0], entry[1]):
+                held.append(bytes(entry[0]))
+            else:
+                keep.append(entry)
+        queue.extendleft(reversed(keep))
+    if held:
+        session.held = list(held)
+        held.clear()
+    console.held_sol = None
+    # Same thread as pyghmi's packet processing: nothing is processed between these lines.
+    sess.sol_catcher = lambda packet: engine.inject(session, packet)
+    engine.add(session)
     return Handover(console, session, saved)
 
 
@@ -152,6 +188,7 @@ def give_back(handover: Handover, ended: str | None) -> None:
     """Pump thread: the session returns to pyghmi, which then deactivates and logs out."""
     console, session = handover.console, handover.session
     sess = console.ipmi_session
+    sess.sol_catcher = None
     sess.sequencenumber = session.codec.seq
     sess.remseqnumber = session.codec.remote_seq
     sess.seqlun = (session.rqseq + 1) & 0x3F

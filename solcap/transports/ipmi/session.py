@@ -82,6 +82,9 @@ class OwnSession(pyghmi_session.Session):  # type: ignore[misc]
         self.heard: float | None = None
         #: How many RAKP answers came too late for their wait (see :meth:`_timedout`).
         self.slow_rakps = 0
+        #: Where SOL packets go that no SOL handler takes (set for the SOL engine's hand-over,
+        #: :mod:`solcap.transports.ipmi.engine`): kept raw, never ACKed nor dropped by pyghmi.
+        self.sol_catcher: Callable[[bytes], None] | None = None
         super().__init__(bmc, userid, password, port=port, kg=kg, onlogon=onlogon)
 
     def _initsession(self) -> None:
@@ -98,8 +101,26 @@ class OwnSession(pyghmi_session.Session):  # type: ignore[misc]
         # failure rate of a healthy BMC far below that of a dead one.
         self.maxtimeout = max(getattr(self, "maxtimeout", 0), LOGIN_SENDS)
 
+    def own_sol_packet(self, data: Any, sockaddr: Any = None) -> bool:
+        """Whether ``data`` (raw, as read) is an RMCP+ SOL packet for this session."""
+        return (
+            len(data) > 10
+            and data[4] == 6  # RMCP+
+            and data[5] & 0x3F == 1  # SOL
+            and bytes(data[6:10]) == struct.pack("<I", self.localsid)
+            and (self.sockaddr is None or sockaddr is None or sockaddr == self.sockaddr)
+        )
+
     def _handle_ipmi_packet(self, data: Any, sockaddr: Any = None, qent: Any = None) -> Any:
         self.heard = time.monotonic()
+        catcher = self.sol_catcher
+        if catcher is not None and self.sol_handler is None and self.own_sol_packet(data, sockaddr):
+            # A SOL packet read by pyghmi's I/O thread around the hand-over (the BMC may send
+            # the first one before its Activate reply, or pyghmi may still read the socket
+            # just after it left the list): pyghmi would drop it unACKed and only a
+            # retransmission would bring its bytes. The engine gets it as it came.
+            catcher(bytes(data))
+            return None
         return super()._handle_ipmi_packet(data, sockaddr, qent)
 
     def _timedout(self) -> Any:

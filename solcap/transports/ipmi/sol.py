@@ -84,6 +84,8 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         self.resume_at = 0.0
         self.maxoutcount = 1
         self.stole = False
+        #: SOL packets read before the SOL engine took the session over (engine.catch_sol).
+        self.held_sol: list[bytes] | None = None
         self.force_session = False
         self.liveness = Liveness()
         self.last_heard = time.monotonic()
@@ -106,6 +108,7 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
 
     def _activate(self) -> None:
         sess = self.ipmi_session
+        self._forget_held()
         response = sess.raw_command(netfn=0x6, command=0x48, data=(1, 1, 0xC0, 0, 0, 0))
         code = response.get("code", 0) if isinstance(response, dict) else 0
         if code == 0x80 and not self.force_session and self._we_hold_payload():
@@ -113,6 +116,7 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
             # twice: many BMCs answer the repeat with "active in another session". Release
             # our instance and activate again to get the reply (payload sizes, port).
             sess.raw_command(netfn=0x6, command=0x49, data=(1, 1, 0, 0, 0, 0))
+            self._forget_held()
             response = sess.raw_command(netfn=0x6, command=0x48, data=(1, 1, 0xC0, 0, 0, 0))
             code = response.get("code", 0) if isinstance(response, dict) else 0
         if code == 0x80 and self.force_session and not self.retriedpayload:
@@ -120,6 +124,7 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
             sess.raw_command(netfn=0x6, command=0x49, data=(1, 1, 0, 0, 0, 0))
             self.stole = True
             self.on_event("info", "deactivated another client's SOL session (--steal)")
+            self._forget_held()
             response = sess.raw_command(netfn=0x6, command=0x48, data=(1, 1, 0xC0, 0, 0, 0))
             code = response.get("code", 0)
         codes = {
@@ -149,6 +154,12 @@ class SolConsole(pyghmi_console.Console):  # type: ignore[misc]
         self.connected = True
         suite = sess.negotiated_suite
         self.on_event("active", f"SOL active, cipher suite {suite}")
+
+    def _forget_held(self) -> None:
+        """Before an Activate request: SOL packets kept so far belong to no activation the
+        SOL engine will serve (engine.catch_sol)."""
+        if self.held_sol is not None:
+            self.held_sol.clear()
 
     def _print_error(self, error: Any, cause: str = "lost") -> None:
         """Break the console once; ``cause`` is "lost", "deactivated" or "error" (login)."""

@@ -114,6 +114,8 @@ class IpmiSolTransport(Transport):
             )
             if self._liveness is not None:
                 console.liveness = self._liveness
+            if self._engine is not None:
+                handover.catch_sol(console)
             pump = self._pump
             console.on_pending = lambda: pump.kick(console)
             pump.consoles.add(console)
@@ -218,9 +220,14 @@ class IpmiSolTransport(Transport):
         self._pump.consoles.discard(console)
         engine = self._engine
         assert engine is not None
-        done = handover.take_over(console, self._sink or self._on_data, self._engine_end, self.name)
+        done = handover.take_over(
+            console,
+            self._sink or self._on_data,
+            self._engine_end,
+            self.name,
+            engine,
+        )
         self._handover = done
-        engine.add(done.session)
 
     def _console_of_this_attempt(self) -> SolConsole:
         for console in list(self._pump.consoles):
