@@ -2,8 +2,9 @@
 
 When the payload becomes active, :func:`solcap.transports.ipmi.engine.take_over` moves the
 session into a fresh :class:`~solcap.transports.sol_engine.SolChannel` (``remseq = 0``). A
-packet pyghmi read meanwhile is dropped unACKed and retransmitted by the BMC; one it had
-delivered and ACKed would be delivered again by the fresh channel. The host here writes a
+SOL packet pyghmi's I/O thread read around it is handed to the engine, in order (a BMC that
+never resends it must not stall the stream: ``--early-once``); one pyghmi had delivered and
+ACKed would be delivered again by the fresh channel. The host here writes a
 stream of numbered records without pause, before, during and after each activation, so the
 first packets race the hand-over; what each session delivered must be exactly one contiguous
 slice of the stream (SHA-256), from the first record it saw to the last.
