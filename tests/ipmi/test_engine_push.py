@@ -50,6 +50,41 @@ def test_the_recording_is_fed_in_the_engine_thread(
     assert summary.sha256 == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize(("env", "engine_path"), [(None, True), ("0", False)])
+def test_solcap_sol_engine_0_keeps_new_sessions_on_pyghmis_path(
+    vbmc_process: tuple[int, PtyPair],
+    tmp_path: os.PathLike[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: str | None,
+    engine_path: bool,
+) -> None:
+    """``SOLCAP_SOL_ENGINE=0`` (docs/ipmi.md): a session opened without ``engine=`` runs on
+    pyghmi's pump (nothing reaches the sink from the engine's thread); unset, on the
+    engine. Byte-exact either way."""
+    if env is None:
+        monkeypatch.delenv("SOLCAP_SOL_ENGINE", raising=False)
+    else:
+        monkeypatch.setenv("SOLCAP_SOL_ENGINE", env)
+    port, pty = vbmc_process
+    data = _stream(8000)
+    threads: set[str] = set()
+    rec = Recording("vbmc", root=tmp_path)
+
+    def sink(chunk: bytes) -> None:
+        threads.add(threading.current_thread().name)
+        rec.feed(chunk)
+
+    tr = IpmiSolTransport(IpmiTarget("127.0.0.1", USER, port), PASSWORD)
+    with Console(tr, sink=sink) as con:
+        os.write(pty.master, data)
+        con.wait_for_bytes(len(data), timeout=30)
+    summary = rec.close()
+    assert threads, "nothing reached the sink"
+    # The engine's thread feeds the sink on its path and never on pyghmi's.
+    assert (threads == {shared_engine().thread.name}) is engine_path, threads
+    assert summary.sha256 == hashlib.sha256(data).hexdigest()
+
+
 def test_bytes_that_came_before_the_console_are_pushed_first(ipmi_sim: Sim) -> None:
     """Bytes buffered between activation and push_to go out first, then the pushed ones."""
     first, second = b"before-the-console|", bytes(range(256)) * 16
