@@ -10,6 +10,9 @@ sentence is out of date.
 - ipmi_sim's grown resend crossing the ACK of the first copy (the virtual BMC's
   ``--late-ack``): ipmitool takes the extra bytes from the resend and then the rest sent again
   under the next sequence number, so it prints them twice (docs/ipmi.md, SOL quirks).
+- A BMC names its own port in the Activate Payload reply, and ipmitool refuses a session whose
+  port differs from the one it dialled: behind a port-changing proxy it cannot activate SOL
+  (docs/ipmi.md; why the fault proxy keeps the port, docs/resilience.md).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 import pytest
 
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults, proxy_address
-from tests.ipmi.conftest import USER, PtyPair, ipmi_env, need, vbmc_running
+from tests.ipmi.conftest import USER, PtyPair, free_udp_port, ipmi_env, need, vbmc_running
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -112,3 +115,29 @@ def test_ipmitool_prints_the_rest_of_a_late_acked_packet_twice(pty_pair: PtyPair
         got = ipmitool_output("127.0.0.1", port, pty_pair, data)
     assert is_subsequence(data, got)  # nothing lost ...
     assert len(got) > len(data)  # ... but the back half of packets printed twice
+
+
+def test_ipmitool_refuses_sol_behind_a_proxy_that_changes_the_port(pty_pair: PtyPair) -> None:
+    other = free_udp_port()
+    with vbmc_running(pty_pair.path) as port:
+        assert other != port
+        with FaultProxy(
+            ("127.0.0.2", other),
+            ("127.0.0.1", port),
+            seed=1,
+            to_server=Faults(),
+            to_client=Faults(),
+        ) as proxy:
+            master, slave = os.openpty()
+            try:
+                argv = [need("ipmitool"), "-I", "lanplus", "-H", "127.0.0.2", "-p", str(other)]
+                argv += ["-U", USER, "-E", "sol", "activate"]
+                result = subprocess.run(
+                    argv, stdin=slave, capture_output=True, env=ipmi_env(), timeout=40
+                )
+            finally:
+                os.close(slave)
+                os.close(master)
+            assert proxy.stats[Direction.TO_CLIENT].received > 0  # the BMC did answer
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr == b"Error: BMC requests SOL session on different port\n"
