@@ -138,6 +138,22 @@ def _cause(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _open_keeping_input(port: serial.Serial) -> None:
+    """``port.open()`` without the ``reset_input_buffer()`` pyserial ends every open with.
+
+    That "clean start" throws away what the host printed just before we connected: on a
+    device the kernel's input queue, on ``rfc2217://`` the server's (ser2net flushes the device
+    on the purge request), on ``socket://`` whatever already arrived. A console recorder's
+    first bytes are often the panic that made someone connect, so nothing is discarded. The
+    no-op lives on this one object for the length of the call and never on the class.
+    """
+    port.reset_input_buffer = lambda: None  # type: ignore[method-assign]
+    try:
+        port.open()
+    finally:
+        del port.reset_input_buffer
+
+
 class SerialTransport(Transport):
     """A console on a serial device or a pyserial URL.
 
@@ -177,7 +193,7 @@ class SerialTransport(Transport):
         if spy_output is not None and formatter is not None:
             formatter.output = spy_output  # spy://: our 0600 file, not one pyserial opens
         try:
-            port.open()
+            _open_keeping_input(port)
         except (serial.SerialException, OSError) as exc:
             raise ConnectError(self.name, f"cannot open serial port: {_cause(exc)}") from exc
         except ValueError as exc:  # e.g. a bad host:port in socket:// or rfc2217://

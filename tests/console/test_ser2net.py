@@ -143,3 +143,20 @@ def test_ser2net_listens_on_loopback_only(
     _host, _urls, pid = ser2net
     # 0100007F is 127.0.0.1 as /proc/net/tcp shows it; nothing on 0.0.0.0 or ::.
     assert {address for address, _port in _listening(pid)} == {"0100007F"}
+
+
+@pytest.mark.parametrize("scheme", ["socket", "rfc2217"])
+def test_what_the_host_printed_before_the_connection_is_not_thrown_away(
+    ser2net: tuple[VirtualHost, dict[str, str], int], scheme: str
+) -> None:
+    """pyserial's ``open()`` ends with ``reset_input_buffer()``: for ``rfc2217://`` a purge
+    request, on which ser2net flushes the device's input (the panic the host printed just
+    before we connected); for ``socket://`` whatever already arrived is read and dropped.
+    solcap opens without it, so the bytes waiting on the line are the first it records."""
+    host, urls, _pid = ser2net
+    marker = b"(XEN) printed before anyone connected " + scheme.encode() + b"\r\n"
+    host.inject(marker)
+    assert host.wait_idle(10), "the host did not finish writing the marker"
+    with Console(open_transport(urls[scheme]), host="early") as con:
+        got = con.expect([re.compile(re.escape(marker))], timeout=20)
+        assert got.before == b""
