@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.ipmi.conftest import PASSWORD
-from tests.ipmi.ipmisim import IpmiSim
+from tests.ipmi.ipmisim import IpmiSim, XenResponder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,4 +124,52 @@ def test_a_step_waiting_through_a_bmc_loss_fails_at_its_own_timeout(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        sim.close()
+
+
+def test_a_harvest_key_pressed_as_the_bmc_goes_away_fails_as_no_output(tmp_path: Path) -> None:
+    """With ``--start-timeout 3`` (below the ~12 s it takes to notice a dead BMC) a key that
+    reached the host as its BMC went away fails as "no output", even though the host answers
+    it once the console is back: the dump is incomplete, the host ``failed``, exit 3."""
+    sim = IpmiSim(tmp_path)
+    sim.start()
+    host = XenResponder(sim, hold="h").start()
+    inv = _inventory(tmp_path, sim)
+    root = tmp_path / "rec"
+    argv = ["harvest", "--inventory", str(inv), "--keys", "h", "--root", str(root)]
+    proc = _solcap(*argv, "--start-timeout", "3", "--progress", "plain")
+    try:
+        assert host.held.wait(30), "the harvest never pressed h on Xen"
+        sim.kill()  # the key reached the host; its answer has no BMC to go through
+        _wait_event(root, "disconnected", proc, 25)
+        sim.start()  # the BMC is back: the console reconnects and the harvest can finish
+        _wait_event(root, "reconnected", proc, 20)
+        host.release()  # the host answers h now, on the new session: too late for the key
+        status = proc.wait(30)
+        out, err = (s.decode() for s in proc.communicate(10))
+        reason = "no output within 3s (key lost, input not on Xen, or no handler for it)"
+        assert status == 3, (status, out, err)  # fleet.md: none ok
+        assert "simhost  failed" in out and f"incomplete: h ({reason})" in out, out
+        events = _events(root)
+        kinds = [e.get("event") for e in events]
+        segment = next(e for e in events if e.get("event") == "segment")
+        assert segment["key"] == "h" and segment["complete"] is False, segment
+        assert segment["reason"] == reason, segment
+        assert segment["start"] == segment["end"], segment
+        # It failed at its own timeout, before the loss was even noticed, not after it.
+        assert kinds.index("segment") < kinds.index("disconnected"), kinds
+        assert next(root.rglob("keys/h.txt")).read_bytes() == b""
+        summary = json.loads(next(root.rglob("summary.json")).read_text())
+        assert [h["outcome"] for h in summary["hosts"]] == ["failed"], summary
+        assert summary["totals"]["exit_status"] == 3, summary["totals"]
+        # Every byte before the loss is kept (Xen's banner) and the gap is recorded after it.
+        raw = next(root.rglob("console.raw")).read_bytes()
+        banner = host.xen.switch_banner(True)
+        gap = next(e for e in events if e.get("event") == "gap")
+        assert raw[: len(banner)] == banner and gap["offset"] == len(banner), (gap, raw)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        host.stop()
         sim.close()
