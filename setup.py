@@ -2,7 +2,7 @@
 
 Operators edit and read these directories at the top of a checkout, so that is where they live.
 A wheel can only carry files inside a package, so the build copies them to
-``solcap/_shipped/<dir>/``, where :mod:`solcap.shipped` finds them with importlib.resources.
+``solcap/_shipped/<dir>/``, where :mod:`solcap.config.shipped` finds them with importlib.resources.
 Everything else about the package is declared in pyproject.toml.
 """
 

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/capture_micro.py [--mib 64] [--chunk 255] [--paced]``
 
 Feeds real GRUB/Xen/Dom0 console bytes (``/work/shared/samples``, repeated) in SOL-sized
-chunks (≤ 255 bytes) into a :class:`solcap.capture.Recording` in a temporary directory and
+chunks (≤ 255 bytes) into a :class:`solcap.capture.recording.Recording` in a temporary directory and
 prints the process CPU time (user + system, so syscalls count) per chunk, the throughput, and
 how many file descriptors one open recording holds. At the end it checks that
 ``console.raw`` is byte-exact, so a faster recorder cannot win by dropping bytes.
@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from solcap import capture  # noqa: E402  (after the path fix, so the checkout is measured)
+from solcap.capture import recording as capture  # noqa: E402  (after the path fix, so the checkout is measured)
 
 SAMPLES = Path("/work/shared/samples")
 SOL_CHUNKS_PER_SECOND = 45.0  # 115200 baud ≈ 11520 B/s ÷ 255 B

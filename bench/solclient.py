@@ -10,9 +10,9 @@
 benchmark measures solcap as shipped; ``--pyghmi-fix`` shows what the fix would change).
 
 For each URL it opens SOL exactly as solcap's commands do (:func:`solcap.transports.ipmi.open_ipmi`
-with a 0600 password file), puts a :class:`solcap.console.Console` on it whose sink is a
-:class:`solcap.capture.Recording` on disk, and reports ``{"ready": ...}`` (RSS before and after
-opening, idle CPU). It then waits for ``go`` on stdin and either captures ``size`` bytes per
+with a 0600 password file), puts a :class:`solcap.console.core.Console` on it whose sink is a
+:class:`solcap.capture.recording.Recording` on disk, and reports ``{"ready": ...}`` (RSS before and
+after opening, idle CPU). It then waits for ``go`` on stdin and either captures ``size`` bytes per
 session (stream) or types ``keys`` single keystrokes and times each echo (latency), and prints
 the result as one JSON line. Byte counts and SHA-256 come from the recording's ``console.raw``.
 """
@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from solcap.capture import Recording
-from solcap.console import Console
-from solcap.credentials import password_source
+from solcap.capture.recording import Recording
+from solcap.config.credentials import password_source
+from solcap.console.core import Console
 from solcap.transports.ipmi import open_ipmi
 
 

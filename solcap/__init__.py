@@ -7,7 +7,7 @@ The Python API (see docs/api.md)::
         con.xen.switch_input("xen")
         con.xen.debug_key("q")
 
-``solcap.fleet`` runs jobs over many hosts; ``solcap.grub`` edits boot lines.
+``solcap.orchestration.fleet`` runs jobs over many hosts; ``solcap.grub`` edits boot lines.
 """
 
 from __future__ import annotations
@@ -22,14 +22,26 @@ if TYPE_CHECKING:
 __all__ = ["__version__", "open_console"]
 
 
+#: The sub-modules ``solcap`` hands out as attributes, by where they live in the tree.
+_SUBMODULES = {
+    "fleet": "solcap.orchestration.fleet",
+    "grub": "solcap.grub",
+    "lab": "solcap.testing.lab",
+    "profiles": "solcap.boot.profiles",
+    "runbook": "solcap.orchestration.runbook",
+    "inventory": "solcap.inventory",
+    "parsers": "solcap.xen.parsers",
+}
+
+
 def __getattr__(name: str) -> Any:
     # Imported lazily so `import solcap` stays cheap and free of pyghmi/paramiko.
     if name == "open_console":
         from solcap.api import open_console
 
         return open_console
-    if name in ("fleet", "grub", "lab", "profiles", "runbook", "inventory", "parsers"):
+    if name in _SUBMODULES:
         import importlib
 
-        return importlib.import_module(f"solcap.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'solcap' has no attribute {name!r}")

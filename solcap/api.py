@@ -10,9 +10,9 @@
 
 Everything the console prints goes to a private recording (``recordings/<host>/…``) from the
 first byte, exactly as the CLI does it; closing the console closes the recording. The objects
-returned are the library's own (:class:`~solcap.console.Console`,
-:class:`~solcap.xen.XenConsole`, :class:`~solcap.capture.Recording`), so everything documented
-for them applies.
+returned are the library's own (:class:`~solcap.console.core.Console`,
+:class:`~solcap.xen.console.XenConsole`, :class:`~solcap.capture.recording.Recording`), so
+everything documented for them applies.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.connect import ConsoleSpec, RecordedConsole
 from solcap.connect import open_console as _open_spec
 from solcap.transports.serialport import LineSettings

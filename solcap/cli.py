@@ -1,7 +1,7 @@
 """The ``solcap`` command: parse arguments, call the library, map errors to exit codes.
 
-Kept thin on purpose: everything here is also reachable from Python (``solcap.capture``,
-``solcap.console``, ``solcap.harvest``). Expected failures print one line and exit non-zero
+Kept thin on purpose: everything here is also reachable from Python (``solcap.capture.recording``,
+``solcap.console.core``, ``solcap.xen.harvest``). Expected failures print one line and exit non-zero
 (see docs/errors.md); only a bug in solcap shows a traceback.
 """
 

@@ -4,14 +4,15 @@ Every command, the Python API, the runbook runner and the fleet open their conso
 they all behave alike:
 
 * **Credentials** are resolved in this module and nowhere else: a spec holds *references* (a
-  :class:`~solcap.credentials.PasswordSource` for a command line — ``--password-file``,
+  :class:`~solcap.config.credentials.PasswordSource` for a command line — ``--password-file``,
   ``$IPMI_PASSWORD``, a prompt — or an inventory's ``env:NAME`` / ``file:PATH``
   :class:`~solcap.inventory.SecretRef` for the BMC password and the Kg key), read once, just
   before the first login, and handed to the transport as an
   :class:`~solcap.transports.registry.OpenOptions`. Reconnections reuse them (they stay in
   this process only).
 * **The transport** comes from the registry for every scheme, ``ipmi://`` included.
-* **Reconnection** (:class:`~solcap.sol.ReconnectingTransport`: jittered backoff, a cap on
+* **Reconnection** (:class:`~solcap.transports.reconnect.ReconnectingTransport`: jittered backoff, a
+cap on
   attempts and total time, ``disconnected``/``gap``/``reconnected`` events at the exact
   stream offset) is on for the schemes whose sessions end without the host going away —
   ``ipmi://`` and a BMC's SSH console — unless the address says ``reconnect=0`` or the caller
@@ -41,14 +42,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from solcap.capture import Recording, RecordingSummary, safe_name
-from solcap.console import Console
-from solcap.credentials import PasswordSource, kg_source, known_secret, password_source
+from solcap.capture.recording import Recording, RecordingSummary, safe_name
+from solcap.config.credentials import PasswordSource, kg_source, known_secret, password_source
+from solcap.config.limits import split_url
+from solcap.console.core import Console
 from solcap.errors import UsageError
 from solcap.inventory import Host, SecretRef
-from solcap.limits import split_url
-from solcap.sol import EventSink, ReconnectingTransport, ReconnectPolicy
 from solcap.transports.base import Transport
+from solcap.transports.reconnect import EventSink, ReconnectingTransport, ReconnectPolicy
 from solcap.transports.registry import (
     OpenOptions,
     connection_meta,
@@ -57,11 +58,11 @@ from solcap.transports.registry import (
     split_scheme,
 )
 from solcap.transports.serialport import LineSettings
-from solcap.xen import XenConsole
+from solcap.xen.console import XenConsole
 
 if TYPE_CHECKING:
-    from solcap.harvest import HarvestResult
     from solcap.serve.client import ServedHost, ServedTransport
+    from solcap.xen.harvest import HarvestResult
 
 __all__ = [
     "ConsoleSpec",
@@ -417,9 +418,9 @@ def _notice_events(sink: EventSink) -> Callable[[dict[str, Any]], None]:
 
 def check_sol_rate(spec: ConsoleSpec, recording: Recording) -> None:
     """Warn (event + stderr) when the BMC's SOL bit rate is not the profile's console speed."""
-    from solcap.bmc import line_rate_warning, sol_config
+    from solcap.boot.profiles import load_profile
     from solcap.errors import SolcapError
-    from solcap.profiles import load_profile
+    from solcap.transports.bmc import line_rate_warning, sol_config
 
     assert spec.profile is not None
     try:
@@ -473,7 +474,7 @@ class RecordedConsole(Console):
     def harvest(self, keys: Sequence[str], **options: Any) -> HarvestResult:
         """Harvest debug keys into this console's recording (see :func:`harvest_keys`)."""
         from solcap.errors import RecordingError
-        from solcap.harvest import harvest_keys
+        from solcap.xen.harvest import harvest_keys
 
         if self.recording is None:
             raise RecordingError("harvest needs a recording; open the console with record=True")

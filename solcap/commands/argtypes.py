@@ -1,8 +1,9 @@
-"""argparse ``type=`` functions over :mod:`solcap.limits`, and a parser whose errors are one line.
+"""argparse ``type=`` functions over :mod:`solcap.config.limits`, and a parser whose errors are one
+line.
 
 Not a sub-command module (no ``register``). The validators themselves live in
-:mod:`solcap.limits` so that the library, runbooks and the command line refuse the same values
-with the same words; this module only turns their :class:`~solcap.errors.UsageError` into the
+:mod:`solcap.config.limits` so that the library, runbooks and the command line refuse the same
+values with the same words; this module only turns their :class:`~solcap.errors.UsageError` into the
 ``argparse.ArgumentTypeError`` argparse expects, so the message reads
 ``solcap: error: capture: argument --for: 'nan' is not a finite number``.
 """
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from solcap import limits
+from solcap.config import limits
 from solcap.errors import ExitStatus, UsageError
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any, TextIO
 
-from solcap.capture import check_root
+from solcap.capture.recording import check_root
 from solcap.commands.argtypes import seconds
 from solcap.commands.target import (
     FOREVER,
@@ -16,7 +16,7 @@ from solcap.commands.target import (
     open_target,
     print_recording,
 )
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.errors import ConsoleClosed, ExitStatus, ExpectTimeout, UsageError
 from solcap.transports.serialport import LineSettings
 

@@ -18,11 +18,11 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from solcap.attach import DEFAULT_ESCAPE, AttachResult, attach, parse_escape, show_char
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.commands import ipmiopts
 from solcap.commands.argtypes import directory
 from solcap.connect import ConsoleSpec, open_recorded_transport, serving
+from solcap.console.attach import DEFAULT_ESCAPE, AttachResult, attach, parse_escape, show_char
 from solcap.errors import ExitStatus, UsageError
 from solcap.transports.base import Transport
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from solcap.capture import check_root
+from solcap.capture.recording import check_root
 from solcap.commands.argtypes import count, directory
 from solcap.commands.target import DEFAULT_KEYS
-from solcap.xen import parse_keys
+from solcap.xen.console import parse_keys
 
 
 def register(sub: Any) -> None:
@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """Boot the built-in virtual Xen host and harvest its debug keys; no hardware needed."""
-    from solcap.demo import run_demo  # the simulator is only loaded for the demo
+    from solcap.orchestration.demo import run_demo  # the simulator is only loaded for the demo
 
     check_root(args.root)
     return run_demo(

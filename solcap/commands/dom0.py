@@ -1,7 +1,7 @@
 """``solcap dom0`` and ``solcap compare``: Dom0's view over SSH, and what ``xl dmesg`` lost.
 
 ``solcap dom0 ssh://root@host xl-info vcpu-list`` runs the named Dom0 commands (see
-:data:`solcap.dom0.DOM0_COMMANDS`), prints their output and keeps it in a new recording
+:data:`solcap.xen.dom0.DOM0_COMMANDS`), prints their output and keeps it in a new recording
 (``dom0/<name>.txt``). With ``--key q --serial TARGET`` it also presses the key with
 ``xl debug-keys`` over SSH while recording the serial console, then fetches ``xl dmesg`` and
 compares the two. ``solcap compare REC --key q`` prints that comparison again for a recording
@@ -21,23 +21,23 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from solcap import recordings
-from solcap.capture import Recording, check_root, safe_name
+from solcap.capture import recordings
+from solcap.capture.recording import Recording, check_root, safe_name
 from solcap.commands.argtypes import directory, seconds
 from solcap.commands.sshopts import ALIASES, add_ssh_options, ssh_target
+from solcap.config.limits import FILE_CAPS, key_problem, read_bytes
 from solcap.connect import ConsoleSpec, open_console
-from solcap.dom0 import (
+from solcap.errors import ExitStatus, UsageError
+from solcap.transports.registry import check_target
+from solcap.transports.serialport import LineSettings
+from solcap.transports.ssh import SshConnection, connect
+from solcap.xen.console import quiet_period, refuse_dangerous
+from solcap.xen.dom0 import (
     DOM0_COMMANDS,
     compare_ring,
     run_dom0,
     trigger_key_via_ssh,
 )
-from solcap.errors import ExitStatus, UsageError
-from solcap.limits import FILE_CAPS, key_problem, read_bytes
-from solcap.ssh import SshConnection, connect
-from solcap.transports.registry import check_target
-from solcap.transports.serialport import LineSettings
-from solcap.xen import quiet_period, refuse_dangerous
 
 
 def register(sub: Any) -> None:

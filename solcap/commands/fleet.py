@@ -20,7 +20,8 @@ from solcap.commands.argtypes import count, output_file, seconds
 from solcap.commands.progress import make_progress
 from solcap.commands.target import Terminated
 from solcap.errors import UsageError
-from solcap.fleet import (
+from solcap.inventory import Host, load_inventory, parse_shard, select_hosts
+from solcap.orchestration.fleet import (
     FleetInterrupted,
     FleetSummary,
     Job,
@@ -28,8 +29,7 @@ from solcap.fleet import (
     retry_selection,
     run,
 )
-from solcap.inventory import Host, load_inventory, parse_shard, select_hosts
-from solcap.xen import parse_keys
+from solcap.xen.console import parse_keys
 
 DEFAULT_PARALLEL = 8
 #: argparse destinations that only mean something with --inventory.
@@ -155,8 +155,8 @@ def run_fleet(
 def _sigterm_as_interrupt() -> Iterator[list[bool]]:
     """SIGTERM unwinds the fleet as Ctrl-C does; the list yielded says whether it came.
 
-    The scheduler (in-process or :mod:`solcap.workers`) cancels its running hosts and reports
-    them on ``KeyboardInterrupt`` only; the CLI's SIGTERM handler raised
+    The scheduler (in-process or :mod:`solcap.orchestration.workers`) cancels its running hosts and
+    reports them on ``KeyboardInterrupt`` only; the CLI's SIGTERM handler raised
     :class:`~solcap.commands.target.Terminated`, which went past it: no summary was written
     and forked workers died with the caller, their recordings unfinished. A second SIGTERM
     during the cancel is ignored (it would cut short the reports being collected).

@@ -14,9 +14,10 @@ import re
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from solcap.boot.profiles import Profile, load_profile
 from solcap.commands import ipmiopts, sshopts
 from solcap.commands.argtypes import directory
-from solcap.credentials import PasswordSource
+from solcap.config.credentials import PasswordSource
 from solcap.errors import ExitStatus, UsageError
 from solcap.grub.cfg import CMDLINE_VARIABLES
 from solcap.grub.remote import (
@@ -26,8 +27,7 @@ from solcap.grub.remote import (
     remote_grub_speed,
     xen_entries,
 )
-from solcap.profiles import Profile, load_profile
-from solcap.ssh import SshConnection, SshTarget, connect
+from solcap.transports.ssh import SshConnection, SshTarget, connect
 
 
 def ssh_target(args: argparse.Namespace) -> SshTarget:
@@ -120,9 +120,9 @@ def _baud_warnings(ssh: SshConnection, profile: Profile, where: RemoteLayout, ou
     """GRUB's serial --speed on the host against the profile's com1= (the line about to boot).
 
     Why here: this command has an SSH connection but no BMC, so two of the three rates of
-    :mod:`solcap.baud`; a mismatch means one of GRUB or Xen will reach the console garbled.
+    :mod:`solcap.boot.baud`; a mismatch means one of GRUB or Xen will reach the console garbled.
     """
-    from solcap.baud import Rates, disagreements, xen_com_speed
+    from solcap.boot.baud import Rates, disagreements, xen_com_speed
 
     grub, grub_from = remote_grub_speed(ssh, where)
     rates = Rates(
@@ -173,7 +173,7 @@ def _credentials(
     """
     if not logins:
         return None
-    from solcap.credentials import known_secret
+    from solcap.config.credentials import known_secret
     from solcap.transports.ipmi.target import IpmiTarget
 
     target = IpmiTarget.parse(logins[0])
@@ -188,7 +188,7 @@ def _power_cycler(
     read once for the whole run."""
     if bmc is None or credentials is None:
         return None
-    from solcap.bmc import power
+    from solcap.transports.bmc import power
 
     password, kg = credentials
 
@@ -231,7 +231,7 @@ def _oneshot(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
             file=out,
         )
         return ExitStatus.OK
-    from solcap.capture import Recording, check_root
+    from solcap.capture.recording import Recording, check_root
     from solcap.connect import ConsoleSpec, open_console
     from solcap.transports.registry import check_target
     from solcap.transports.serialport import LineSettings

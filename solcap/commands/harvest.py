@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from solcap.capture import check_root
+from solcap.capture.recording import check_root
 from solcap.commands.argtypes import seconds
 from solcap.commands.target import DEFAULT_KEYS, add_target_options, open_target, print_recording
 from solcap.errors import ExitStatus, UsageError
 from solcap.transports.serialport import LineSettings
-from solcap.xen import parse_keys, refuse_dangerous
+from solcap.xen.console import parse_keys, refuse_dangerous
 
 
 def register(sub: Any) -> None:
@@ -50,8 +50,9 @@ def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
     """Switch input to Xen, press debug keys, keep each dump as its own segment.
 
     With ``--inventory`` the same harvest runs on many hosts (:mod:`solcap.commands.fleet`);
-    one TARGET runs the fleet job's own body (:func:`solcap.fleet.harvest_console`) on it, so
-    its recording ends with the same outcome, and a failure is raised again for its exit status.
+    one TARGET runs the fleet job's own body (:func:`solcap.orchestration.fleet.harvest_console`) on
+    it, so its recording ends with the same outcome, and a failure is raised again for its exit
+    status.
     """
     if args.inventory is not None:
         from solcap.commands.fleet import harvest_inventory
@@ -67,7 +68,7 @@ def cmd_harvest(args: argparse.Namespace, out: TextIO) -> int:
     line = LineSettings.parse(args.line)
     check_root(args.root)
     args.label_name = args.label[-1] if args.label else "harvest"
-    from solcap.fleet import harvest_console
+    from solcap.orchestration.fleet import harvest_console
 
     console = open_target(args, line)
     done = harvest_console(

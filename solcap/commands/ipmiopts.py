@@ -18,7 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from solcap.credentials import KG_ENV, PASSWORD_ENV, PasswordSource, kg_source, password_source
+from solcap.config.credentials import (
+    KG_ENV,
+    PASSWORD_ENV,
+    PasswordSource,
+    kg_source,
+    password_source,
+)
 from solcap.errors import UsageError
 from solcap.inventory import SecretRef
 

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from solcap.commands.argtypes import count, directory
 from solcap.errors import ExitStatus
-from solcap.lab import Lab
+from solcap.testing.lab import Lab
 
 DEFAULT_DIR = Path("lab")
 

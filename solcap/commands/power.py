@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from solcap.bmc import POWER_ACTIONS, power
 from solcap.commands import ipmiopts
 from solcap.commands.argtypes import seconds
 from solcap.errors import ExitStatus
+from solcap.transports.bmc import POWER_ACTIONS, power
 
 
 def register(sub: Any) -> None:

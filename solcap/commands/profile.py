@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from solcap.errors import ExitStatus, SolcapError
-from solcap.profiles import (
+from solcap.boot.profiles import (
     Options,
     Profile,
     default_search_dirs,
@@ -20,6 +19,7 @@ from solcap.profiles import (
     load_profile,
     validate_file,
 )
+from solcap.errors import ExitStatus, SolcapError
 
 
 def _dirs(args: argparse.Namespace) -> list[Path] | None:

@@ -1,9 +1,9 @@
 """How a fleet run is shown to a person: a rich live bar on a terminal, one line per host
 elsewhere, and the summary table at the end.
 
-Presentation only (the CLI layer): :mod:`solcap.fleet` reports through its
-:class:`~solcap.fleet.Progress` protocol and never imports rich, so a library user's run
-prints nothing and loads no terminal code.
+Presentation only (the CLI layer): :mod:`solcap.orchestration.fleet` reports through its
+:class:`~solcap.orchestration.fleet.Progress` protocol and never imports rich, so a library user's
+run prints nothing and loads no terminal code.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import contextlib
 from typing import Any, TextIO
 
 from solcap.errors import UsageError
-from solcap.fleet import FleetSummary, NoProgress, Progress
-from solcap.outcomes import OUTCOMES, HostResult
+from solcap.orchestration.fleet import FleetSummary, NoProgress, Progress
+from solcap.orchestration.outcomes import OUTCOMES, HostResult
 
 __all__ = [
     "PlainProgress",

@@ -2,8 +2,9 @@
 
 Everything is loaded and planned (runbook, inventory, variables, secrets, profiles) before
 any console, BMC or SSH traffic; ``--dry-run`` stops there and prints the plan, secrets shown
-only as ``<redacted:N bytes>``. Each host then runs with :func:`solcap.runner.run_host` into
-its own recording, and one line per host says how it went.
+only as ``<redacted:N bytes>``. Each host then runs with
+:func:`solcap.orchestration.runner.run_host` into its own recording, and one line per host says how
+it went.
 
 Exit status: 0 when every host is ``ok``; 3 when no host is (e.g. the single host failed);
 4 when some are and some are not (partial success); 2 for bad input (nothing contacted).
@@ -15,8 +16,7 @@ import argparse
 import os
 from typing import Any, TextIO
 
-from solcap import fleet
-from solcap.capture import safe_name
+from solcap.capture.recording import safe_name
 from solcap.commands import ipmiopts
 from solcap.commands.argtypes import directory
 from solcap.commands.fleet import add_fleet_options, refuse_fleet_options, run_fleet, select
@@ -24,9 +24,10 @@ from solcap.commands.ipmiopts import refuse_unless_ipmi, secret_refs
 from solcap.commands.sshopts import add_ssh_options, inventory_target
 from solcap.errors import ExitStatus, UsageError
 from solcap.inventory import BmcAddress, Host, Scalar
-from solcap.outcomes import HostResult
-from solcap.runbook import HostPlan, PowerStep, load_runbook, plan, render_plan
-from solcap.runner import (
+from solcap.orchestration import fleet
+from solcap.orchestration.outcomes import HostResult
+from solcap.orchestration.runbook import HostPlan, PowerStep, load_runbook, plan, render_plan
+from solcap.orchestration.runner import (
     bmc_power,
     bmc_sol_rate,
     open_host_console,

@@ -105,7 +105,7 @@ def _shard(text: str) -> Any:
 def _workers(asked: int | None) -> int:
     """``--workers``, default one per core (the server itself runs in one process where it
     may not fork, :meth:`solcap.serve.server.Server.start`)."""
-    from solcap.workers import default_workers
+    from solcap.orchestration.workers import default_workers
 
     return asked if asked is not None else default_workers()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from solcap.bmc import line_rate_warning, sol_config
 from solcap.commands import ipmiopts
 from solcap.errors import ExitStatus
+from solcap.transports.bmc import line_rate_warning, sol_config
 
 
 def register(sub: Any) -> None:
@@ -23,7 +23,7 @@ def cmd_sol_info(args: argparse.Namespace, out: TextIO) -> int:
     enabled = {True: "yes", False: "NO", None: "unknown"}[config.enabled]
     print(f"{args.host}: SOL enabled {enabled}, bit rate {config.bit_rate or 'unknown'}", file=out)
     if args.profile:
-        from solcap.profiles import load_profile
+        from solcap.boot.profiles import load_profile
 
         profile = load_profile(args.profile)
         if profile.console is None:

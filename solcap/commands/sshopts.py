@@ -21,7 +21,7 @@ password, and ``solcap grub apply --oneshot ipmi://…`` must not quietly take i
 Giving one option twice, in either spelling, is refused rather than letting the last one win
 silently.
 
-Secrets rules, as in :mod:`solcap.ssh`: a password is never an argument, only the name of
+Secrets rules, as in :mod:`solcap.transports.ssh`: a password is never an argument, only the name of
 the variable or the file that holds it; host keys are always verified.
 """
 
@@ -32,9 +32,10 @@ from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from solcap import inventory, ssh
+from solcap import inventory
+from solcap.config.limits import split_url
 from solcap.errors import UsageError
-from solcap.limits import split_url
+from solcap.transports import ssh
 
 #: documented spelling → the older spelling still accepted (hidden from ``--help``).
 ALIASES = {
@@ -120,7 +121,8 @@ def add_ssh_options(
 
 
 def secret_spec(env: str | None, file: str | None, flag: str) -> str | None:
-    """``env:NAME`` / ``file:PATH`` (what :func:`solcap.ssh.resolve_secret` takes), or None.
+    """``env:NAME`` / ``file:PATH`` (what :func:`solcap.transports.ssh.resolve_secret` takes), or
+    None.
 
     ``flag`` is the option stem for the message: ``--ssh-password`` → ``give
     --ssh-password-env or --ssh-password-file, not both``.
@@ -135,11 +137,11 @@ def secret_spec(env: str | None, file: str | None, flag: str) -> str | None:
 
 
 def ssh_target(args: argparse.Namespace, url: str, **extra: Any) -> ssh.SshTarget:
-    """The :class:`solcap.ssh.SshTarget` for ``url`` and the options :func:`add_ssh_options`
-    added; ``extra`` sets the other fields (``path_prefix=…``).
+    """The :class:`solcap.transports.ssh.SshTarget` for ``url`` and the options
+    :func:`add_ssh_options` added; ``extra`` sets the other fields (``path_prefix=…``).
 
     ``--sudo-password-*`` implies ``--sudo``; without one, sudo reuses the login password
-    (or runs ``sudo -n``), as :class:`~solcap.ssh.SshTarget` documents.
+    (or runs ``sudo -n``), as :class:`~solcap.transports.ssh.SshTarget` documents.
     """
     password = secret_spec(
         getattr(args, "ssh_password_env", None),

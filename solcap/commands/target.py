@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from typing import TextIO
 
-from solcap.capture import Recording, RecordingSummary
+from solcap.capture.recording import Recording, RecordingSummary
 from solcap.commands import ipmiopts
 from solcap.commands.argtypes import directory
 from solcap.connect import ConsoleSpec, RecordedConsole, open_console

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from solcap import recordings
+from solcap.capture import recordings
 from solcap.commands.argtypes import number, seconds
 from solcap.errors import ExitStatus
 

@@ -22,7 +22,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from solcap.bootline import Kind, merge
+from solcap.boot.bootline import Kind, merge
 from solcap.errors import ConfigError, UsageError
 from solcap.grub.chain import Chain, ChainError, NotXenEntry, find_chain, split_command
 

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 
 import pyte
 
-from solcap.bootline import Kind, merge
-from solcap.console import TIMEOUT, Console, ExpectResult, Patterns
+from solcap.boot.bootline import Kind, merge
+from solcap.boot.profiles import Options, Profile
+from solcap.console.core import TIMEOUT, Console, ExpectResult, Patterns
 from solcap.errors import TargetError, UsageError
 from solcap.grub.chain import ChainError, ChainLine, find_chain, split_command
-from solcap.profiles import Options, Profile
 
 __all__ = ["OneshotResult", "apply_oneshot"]
 

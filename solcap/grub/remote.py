@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
-from solcap.bootline import Kind, split_words
+from solcap.boot.bootline import Kind, split_words
+from solcap.boot.profiles import Profile
 from solcap.errors import ConfigError, TargetError, UsageError
 from solcap.grub.cfg import (
     DOM0_DEFAULT,
@@ -47,8 +48,7 @@ from solcap.grub.cfg import (
     xen_entry_chains,
 )
 from solcap.grub.xencfg import edit_xen_cfg, xen_cfg_cmdlines
-from solcap.profiles import Profile
-from solcap.ssh import SshConnection
+from solcap.transports.ssh import SshConnection
 
 Method = Literal["auto", "default-grub", "grub-cfg", "xen-cmdline", "xen-cfg"]
 Planned = Literal["default-grub", "grub-cfg", "xen-cmdline", "xen-cfg"]
@@ -542,7 +542,7 @@ def remote_grub_speed(ssh: SshConnection, layout: RemoteLayout) -> tuple[int | N
     neither puts GRUB on the serial line or a file cannot be read: the check is advice, so
     a read failure never stops the edit or harvest it precedes.
     """
-    from solcap.baud import GRUB_TERMINALS, grub_defaults_serial_speed, grub_serial_speed
+    from solcap.boot.baud import GRUB_TERMINALS, grub_defaults_serial_speed, grub_serial_speed
 
     candidates = (
         (layout.grub_cfg,)

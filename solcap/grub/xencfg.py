@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from solcap.bootline import Kind, merge
+from solcap.boot.bootline import Kind, merge
 from solcap.errors import ConfigError, UsageError
 
 _SECTION = re.compile(r"^\s*\[([^\]]*)\]\s*(?:#.*)?$")

@@ -24,7 +24,7 @@ imported here, so ``from solcap.inventory import Host`` keeps working.
 
 from __future__ import annotations
 
-from solcap.credentials import SecretRef
+from solcap.config.credentials import SecretRef
 from solcap.inventory.fields import (
     Where,
     check_profile,

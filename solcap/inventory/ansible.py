@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from solcap.access import parse_access
-from solcap.credentials import SecretRef
-from solcap.docload import Doc, Key, Pos, kind_of
+from solcap.config.access import parse_access
+from solcap.config.credentials import SecretRef
+from solcap.config.docload import Doc, Key, Pos, kind_of
+from solcap.config.limits import MAX_HOSTS, MAX_LINE
+from solcap.config.triggers import TriggerSpec, parse_triggers
 from solcap.inventory import fields
 from solcap.inventory.fields import Where
 from solcap.inventory.model import (
@@ -28,8 +30,6 @@ from solcap.inventory.model import (
     Scalar,
     SshTarget,
 )
-from solcap.limits import MAX_HOSTS, MAX_LINE
-from solcap.triggers import TriggerSpec, parse_triggers
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _expand_range(pattern: str, where: Where) -> list[str]:
     """Ansible's ``node[01:03]`` host ranges (numeric keeps the width; single letters too).
 
     A step of 0, a range running backwards or one expanding (with every bracket in the
-    pattern) to more than :data:`~solcap.limits.MAX_HOSTS` names is refused, naming the line.
+    pattern) to more than :data:`~solcap.config.limits.MAX_HOSTS` names is refused, naming the line.
     """
     names = [pattern]
     expanded: list[str] = []

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from solcap.credentials import SecretRef
-from solcap.docload import Doc, Key, LocatedConfigError, Pos, kind_of
+from solcap.config.credentials import SecretRef
+from solcap.config.docload import Doc, Key, LocatedConfigError, Pos, kind_of
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory.model import (
     CIPHER_SUITES,
@@ -70,7 +70,7 @@ def parse_secret(value: Any, where: Where) -> SecretRef:
     if value.startswith("file:"):
         path = value[5:]
         if not path.strip():
-            raise where.error("file: needs a path, e.g. file:~/.config/solcap/bmc.pw")
+            raise where.error("file: needs a path, e.g. file:~/.config/solcap/transports/bmc.pw")
         return SecretRef("file", path)
     raise where.error(SECRET_HINT)
 
@@ -239,7 +239,7 @@ def check_profile(
     name: Any, where: Where, profile_dirs: Sequence[str | os.PathLike[str]] | None
 ) -> str:
     """The profile must exist (and be valid) before anything runs."""
-    from solcap.profiles import load_profile  # profiles import nothing of ours; keep it lazy
+    from solcap.boot.profiles import load_profile  # profiles import nothing of ours; keep it lazy
 
     text = want_str(name, where)
     try:

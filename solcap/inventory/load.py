@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from solcap.docload import Pos, load_file
+from solcap.config.docload import Pos, load_file
+from solcap.config.limits import read_text
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory.ansible import (
     AGroup,
@@ -33,7 +34,6 @@ from solcap.inventory.model import (
 from solcap.inventory.native import (
     load_solcap,
 )
-from solcap.limits import read_text
 
 
 def _looks_ansible_yaml(data: Any) -> bool:

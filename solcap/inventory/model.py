@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from solcap.access import AccessSpec
-from solcap.credentials import SecretRef
+from solcap.config.access import AccessSpec
+from solcap.config.credentials import SecretRef
+from solcap.config.triggers import TriggerSpec
 from solcap.errors import UsageError
 from solcap.transports.serialport import LineSettings
-from solcap.triggers import TriggerSpec
 
 Scalar = str | int | float | bool
 log = logging.getLogger(__name__)

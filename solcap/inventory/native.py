@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from solcap.access import parse_access
-from solcap.docload import Doc, Key, kind_of
+from solcap.config.access import parse_access
+from solcap.config.docload import Doc, Key, kind_of
+from solcap.config.triggers import parse_triggers
 from solcap.inventory import fields
 from solcap.inventory.fields import Where
 from solcap.inventory.model import (
@@ -22,7 +23,6 @@ from solcap.inventory.model import (
     Inventory,
     Scalar,
 )
-from solcap.triggers import parse_triggers
 
 
 @dataclass

@@ -13,9 +13,9 @@ field runs one process that holds every console and that everything else goes th
 ``screen``     a terminal model (pyte) of each console, so a late client sees the screen.
 ``protocol``   the frames spoken on the control socket (docs/serve.md).
 ``triggers``   a host's ``on:`` triggers: event, runbook through the held console, segment,
-               notify (the schema is :mod:`solcap.triggers`).
+               notify (the schema is :mod:`solcap.config.triggers`).
 ``control``    the control socket: owner-only, peer credentials and per-host ``access:``
-               (:mod:`solcap.access`), one thread per client.
+               (:mod:`solcap.config.access`), one thread per client.
 ``metrics``    ``--metrics``: the status in Prometheus' text format, on loopback.
 ``paths``      where control sockets live and how a client finds the server holding a host.
 ``shards``     the shard map: which ``--shard i/N`` server owns a host, from the inventory.

@@ -3,7 +3,7 @@
 The socket is 0600 in a 0700 directory (0660/0750 with ``--group``): file modes are the first
 gate. The second is the peer's credentials (``SO_PEERCRED``), checked on every connection:
 our own uid and root may do anything; a host whose inventory entry says ``access:``
-(:mod:`solcap.access`) lets its ``write`` users/groups attach read-write and its ``read``
+(:mod:`solcap.config.access`) lets its ``write`` users/groups attach read-write and its ``read``
 ones only watch, and nobody else; any other host lets members of ``--group`` attach
 read-write and members of ``--spy-group`` only watch (their attach is always a spy, their
 input is refused). Every attach, force and write is an event in the host's log with the
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from solcap.access import Right, peer_groups
+from solcap.config.access import Right, peer_groups
 from solcap.errors import ConsoleBusy, SolcapError
 from solcap.serve import protocol
 from solcap.serve.holder import Client, ConsoleHolder

@@ -2,7 +2,7 @@
 
 The holder's thread opens the host's console through the library (the inventory's console,
 serial device or BMC SOL, exactly as every other command does), runs a
-:class:`~solcap.console.Console` whose sink is :meth:`ConsoleHolder._on_data`, and waits for it
+:class:`~solcap.console.core.Console` whose sink is :meth:`ConsoleHolder._on_data`, and waits for it
 to end. Every chunk, on the console's reader thread and under one lock: the continuous log
 first (the truth), then the screen tail, then each client's queue — so every client sees the
 same bytes in the same order as ``console.raw``.
@@ -31,13 +31,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from solcap.console import EOF, TIMEOUT, Console
+from solcap.config.triggers import TriggerSpec
+from solcap.console.core import EOF, TIMEOUT, Console
 from solcap.errors import ConsoleBusy, ConsoleClosed, SolcapError, UsageError
 from solcap.inventory import Host
 from solcap.serve.rotation import RotatingLog
 from solcap.serve.screen import ScreenModel
 from solcap.transports.base import Transport
-from solcap.triggers import TriggerSpec
 
 _log = logging.getLogger("solcap.serve")
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from solcap.capture import Recording, iso, safe_name
+from solcap.capture.recording import Recording, iso, safe_name
 from solcap.errors import RecordingError, UsageError
 
 _log = logging.getLogger(__name__)

@@ -33,10 +33,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from solcap.capture import check_root
+from solcap.capture.recording import check_root
 from solcap.errors import UsageError
 from solcap.inventory import Host, Shard, load_inventory, select_hosts
-from solcap.runbook import HostPlan
+from solcap.orchestration.runbook import HostPlan
+from solcap.orchestration.workers import fork_refusal
 from solcap.serve import paths, protocol
 from solcap.serve.control import ControlServer
 from solcap.serve.holder import Backoff, ConsoleHolder, Opener, Trigger
@@ -44,9 +45,8 @@ from solcap.serve.metrics import MetricsServer
 from solcap.serve.rotation import RotatingLog, RotationPolicy
 from solcap.serve.triggers import TriggerRunner, plans_for
 from solcap.serve.workers import WorkerPool, hand_over, worker_of, worker_socket
-from solcap.sigwake import SignalWake
 from solcap.transports.base import Transport
-from solcap.workers import fork_refusal
+from solcap.util.sigwake import SignalWake
 
 _log = logging.getLogger("solcap.serve")
 

@@ -1,4 +1,5 @@
-"""Running a host's ``on:`` triggers (:mod:`solcap.triggers` is the schema) inside the server.
+"""Running a host's ``on:`` triggers (:mod:`solcap.config.triggers` is the schema) inside the
+server.
 
 A match, seen on the console's reader thread, only queues work (the data path never waits);
 one worker thread per host then, in order:
@@ -34,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solcap.capture import Recording, iso, utc_now
-from solcap.console import Console
+from solcap.capture.recording import Recording, iso, utc_now
+from solcap.console.core import Console
 from solcap.errors import ConsoleClosed
 from solcap.inventory import Host
-from solcap.runbook import HostPlan
+from solcap.orchestration.runbook import HostPlan
 from solcap.serve.holder import Client, ConsoleHolder, Trigger
 from solcap.transports.base import Transport
 
@@ -99,7 +100,8 @@ class Firing:
     suppressed: int
 
 
-#: Runs a planned runbook with a console factory; :func:`solcap.runner.run_host` by default.
+#: Runs a planned runbook with a console factory; :func:`solcap.orchestration.runner.run_host` by
+#: default.
 RunHost = Callable[..., Any]
 
 
@@ -207,7 +209,7 @@ class TriggerRunner:
             event["notify"] = self._notify(holder, name, spec.notify, event)
 
     def _runbook(self, holder: ConsoleHolder, name: str, plan: HostPlan) -> dict[str, Any]:
-        from solcap.runner import bmc_power, open_host_ssh, run_host
+        from solcap.orchestration.runner import bmc_power, open_host_ssh, run_host
 
         who = f"trigger {name}"
 
@@ -287,7 +289,7 @@ def plans_for(host: Host, *, profile_dirs: Sequence[str] | None = None) -> dict[
     """Load and plan every trigger runbook of ``host`` now (serve start, SIGHUP), so a missing
     runbook or variable is one file:line:field error before anything is opened."""
     from solcap.errors import UsageError
-    from solcap.runbook import load_runbook, plan_host
+    from solcap.orchestration.runbook import load_runbook, plan_host
 
     plans: dict[str, HostPlan] = {}
     for spec in host.triggers:

@@ -3,8 +3,8 @@
 One Python process has one GIL, and an always-on server of a thousand SOL consoles spends it
 on per-packet work: one core is its ceiling however many the machine has. With ``N > 1`` the
 server forks ``N`` workers at start (from the main thread, before any console, thread or
-IPMI session exists, :func:`solcap.workers.fork_refusal`), and worker *i* holds the hosts
-with :func:`worker_of` ``(name, N) == i``: their consoles, SOL sessions, triggers and
+IPMI session exists, :func:`solcap.orchestration.workers.fork_refusal`), and worker *i* holds the
+hosts with :func:`worker_of` ``(name, N) == i``: their consoles, SOL sessions, triggers and
 recordings all live in that worker, so no console byte crosses a process boundary on its way
 to ``console.raw``.
 

@@ -11,9 +11,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from solcap.sigwake import SignalWake
 from solcap.sim.host import DEFAULT_XEN_ARGS, FAULTS, SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
+from solcap.util.sigwake import SignalWake
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # A pipe, not an Event, wakes the main thread on a signal (solcap.sigwake says why).
+    # A pipe, not an Event, wakes the main thread on a signal (solcap.util.sigwake says why).
     signals = (signal.SIGINT, signal.SIGTERM)
     with SignalWake(signals) as wake, VirtualHost(config_from_args(args)) as host:
         print(host.pty_path, flush=True)

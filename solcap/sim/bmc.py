@@ -49,7 +49,7 @@ import pyghmi.ipmi.console as pyghmi_console
 import pyghmi.ipmi.private.serversession as serversession
 import pyghmi.ipmi.private.session as ipmisession
 
-from solcap.sigwake import SignalWake
+from solcap.util.sigwake import SignalWake
 
 #: RMCP+ algorithm numbers (IPMI v2.0 tables 13-17..13-19) for the suites we serve.
 #: suite -> (authentication, integrity, confidentiality, hash, integrity code length)
@@ -952,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     if not password:
         print("set IPMI_PASSWORD", file=sys.stderr)
         return 2
-    # A pipe, not an Event, wakes the main thread on a signal (solcap.sigwake says why).
+    # A pipe, not an Event, wakes the main thread on a signal (solcap.util.sigwake says why).
     wake = SignalWake((signal.SIGTERM, signal.SIGINT)).__enter__()
     kg = os.environ.get("IPMI_KG")
     bmc = VirtualBmc(

@@ -7,8 +7,8 @@ with the simulated Xen, without a lab machine. Every command runs through
 console shell: ``xl debug-keys q`` puts its dump on the *serial* line (and into Xen's ring and
 ``host.dumps``), and stdout comes back over the SSH channel.
 
-What a real client sends is a shell line, not a bare command (:mod:`solcap.ssh` wraps every
-command as ``sh -c 'PATH=…; export PATH; CMD'``), so a tiny shell is modelled here: ``sh -c``,
+What a real client sends is a shell line, not a bare command (:mod:`solcap.transports.ssh` wraps
+every command as ``sh -c 'PATH=…; export PATH; CMD'``), so a tiny shell is modelled here: ``sh -c``,
 ``;``/``&&``/``||`` lists, ``NAME=value`` assignments, ``export``, ``exec``, ``2>/dev/null``,
 and ``|`` into ``grep`` (the shell's own filter; ``grep PATTERN FILE`` reads the file with
 Dom0's ``cat``) — anything else is one Dom0 command line. Exit status 127 for unknown commands

@@ -22,11 +22,11 @@ from typing import Any
 
 import paramiko
 
-from solcap.sigwake import SignalWake
 from solcap.sim.bmc import VirtualBmc
 from solcap.sim.dom0ssh import Dom0SshServer
 from solcap.sim.host import FAULTS, SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
+from solcap.util.sigwake import SignalWake
 
 
 def _state(
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dom0_args is not None:
         config.dom0_args = args.dom0_args
 
-    # A pipe, not an Event, wakes the loop on a signal (solcap.sigwake says why).
+    # A pipe, not an Event, wakes the loop on a signal (solcap.util.sigwake says why).
     wake = SignalWake((signal.SIGTERM, signal.SIGINT)).__enter__()
     state_file = args.state / f"{args.name}.json"
     with VirtualHost(config) as host:

@@ -30,8 +30,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from . import xen_dumps as dumps
-from .xl_vcpu import XlVcpus
+from solcap.sim import xen_dumps as dumps
+from solcap.sim.xl_vcpu import XlVcpus
 
 XEN_EOL = b"\r\n"
 DOM0_EOL = b"\r\r\n"

@@ -12,8 +12,8 @@ back (docs/bmc-ssh.md cites the vendor documentation for each):
     ssh+console://user@host?start=CMD&leave=SEQ   any other CLI (see :data:`GRAMMAR_OPTIONS`)
 
 The guarantees are those of the other transports: the host key is verified exactly as for
-Dom0 SSH (:func:`solcap.ssh.connect`: known_hosts, refusal of an unknown or changed key), a
-password comes only from ``env:NAME`` or a 0600 ``file:PATH``, a PTY is requested and bytes
+Dom0 SSH (:func:`solcap.transports.ssh.connect`: known_hosts, refusal of an unknown or changed key),
+a password comes only from ``env:NAME`` or a 0600 ``file:PATH``, a PTY is requested and bytes
 pass untouched both ways (no local echo, no newline translation), and :meth:`close` leaves the
 console with the flavour's own sequence and logs out of the CLI, because most BMCs have a
 single console slot that a dropped session keeps busy until it times out.
@@ -43,8 +43,8 @@ from typing import Any, Final
 
 import paramiko
 
-from solcap import ssh
 from solcap.errors import ConnectError, ConsoleBusy, ConsoleClosed, SolcapError, UsageError
+from solcap.transports import ssh
 from solcap.transports.base import Transport
 from solcap.transports.sequences import parse_sequence, show_sequence
 

@@ -37,8 +37,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeAlias
 
+from solcap.config.limits import split_url
 from solcap.errors import UsageError
-from solcap.limits import split_url
 from solcap.transports.base import Transport
 from solcap.transports.serialport import LineSettings, SerialTransport, open_spy
 
@@ -134,7 +134,7 @@ def host_name(target: str) -> str:
     default port dropped too: ``ipmi://admin@bmc01`` → ``bmc01``); ``/dev/ttyS0`` → ``ttyS0``;
     ``socket://127.0.0.1:7000`` → ``127.0.0.1_7000``. Made safe as one path component.
     """
-    from solcap.capture import safe_name
+    from solcap.capture.recording import safe_name
 
     scheme, rest = split_scheme(target)
     if not scheme:

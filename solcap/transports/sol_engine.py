@@ -17,7 +17,7 @@ direction, measured beside it (docs/design.md, "SOL engine"):
 * :class:`SolEngine` is one thread with one ``selectors`` set over every session's UDP socket
   and one heap of timers (the next retransmit or keepalive of each session: nothing walks all
   sessions); a received packet is opened, ACKed and handed to the session's sink (e.g.
-  :meth:`solcap.capture.Recording.feed`) in that same thread, with no queue in between.
+  :meth:`solcap.capture.recording.Recording.feed`) in that same thread, with no queue in between.
 
 Session set-up (RAKP, the keys K1 and K2), IPMI commands, activation and logout stay with
 pyghmi: :mod:`solcap.transports.ipmi.engine` logs in and activates there, then hands the

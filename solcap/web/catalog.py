@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solcap import limits, recordings
+from solcap.capture import recordings
+from solcap.config import limits
 from solcap.errors import SolcapError, UsageError
 
 #: The most events one page shows (a flapping BMC can log many thousands).

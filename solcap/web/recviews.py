@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from solcap import recordings
+from solcap.capture import recordings
 from solcap.errors import SolcapError
-from solcap.parsers import PARSERS, parse_dump
 from solcap.web import pages
 from solcap.web.catalog import Catalog, Clock, Entry, NotFound, events
 from solcap.web.pages import esc, human_size, link, q
+from solcap.xen.parsers import PARSERS, parse_dump
 
 T = TypeVar("T")
 CATALOG: web.AppKey[Catalog] = web.AppKey("catalog", Catalog)
@@ -272,7 +272,7 @@ def _key_body(entry: Entry, name: str) -> tuple[str, str]:
     if parsed is None and stored is not None:
         parsed, origin = stored, f"from {json_name} (written at capture time)"
     else:
-        origin = f"parsed now by solcap.parsers (key {key!r})"
+        origin = f"parsed now by solcap.xen.parsers (key {key!r})"
     state = "complete" if segment.get("complete") else f"INCOMPLETE ({segment.get('reason')})"
     head = pages.table(
         ("field", "value"),

@@ -15,7 +15,7 @@ import mmap
 import re
 from dataclasses import dataclass
 
-from solcap import recordings
+from solcap.capture import recordings
 from solcap.errors import SolcapError, UsageError
 from solcap.web.catalog import Catalog, Clock, Entry
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.lab import Lab, LabHost
+from solcap.testing.lab import Lab, LabHost
 from solcap.transports.registry import host_name
 from tests.keyed import assert_sent_for_key, sent_by_key
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from solcap.cli import main
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.errors import ConnectError, ConsoleBusy, UsageError
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.transports.bmcssh import BmcSshSpec, open_bmc_ssh

@@ -1,6 +1,6 @@
 """The recorder as it was before batching (solcap 728d456), frozen: the oracle for its output.
 
-``solcap.capture`` and ``solcap.humanlog`` now buffer derived files and format lines faster;
+``solcap.capture.recording`` and ``solcap.capture.humanlog`` now buffer derived files and format lines faster;
 tests feed both the same sequence under the same clock and demand byte-identical files. This
 is a verbatim copy of the two modules (``HumanLog`` inlined); do not "fix" it. One later
 amendment, not about batching: a segment also records the ``key`` it was asked for (the

@@ -25,7 +25,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solcap import capture, humanlog
+from solcap.capture import humanlog
+from solcap.capture import recording as capture
 from tests.capture import legacy_recorder as legacy
 
 pytestmark = pytest.mark.timeout(60)
@@ -299,7 +300,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from solcap.capture import Recording
+    from solcap.capture.recording import Recording
 
     rec = Recording("h", root=Path(sys.argv[1]))
     for i in range(int(sys.argv[2])):

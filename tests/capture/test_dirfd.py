@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.errors import UsageError
 
 pytestmark = pytest.mark.timeout(60)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from solcap import recordings
-from solcap.capture import Recording
+from solcap.capture import recordings
+from solcap.capture.recording import Recording
 from solcap.cli import main
 
 pytestmark = pytest.mark.timeout(60)

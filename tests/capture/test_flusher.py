@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap import capture
+from solcap.capture import recording as capture
 
 
 class _Exploding:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 
 pytestmark = pytest.mark.timeout(60)
 #: The promise in docs/recordings.md (not solcap's constant: the test must not follow it).

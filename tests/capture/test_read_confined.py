@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.cli import main
 
 pytestmark = pytest.mark.timeout(60)

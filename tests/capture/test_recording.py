@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.errors import UsageError
 from tests.peers import need
 

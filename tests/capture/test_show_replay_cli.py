@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from solcap.cli import main
-from solcap.credentials import read_secret_file
+from solcap.config.credentials import read_secret_file
 from solcap.errors import UsageError
 from tests.damage import ENDLESS, EVENTS_JSONL, KNOWN_HOSTS, fixed_damage, meta_json
 

@@ -1,5 +1,5 @@
 """docs/errors.md says what the code does: its exit-code table is ExitStatus, its limits are
-solcap.limits' numbers, and a bug is one line too."""
+solcap.config.limits' numbers, and a bug is one line too."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from solcap import cli, limits
+from solcap import cli
 from solcap.commands import demo as demo_command
+from solcap.config import limits
 from solcap.errors import ExitStatus
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()

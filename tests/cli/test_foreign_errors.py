@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.cli import main
 from solcap.errors import ConnectError, RecordingError, TargetError, UsageError
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, ioloop

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from solcap import limits
 from solcap.cli import main
+from solcap.config import limits
 from solcap.errors import ConfigError, UsageError
 from solcap.transports.ipmi import IpmiTarget
 from solcap.transports.serialport import LineSettings

@@ -84,7 +84,7 @@ def test_the_packages_still_load_when_a_command_uses_them() -> None:
     """
     probe = (
         "import json, sys\n"
-        "from solcap import docload, ssh\n"
+        "from solcap.config import docload\nfrom solcap.transports import ssh\n"
         "before = sorted({m.split('.')[0] for m in sys.modules} & {'yaml', 'paramiko'})\n"
         "doc = docload.load_yaml_text('hosts:\\n  web1: {port: 7}\\n', 'inv.yaml')\n"
         "key = ssh.paramiko.Ed25519Key.from_private_key_file\n"

@@ -13,10 +13,11 @@ import re
 
 import pytest
 
-from solcap import inventory, ssh
+from solcap import inventory
 from solcap.cli import build_parser, main
 from solcap.commands import sshopts
 from solcap.errors import UsageError
+from solcap.transports import ssh
 
 pytestmark = pytest.mark.timeout(30)
 

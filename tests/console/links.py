@@ -1,10 +1,10 @@
 """The Console suite's matrix: every transport, each with a far end the test drives.
 
 tbot runs one set of board tests over every channel it can reach a board by; this is the same
-habit for solcap's :class:`~solcap.console.Console`. A *link* is a console opened the way
+habit for solcap's :class:`~solcap.console.core.Console`. A *link* is a console opened the way
 :mod:`solcap.connect` opens one — the transport registry's factory for the URL, wrapped in
-:class:`~solcap.sol.ReconnectingTransport` for the ``+reconnect`` variants, a real
-:class:`~solcap.capture.Recording` as its sink — on one of:
+:class:`~solcap.transports.reconnect.ReconnectingTransport` for the ``+reconnect`` variants, a real
+:class:`~solcap.capture.recording.Recording` as its sink — on one of:
 
 ``pty``        a pseudo-terminal (``/dev/pts/N``); the far end holds the master
 ``onebyte``    the same pty, read at most one byte at a time (tbot's slow channel)
@@ -40,13 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.connect import RecordedConsole
 from solcap.errors import ConnectError
-from solcap.sol import ReconnectingTransport, ReconnectPolicy
 from solcap.transports.base import Transport
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
 from solcap.transports.ipmi.target import Liveness
+from solcap.transports.reconnect import ReconnectingTransport, ReconnectPolicy
 from solcap.transports.registry import OpenOptions, open_transport, register_scheme
 from solcap.transports.serialport import SerialTransport
 from tests.ipmi.conftest import PASSWORD, USER, ipmi_env, need, vbmc_running

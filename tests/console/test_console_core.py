@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from solcap.console import EOF, TIMEOUT, Console, open_console
+from solcap.console.core import EOF, TIMEOUT, Console, open_console
 from solcap.errors import DeathStringSeen, ExpectTimeout, UsageError
 from solcap.transports.base import Transport
 from solcap.transports.serialport import SerialTransport

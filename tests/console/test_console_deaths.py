@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.transports.base import Transport
 
 

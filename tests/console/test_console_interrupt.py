@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from solcap.console import IDLE_READ_WAIT, Console
+from solcap.console.core import IDLE_READ_WAIT, Console
 from solcap.transports.base import Transport
 
 pytestmark = pytest.mark.timeout(20)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solcap.console import search_buffer
+from solcap.console.core import search_buffer
 
 PATTERNS = [
     rb"ab",

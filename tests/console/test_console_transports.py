@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
+from solcap.config.credentials import PasswordSource
 from solcap.connect import ConsoleSpec, open_console
-from solcap.console import EOF, TIMEOUT
-from solcap.credentials import PasswordSource
+from solcap.console.core import EOF, TIMEOUT
 from solcap.errors import ConsoleClosed, DeathStringSeen, ExpectTimeout, UsageError
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import PROMPT

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.transports.registry import open_transport

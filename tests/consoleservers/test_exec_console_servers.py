@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from solcap.cli import main
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.errors import ConsoleBusy, UsageError
 from solcap.sim.host import VirtualHost
 from solcap.transports.execpty import open_exec, parse_exec, via_command

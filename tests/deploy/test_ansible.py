@@ -41,7 +41,7 @@ import pytest
 
 from solcap.cli import main
 from solcap.inventory import shard_of
-from solcap.lab import Lab, LabHost
+from solcap.testing.lab import Lab, LabHost
 from tests.deploy.docblocks import block
 from tests.keyed import assert_sent_for_key, sent_by_key
 from tests.peers import need

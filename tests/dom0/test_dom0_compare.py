@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from solcap.dom0 import compare_ring, resolve_command
 from solcap.errors import UsageError
+from solcap.xen.dom0 import compare_ring, resolve_command
 
 pytestmark = pytest.mark.timeout(30)
 

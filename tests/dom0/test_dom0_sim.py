@@ -22,17 +22,17 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.cli import main
-from solcap.console import Console
-from solcap.dom0 import DOM0_COMMANDS, compare_ring, run_dom0, trigger_key_via_ssh
+from solcap.console.core import Console
 from solcap.errors import ConnectError, TargetError
-from solcap.harvest import harvest_keys
 from solcap.sim.dom0ssh import Dom0SshServer
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
-from solcap.ssh import SshTarget, connect
 from solcap.transports.registry import open_transport
+from solcap.transports.ssh import SshTarget, connect
+from solcap.xen.dom0 import DOM0_COMMANDS, compare_ring, run_dom0, trigger_key_via_ssh
+from solcap.xen.harvest import harvest_keys
 from tests.peers import need
 
 pytestmark = pytest.mark.timeout(60)

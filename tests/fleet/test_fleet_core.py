@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from solcap import fleet
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.commands.progress import make_progress
 from solcap.errors import ConnectError, ExitStatus, UsageError
-from solcap.fleet import FleetInterrupted, HostContext, HostResult
 from solcap.inventory import Host, parse_shard, select_hosts
+from solcap.orchestration import fleet
+from solcap.orchestration.fleet import FleetInterrupted, HostContext, HostResult
 
 pytestmark = pytest.mark.timeout(60)
 

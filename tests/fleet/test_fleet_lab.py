@@ -1,4 +1,4 @@
-"""Fleet harvests against ``solcap.lab``: 50 virtual Xen hosts behind 50 virtual BMCs.
+"""Fleet harvests against ``solcap.testing.lab``: 50 virtual Xen hosts behind 50 virtual BMCs.
 
 The Done-when of issue 6: a 50-host harvest with one injected bad host (wrong password)
 reports that host as failed and keeps 49 byte-exact recordings (each dump's SHA-256 is the
@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from solcap import cli, fleet
+from solcap import cli
 from solcap.errors import ExitStatus
 from solcap.inventory import load_inventory
-from solcap.lab import Lab, LabHost
+from solcap.orchestration import fleet
+from solcap.testing.lab import Lab, LabHost
 from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(170)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from solcap import fleet
 from solcap.inventory import Host, load_inventory
-from solcap.lab import Lab
-from solcap.runbook import load_runbook, plan
+from solcap.orchestration import fleet
+from solcap.orchestration.runbook import load_runbook, plan
+from solcap.testing.lab import Lab
 
 pytestmark = pytest.mark.timeout(120)
 

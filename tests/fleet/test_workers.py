@@ -1,4 +1,5 @@
-"""Fleet hosts sharded over worker processes (solcap.workers), against real pseudo-terminals.
+"""Fleet hosts sharded over worker processes (solcap.orchestration.workers), against real
+pseudo-terminals.
 
 The fleet runs in a fresh interpreter (``_PROBE``), as the CLI does: a pytest process that
 already ran IPMI tests keeps pyghmi's threads and so rightly refuses to fork. Each host's job
@@ -27,8 +28,8 @@ TOP = Path(__file__).resolve().parents[2]
 _PROBE = r"""
 import json, os, signal, sys
 from pathlib import Path
-from solcap import fleet
-from solcap.capture import Recording
+from solcap.orchestration import fleet
+from solcap.capture.recording import Recording
 from solcap.inventory import Host
 
 root, workers, specs = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from solcap.lab import Lab
+from solcap.testing.lab import Lab
 from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(240)

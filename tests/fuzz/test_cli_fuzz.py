@@ -50,10 +50,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from solcap import demo as demo_module
-from solcap import lab as lab_module
 from solcap.cli import main
 from solcap.errors import ExitStatus
+from solcap.orchestration import demo as demo_module
+from solcap.testing import lab as lab_module
 from tests.damage import ENDLESS, damaged_bytes, meta_json
 
 pytestmark = pytest.mark.timeout(600)

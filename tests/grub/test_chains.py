@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from solcap.boot.profiles import load_profile
 from solcap.errors import ConfigError
 from solcap.grub.cfg import edit_grub_cfg, entry_chain, entry_cmdlines, xen_entry_chains
 from solcap.grub.chain import ChainError, find_chain, split_command
 from solcap.grub.remote import verify_grub_cfg, xen_entries
-from solcap.profiles import load_profile
 
 DATA = Path(__file__).parent / "data" / "chains"
 PROFILE = load_profile("xen-serial-debug")

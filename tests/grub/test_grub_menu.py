@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 import solcap.sim.host as sim_host
-from solcap.console import Console
+from solcap.boot.profiles import Options, Profile, load_profile
+from solcap.console.core import Console
 from solcap.errors import TargetError, UsageError
 from solcap.grub.menu import OneshotResult, _cmdline_difference, _Driver, apply_oneshot
-from solcap.profiles import Options, Profile, load_profile
 from solcap.sim.grub import GrubEntry
 from solcap.sim.host import KERNEL_VERSION, SimConfig, VirtualHost
 from solcap.transports.base import Transport

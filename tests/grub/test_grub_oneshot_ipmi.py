@@ -18,7 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from solcap.lab import Lab, LabHost
+from solcap.testing.lab import Lab, LabHost
 from tests.opens import Opens
 from tests.peers import need
 

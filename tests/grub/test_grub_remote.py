@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from solcap.boot.profiles import Profile, load_profile
 from solcap.errors import TargetError, UsageError
 from solcap.grub.cfg import entry_cmdlines
 from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent
-from solcap.profiles import Profile, load_profile
-from solcap.ssh import SBIN_PATH, SshConnection, SshTarget, connect
+from solcap.transports.ssh import SBIN_PATH, SshConnection, SshTarget, connect
 
 from .conftest import SUDO_PASSWORD, Sshd, SudoLogin
 

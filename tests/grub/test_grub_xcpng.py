@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from solcap.boot.profiles import load_profile
 from solcap.errors import TargetError, UsageError
 from solcap.grub.cfg import entry_cmdlines
 from solcap.grub.remote import RemoteLayout, apply_persistent, plan_persistent
-from solcap.profiles import load_profile
-from solcap.ssh import SshConnection, SshTarget, connect
+from solcap.transports.ssh import SshConnection, SshTarget, connect
 from tests.grub.conftest import Sshd
 
 pytestmark = pytest.mark.timeout(60)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from solcap.errors import ConnectError, UsageError
-from solcap.ssh import SshTarget, connect
+from solcap.transports.ssh import SshTarget, connect
 
 from .conftest import Sshd
 

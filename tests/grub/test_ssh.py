@@ -1,4 +1,5 @@
-"""solcap.ssh against a real sshd on 127.0.0.1: host keys, auth, commands, files, sudo."""
+"""solcap.transports.ssh against a real sshd on 127.0.0.1: host keys, auth, commands, files,
+sudo."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from solcap.errors import ConnectError, TargetError, UsageError
-from solcap.ssh import SBIN_PATH, SshTarget, connect, resolve_secret
+from solcap.transports.ssh import SBIN_PATH, SshTarget, connect, resolve_secret
 
 from .conftest import SUDO_PASSWORD, Sshd, SudoLogin
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from solcap.boot.profiles import load_profile
 from solcap.errors import ConfigError, UsageError
 from solcap.grub.xencfg import edit_xen_cfg, read_xen_cfg, xen_cfg_cmdlines
-from solcap.profiles import load_profile
 
 DATA = Path(__file__).parent / "data" / "chains"
 PROFILE = load_profile("xen-serial-debug")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solcap.attach import EscapeFilter, help_text, parse_escape
+from solcap.console.attach import EscapeFilter, help_text, parse_escape
 from solcap.errors import UsageError
 
 TILDE = ord("~")

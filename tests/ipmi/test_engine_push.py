@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from solcap.capture import Recording
-from solcap.console import Console
+from solcap.capture.recording import Recording
+from solcap.console.core import Console
 from solcap.errors import ConsoleClosed
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
 from solcap.transports.ipmi.engine import shared_engine

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.credentials import PasswordSource, kg_source, read_secret_file
+from solcap.config.credentials import PasswordSource, kg_source, read_secret_file
 from solcap.errors import UsageError
 
 pytestmark = pytest.mark.timeout(10)

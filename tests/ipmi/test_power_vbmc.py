@@ -288,9 +288,9 @@ def test_bad_input_exits_2_before_any_traffic() -> None:
 
 
 def test_library_call_returns_the_state(host_bmc: HostBehindBmc) -> None:
-    from solcap.bmc import power
-    from solcap.credentials import PasswordSource
+    from solcap.config.credentials import PasswordSource
     from solcap.errors import UsageError
+    from solcap.transports.bmc import power
 
     source = PasswordSource(env={"IPMI_PASSWORD": PASSWORD}, prompt=False)
     assert host_bmc.wait_state("grub", 20)
@@ -336,8 +336,8 @@ def test_off_with_a_short_wait_fails_in_one_line_while_the_host_is_still_on(
 
 def test_library_shutdown_powers_the_host_off(host_bmc: HostBehindBmc) -> None:
     """docs/ipmi.md: ``power()`` also accepts "shutdown" (chassis control 05h)."""
-    from solcap.bmc import power
-    from solcap.credentials import PasswordSource
+    from solcap.config.credentials import PasswordSource
+    from solcap.transports.bmc import power
 
     source = PasswordSource(env={"IPMI_PASSWORD": PASSWORD}, prompt=False)
     assert host_bmc.wait_state("grub", 20)

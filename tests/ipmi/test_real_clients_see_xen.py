@@ -15,7 +15,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from solcap.lab import Lab, LabHost
+from solcap.testing.lab import Lab, LabHost
 from tests.peers import need
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from solcap.cli import main
-from solcap.lab import Lab, LabHost
+from solcap.testing.lab import Lab, LabHost
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,8 +12,8 @@ from typing import Any
 import pyghmi.ipmi.private.session as pyghmi_session
 import pytest
 
-from solcap.capture import Recording
-from solcap.console import Console
+from solcap.capture.recording import Recording
+from solcap.console.core import Console
 from solcap.errors import ConsoleClosed
 from solcap.transports.ipmi import IpmiSolTransport as EngineSolTransport
 from solcap.transports.ipmi import IpmiTarget, SolBusyError

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
 from tests.ipmi.conftest import PASSWORD, USER

@@ -13,9 +13,9 @@ import pytest
 
 from solcap.cli import main
 from solcap.inventory import load_inventory
-from solcap.lab import Lab
-from solcap.runner import host_ssh_target
-from solcap.ssh import connect
+from solcap.orchestration.runner import host_ssh_target
+from solcap.testing.lab import Lab
+from solcap.transports.ssh import connect
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -60,13 +60,13 @@ def test_wheel_ships_every_profile_and_runbook_byte_for_byte(unpacked: Path) -> 
 
 
 def test_installed_copy_uses_its_package_data(unpacked: Path) -> None:
-    code = "import solcap.shipped as s; print(s.__file__); print(s.shipped_dir('profiles'))"
+    code = "import solcap.config.shipped as s; print(s.__file__); print(s.shipped_dir('profiles'))"
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
     shown = subprocess.run(
         [sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert shown == [
-        str(unpacked / "solcap" / "shipped.py"),
+        str(unpacked / "solcap" / "config" / "shipped.py"),
         str(unpacked / "solcap" / "_shipped" / "profiles"),
     ]
 

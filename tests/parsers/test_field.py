@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from solcap.parsers import parse_boot, parse_dump
+from solcap.xen.parsers import parse_boot, parse_dump
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from solcap.parsers import PARSER_VERSION, PARSERS, parse_dump
-from solcap.parsers.text import bitmap, cpulist, split_lines
 from solcap.sim.xen import HostSpec, XenHost
+from solcap.xen.parsers import PARSER_VERSION, PARSERS, parse_dump
+from solcap.xen.parsers.text import bitmap, cpulist, split_lines
 
 DATA = Path(__file__).parent / "data"
 
@@ -792,7 +792,7 @@ def test_every_line_is_accounted_for(
 def test_switch_banner_both_forms() -> None:
     """The console driver confirms a switch by this banner; 4.8 printed the arrow form
     (console.c: "*** Serial input -> %s (type 'CTRL-%c' three times to switch input to %s)")."""
-    from solcap.xen import SWITCH_BANNER
+    from solcap.xen.console import SWITCH_BANNER
 
     old = b"(XEN) *** Serial input -> Xen (type 'CTRL-a' three times to switch input to DOM0)"
     new = b"(XEN) *** Serial input to DOM0 (type 'CTRL-a' three times to switch input)"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solcap.bootline import Cmdline, Kind, Token, merge, split_words
+from solcap.boot.bootline import Cmdline, Kind, Token, merge, split_words
 from solcap.errors import UsageError
 
 # The line Xen 4.17 reported in the real SOL sample (tests/data/samples/).

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from solcap.boot.profiles import BUILTIN_DIR, load_profile
 from solcap.errors import ConfigError, UsageError
 from solcap.grub.cfg import (
     edit_default_grub,
@@ -23,7 +24,6 @@ from solcap.grub.cfg import (
     target_file,
     unified_diff,
 )
-from solcap.profiles import BUILTIN_DIR, load_profile
 
 DATA = Path(__file__).parent / "data"
 DEFAULT_GRUB = (DATA / "debian12-default-grub").read_text()

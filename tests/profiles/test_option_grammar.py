@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from solcap.bootline import check_option, merge
+from solcap.boot.bootline import check_option, merge
+from solcap.boot.profiles import load_profile
 from solcap.errors import ConfigError, UsageError
 from solcap.grub.cfg import edit_default_grub, edit_grub_cfg
-from solcap.profiles import load_profile
 
 #: Real options from Xen's and Linux's documentation and from hosts in service.
 GOOD = [

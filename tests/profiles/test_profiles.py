@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.errors import ConfigError, UsageError
-from solcap.profiles import (
+from solcap.boot.profiles import (
     BUILTIN_DIR,
     ConsoleLine,
     find_line,
@@ -15,6 +14,7 @@ from solcap.profiles import (
     load_profile,
     validate_file,
 )
+from solcap.errors import ConfigError, UsageError
 
 BASE = """\
 name = "base"
@@ -238,7 +238,7 @@ def test_find_line_handles_tables_and_dotted_keys() -> None:
 
 
 def test_dom0_vcpu_pin_profile_and_its_variable(tmp_path: Path) -> None:
-    from solcap.profiles import load_profile
+    from solcap.boot.profiles import load_profile
 
     shipped = load_profile("xen-dom0-vcpu-pin")
     assert shipped.xen.options == ("dom0_max_vcpus=2", "dom0_vcpus_pin")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.ipmi import IpmiSolTransport as EngineSolTransport
 from solcap.transports.ipmi import IpmiTarget

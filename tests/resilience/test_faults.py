@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from solcap.capture import Recording
-from solcap.console import Console
-from solcap.sol import ReconnectingTransport
+from solcap.capture.recording import Recording
+from solcap.console.core import Console
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget
+from solcap.transports.reconnect import ReconnectingTransport
 from tests.ipmi.conftest import ipmi_env, need
 from tests.resilience.conftest import PASSWORD, USER, BmcProcess, HostWriter, pattern, sha
 

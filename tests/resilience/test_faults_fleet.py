@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from solcap import fleet
 from solcap.inventory import load_inventory
-from solcap.lab import Lab
+from solcap.orchestration import fleet
 from solcap.testing.faultproxy import FaultProxy, Faults
+from solcap.testing.lab import Lab
 from tests.keyed import assert_sent_for_key, sent_by_key
 
 pytestmark = pytest.mark.timeout(240)

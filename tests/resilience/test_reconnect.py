@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
-from solcap.console import Console
+from solcap.capture.recording import Recording
+from solcap.console.core import Console
 from solcap.errors import ConsoleClosed, ExpectTimeout
-from solcap.sol import ReconnectingTransport, ReconnectPolicy
 from solcap.testing.faultproxy import FaultProxy, proxy_address
 from solcap.transports.ipmi import IpmiSolTransport, IpmiTarget, Liveness
+from solcap.transports.reconnect import ReconnectingTransport, ReconnectPolicy
 from tests.ipmi.conftest import ipmi_env, need, read_until
 from tests.opens import Opens
 from tests.resilience.conftest import PASSWORD, USER, BmcProcess, HostWriter, pattern, sha

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from solcap.cli import main
-from solcap.credentials import password_source
-from solcap.lab import Lab, LabHost
+from solcap.config.credentials import password_source
+from solcap.testing.lab import Lab, LabHost
 from solcap.transports.ipmi import open_ipmi
 from tests.keyed import assert_sent_for_key, sent_by_key
 

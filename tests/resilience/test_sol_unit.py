@@ -10,9 +10,9 @@ import time
 import pytest
 
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
-from solcap.sol import ReconnectingTransport, ReconnectPolicy
 from solcap.testing.faultproxy import Direction, FaultProxy, Faults
 from solcap.transports.base import Transport
+from solcap.transports.reconnect import ReconnectingTransport, ReconnectPolicy
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from solcap.baud import (
+from solcap.boot.baud import (
     Rates,
     booted_xen_cmdline,
     disagreements,
@@ -22,7 +22,7 @@ from solcap.baud import (
     xen_com_speed,
 )
 from solcap.cli import main
-from solcap.lab import Lab, LabHost
+from solcap.testing.lab import Lab, LabHost
 
 pytestmark = pytest.mark.timeout(180)
 

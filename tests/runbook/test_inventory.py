@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solcap.docload import LocatedConfigError
+from solcap.config.docload import LocatedConfigError
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory import (
     Host,

@@ -59,7 +59,7 @@ def test_kayobe_ini(reader: str) -> None:
 def test_site_yaml_names_and_precedence(reader: str) -> None:
     hosts = _load("site.yaml", reader)
     assert _bmcs(hosts) == {
-        "node01": ("ipmi://root@127.0.0.41", SecretRef("file", "/etc/solcap/bmc.pw")),
+        "node01": ("ipmi://root@127.0.0.41", SecretRef("file", "/etc/solcap/transports/bmc.pw")),
         "node02": ("ipmi://root@127.0.0.42", None),
         "node03": ("ipmi://admin@127.0.0.43:6230", None),
         "node04": ("ipmi://solcap@127.0.0.44", None),  # solcap_bmc beats bmc_address

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from solcap.docload import load_text
+from solcap.config.docload import load_text
 from solcap.errors import ConfigError, UsageError
 from solcap.inventory import BmcAddress, Host, SshTarget, load_inventory
-from solcap.runbook import (
+from solcap.orchestration.runbook import (
     ExpectStep,
     GrubStep,
     Secret,
@@ -21,7 +21,7 @@ from solcap.runbook import (
     plan_host,
     render_plan,
 )
-from solcap.virtmode import VirtMode, classify
+from solcap.xen.virtmode import VirtMode, classify
 
 DATA = Path(__file__).parent / "data"
 BMC = BmcAddress("10.0.0.1", "admin")

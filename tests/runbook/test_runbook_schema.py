@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solcap.docload import load_text
+from solcap.config.docload import load_text
 from solcap.errors import ConfigError
-from solcap.runbook import (
+from solcap.orchestration.runbook import (
     DebugKeysStep,
     ExpectStep,
     GrubStep,

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from solcap.lab import Lab
-from solcap.profiles import load_profile
+from solcap.boot.profiles import load_profile
+from solcap.testing.lab import Lab
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from solcap.cli import main
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.transports.registry import open_transport
 

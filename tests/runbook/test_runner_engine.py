@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from solcap.inventory import BmcAddress, Host
-from solcap.outcomes import HostResult
-from solcap.runbook import load_runbook, plan
-from solcap.runner import open_host_console, run_host
+from solcap.orchestration.outcomes import HostResult
+from solcap.orchestration.runbook import load_runbook, plan
+from solcap.orchestration.runner import open_host_console, run_host
 
 pytestmark = pytest.mark.timeout(60)
 

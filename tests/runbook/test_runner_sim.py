@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from solcap.console import Console
+from solcap.boot.profiles import Profile
+from solcap.console.core import Console
 from solcap.grub.menu import apply_oneshot
 from solcap.inventory import BmcAddress, Host
-from solcap.outcomes import HostResult
-from solcap.profiles import Profile
-from solcap.runbook import load_runbook, plan, render_plan
-from solcap.runner import open_host_console, run_host
+from solcap.orchestration.outcomes import HostResult
+from solcap.orchestration.runbook import load_runbook, plan, render_plan
+from solcap.orchestration.runner import open_host_console, run_host
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.transports.registry import open_transport

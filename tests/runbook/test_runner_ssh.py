@@ -20,12 +20,12 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.grub.remote import RemoteLayout
 from solcap.inventory import Host, SshTarget
-from solcap.outcomes import HostResult
-from solcap.runbook import load_runbook, plan
-from solcap.runner import open_host_ssh, run_host
+from solcap.orchestration.outcomes import HostResult
+from solcap.orchestration.runbook import load_runbook, plan
+from solcap.orchestration.runner import open_host_ssh, run_host
 from solcap.sim.dom0ssh import Dom0SshServer
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
@@ -224,8 +224,8 @@ def test_unknown_host_key_is_a_failed_outcome_not_a_traceback(
         ),
     )
     outcome = run("dom0-topology", host, tmp_path / "rec")
-    # A refused connection is the far side's (solcap.outcomes: ConnectError is a TargetError),
-    # the same word a harvest fleet uses for it.
+    # A refused connection is the far side's (solcap.orchestration.outcomes: ConnectError is a
+    # TargetError), the same word a harvest fleet uses for it.
     assert outcome.outcome == "failed"
     assert outcome.error is not None and "unknown host key" in outcome.error
     assert outcome.recording is not None
@@ -305,7 +305,7 @@ def test_harvest_after_an_ssh_step_reads_grub_serial_speed_over_that_connection(
     """A harvest on the virtual host's console whose Dom0 SSH (the real sshd) is already open
     from an earlier step: GRUB's speed comes from grub.cfg over it, and the mismatch with the
     BMC is named before the keys are pressed."""
-    from solcap.runner import open_host_console
+    from solcap.orchestration.runner import open_host_console
 
     root, _bin = grub_root(tmp_path, speed=115200)
     runbook = tmp_path / "harvest.yaml"

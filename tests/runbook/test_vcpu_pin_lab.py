@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from solcap.lab import Lab
+from solcap.testing.lab import Lab
 
 pytestmark = pytest.mark.timeout(240)
 

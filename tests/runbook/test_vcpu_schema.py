@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from solcap.docload import load_text
+from solcap.config.docload import load_text
 from solcap.errors import ConfigError
 from solcap.inventory import Host
-from solcap.runbook import VcpuPinStep, describe_step, load_runbook, load_runbook_doc, plan_host
-from solcap.vcpu import check_cpus, dom0_pinned_at_boot, expand_cpus, format_cpus, parse_bitmap
+from solcap.orchestration.runbook import (
+    VcpuPinStep,
+    describe_step,
+    load_runbook,
+    load_runbook_doc,
+    plan_host,
+)
+from solcap.xen.vcpu import check_cpus, dom0_pinned_at_boot, expand_cpus, format_cpus, parse_bitmap
 
 
 def rb(body: str) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 import pexpect
 import pytest
 
-from solcap.bmc import power
-from solcap.credentials import password_source
-from solcap.lab import Lab, LabHost
+from solcap.config.credentials import password_source
+from solcap.testing.lab import Lab, LabHost
+from solcap.transports.bmc import power
 from tests import peers
 from tests.keyed import assert_sent_for_key, sent_by_key
 from tests.serve.conftest import REPO, events, pieces, raw_of, wait_for

@@ -1,6 +1,6 @@
 """Signals wake ``solcap serve`` every time. A signal the kernel hands to one of the console
 threads once left the server's main thread asleep, deaf to SIGHUP and then SIGTERM, about one
-time in ten (solcap.sigwake says how)."""
+time in ten (solcap.util.sigwake says how)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_forty_sighups_in_a_row_each_reload_and_sigterm_still_stops(tmp_path, pt
 _PINGPONG = textwrap.dedent(
     """
     import signal, sys, threading, time
-    from solcap.sigwake import SignalWake
+    from solcap.util.sigwake import SignalWake
     # Every signal lands on this thread: the main thread blocks them (threads keep the mask
     # they were started with), as happens by chance to a server with many threads.
     threading.Thread(target=time.sleep, args=(600,), daemon=True).start()

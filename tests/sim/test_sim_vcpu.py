@@ -17,12 +17,12 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.sim.dom0ssh import Dom0SshServer
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
-from solcap.ssh import SshConnection, SshTarget, connect
 from solcap.transports.registry import open_transport
+from solcap.transports.ssh import SshConnection, SshTarget, connect
 
 pytestmark = pytest.mark.timeout(90)
 

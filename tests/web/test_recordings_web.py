@@ -1,6 +1,6 @@
 """Recordings in a real headless Chromium: list, replay with timing, jump, key dump, search.
 
-The recording is made by solcap's own :class:`~solcap.capture.Recording` (the format every
+The recording is made by solcap's own :class:`~solcap.capture.recording.Recording` (the format every
 capture writes), with a real Xen 'h' dump from the parser corpus and a pause the replay must
 keep. The web server runs in-process on 127.0.0.1; the browser reaches it only with the token.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from solcap.capture import Recording
-from solcap.parsers import parse_dump
+from solcap.capture.recording import Recording
 from solcap.web.app import WebServer
 from solcap.web.auth import Tokens
 from solcap.web.catalog import Catalog
+from solcap.xen.parsers import parse_dump
 from tests.web.conftest import WAIT, terminal_text, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -243,6 +243,6 @@ def test_a_key_pressed_twice_has_two_pages_with_their_own_bytes(tmp_path: Path) 
             assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
         status, body, _ = _get(web, f"{base}/keys/h-2", **auth)
         assert status == 200
-        assert b"parsed now by solcap.parsers (key &#x27;h&#x27;)" in body, body[:2000]
+        assert b"parsed now by solcap.xen.parsers (key &#x27;h&#x27;)" in body, body[:2000]
     finally:
         web.stop()

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from solcap.capture import Recording
+from solcap.capture.recording import Recording
 from solcap.cli import main
-from solcap.console import Console
+from solcap.console.core import Console
 from solcap.errors import UsageError
-from solcap.harvest import harvest_keys
 from solcap.sim.host import SimConfig, VirtualHost
 from solcap.sim.xen import HostSpec
 from solcap.transports.registry import open_transport
-from solcap.xen import XenConsole
+from solcap.xen.console import XenConsole
+from solcap.xen.harvest import harvest_keys
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -159,7 +159,7 @@ def test_every_safe_debug_key_over_the_pty(
 ) -> None:
     """Each key Xen 4.17 has a handler for on this host, harvested byte-exactly."""
     from solcap.sim.xen import DEBUG_KEYS
-    from solcap.xen import DANGEROUS_KEYS
+    from solcap.xen.console import DANGEROUS_KEYS
 
     host, con, recording = booted
     keys = sorted(k for k in DEBUG_KEYS if k not in DANGEROUS_KEYS)

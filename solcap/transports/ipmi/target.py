@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import urllib.parse
 
+from solcap.config.limits import split_url
 from solcap.errors import ConsoleBusy, ConsoleClosed, UsageError
-from solcap.limits import split_url
 
 DEFAULT_PORT = 623
 #: The only suites we speak; 0 (no authentication) and the unencrypted ones are refused.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pyghmi.exceptions as pyghmi_exc
 
-from solcap.credentials import PasswordSource, kg_source
+from solcap.config.credentials import PasswordSource, kg_source
 from solcap.errors import ConnectError, ConsoleClosed, UsageError
 from solcap.transports.base import Receiver, Transport
 from solcap.transports.ipmi import engine as handover

@@ -1,0 +1,1 @@
+"""Process plumbing that knows nothing of consoles: lazy imports, signal wake-ups."""
