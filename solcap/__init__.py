@@ -18,8 +18,17 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from solcap.api import open_console as open_console
+    from solcap.capture.recording import Recording as Recording
+    from solcap.console.core import Console as Console
 
-__all__ = ["__version__", "open_console"]
+__all__ = ["Console", "Recording", "__version__", "open_console"]
+
+#: The classes ``solcap`` hands out by name, wherever the tree keeps them: the API is
+#: ``solcap.Console`` and ``solcap.Recording``, not the module they live in.
+_CLASSES = {
+    "Console": ("solcap.console.core", "Console"),
+    "Recording": ("solcap.capture.recording", "Recording"),
+}
 
 
 #: The sub-modules ``solcap`` hands out as attributes, by where they live in the tree.
@@ -40,8 +49,11 @@ def __getattr__(name: str) -> Any:
         from solcap.api import open_console
 
         return open_console
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name in _CLASSES:
         import importlib
 
+        if name in _CLASSES:
+            module, attribute = _CLASSES[name]
+            return getattr(importlib.import_module(module), attribute)
         return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'solcap' has no attribute {name!r}")
