@@ -6,6 +6,7 @@ holding q's dump. The lab host reports each dump it sent as ``{"key", "sha256", 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,7 +19,15 @@ def sent_by_key(dumps: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     return by_key
 
 
+def key_of(segment: str) -> str:
+    """The debug key a segment's name stands for: ``q`` for ``q`` and for a repeat's ``q-2``
+    (each press of a key has its own segment and file), ``*`` for ``star`` / ``star-2``."""
+    key = re.sub(r"-[0-9]+$", "", segment)
+    return "*" if key == "star" else key
+
+
 def assert_sent_for_key(sent: Mapping[str, list[str]], key: str, sha256: str, who: str) -> None:
-    """``sha256`` is a dump the host sent for ``key`` (not for another key)."""
-    name = "*" if key == "star" else key
+    """``sha256`` is a dump the host sent for ``key`` (a segment name: ``q``, ``q-2``, ``star``),
+    not for another key."""
+    name = key_of(key)
     assert sha256 in sent.get(name, []), f"{who} {key}: not the dump the host sent for that key"

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from solcap.testing.lab import Lab
-from tests.keyed import assert_sent_for_key, sent_by_key
+from tests.keyed import assert_sent_for_key, key_of, sent_by_key
 
 pytestmark = pytest.mark.timeout(240)
 TOP = Path(__file__).resolve().parents[2]
@@ -141,9 +141,10 @@ def _check_segments(lab: Lab, name: str, rec: Path, entry: dict[str, Any]) -> No
         data = raw[seg["start"] : seg["end"]]
         assert hashlib.sha256(data).hexdigest() == seg["sha256"]
         assert_sent_for_key(sent, seg["name"], seg["sha256"], name)
-    # A key pressed again writes keys/<key>.txt anew: the file holds that key's last dump.
-    last = {seg["file"]: seg for seg in complete}
-    for file, seg in last.items():
-        assert (rec / file).read_bytes() == raw[seg["start"] : seg["end"]], (name, file)
+    # Every dump has its own file, a repeated key's (q-2.txt) included, holding exactly it.
+    assert len({seg["file"] for seg in complete}) == len(complete), name
+    for seg in complete:
+        assert seg["key"] == key_of(seg["name"]), (name, seg)
+        assert (rec / seg["file"]).read_bytes() == raw[seg["start"] : seg["end"]], (name, seg)
     kept = {s["sha256"] for s in entry["segments"] if s["complete"]}
     assert kept == {s["sha256"] for s in complete}, name  # the summary names the same dumps
