@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -258,6 +259,28 @@ GRUB_FAST = (
 )
 
 
+def run_persistent_grub(
+    server: Sshd, tmp_path: Path, root: Path, bin_dir: Path, **options: Any
+) -> HostResult:
+    """A one-step runbook (``grub: {mode: persistent}``) run on the real sshd's host, with the
+    GRUB tree under ``root`` and its tools from ``bin_dir``; ``options`` go to run_host."""
+    runbook = tmp_path / "grub-persistent.yaml"
+    runbook.write_text(
+        "name: grub-persistent\nsteps:\n  - grub: {mode: persistent, profile: xen-serial-debug}\n"
+    )
+    rb = load_runbook(runbook)
+    return run_host(
+        plan(rb, [real_host(server)]).hosts[0],
+        console_factory=None,
+        power=None,
+        ssh_factory=open_host_ssh,
+        recordings_root=tmp_path / "rec",
+        runbook_name=rb.name,
+        grub_layout=RemoteLayout(root=str(root), path_prefix=(str(bin_dir),)),
+        **options,
+    )
+
+
 def test_persistent_grub_step_checks_grub_serial_speed_read_over_ssh(
     sshd: Sshd,  # noqa: F811
     tmp_path: Path,
@@ -267,21 +290,7 @@ def test_persistent_grub_step_checks_grub_serial_speed_read_over_ssh(
     the step's SSH connection (under the run's GRUB layout) and compares it with the BMC's
     SOL rate and the profile's com1=; a mismatch is a warning, the edit still happens."""
     root, bin_dir = grub_root(tmp_path, speed=115200)
-    runbook = tmp_path / "grub-persistent.yaml"
-    runbook.write_text(
-        "name: grub-persistent\nsteps:\n  - grub: {mode: persistent, profile: xen-serial-debug}\n"
-    )
-    rb = load_runbook(runbook)
-    outcome = run_host(
-        plan(rb, [real_host(sshd)]).hosts[0],
-        console_factory=None,
-        power=None,
-        ssh_factory=open_host_ssh,
-        recordings_root=tmp_path / "rec",
-        runbook_name=rb.name,
-        grub_layout=RemoteLayout(root=str(root), path_prefix=(str(bin_dir),)),
-        sol_rate=lambda host: 38400,
-    )
+    outcome = run_persistent_grub(sshd, tmp_path, root, bin_dir, sol_rate=lambda host: 38400)
     assert outcome.outcome == "ok", outcome.error
     found = events(outcome)
     (check,) = [e for e in found if e["event"] == "baud-check"]
@@ -350,20 +359,7 @@ def test_persistent_grub_step_edits_backs_up_and_regenerates_over_real_ssh(
     the regenerated entry it read back."""
     root, bin_dir = grub_root(tmp_path)
     before = (root / "etc/default/grub.d/xen.cfg").read_text()
-    runbook = tmp_path / "grub-persistent.yaml"
-    runbook.write_text(
-        "name: grub-persistent\nsteps:\n  - grub: {mode: persistent, profile: xen-serial-debug}\n"
-    )
-    rb = load_runbook(runbook)
-    outcome = run_host(
-        plan(rb, [real_host(sshd)]).hosts[0],
-        console_factory=None,
-        power=None,
-        ssh_factory=open_host_ssh,
-        recordings_root=tmp_path / "rec",
-        runbook_name=rb.name,
-        grub_layout=RemoteLayout(root=str(root), path_prefix=(str(bin_dir),)),
-    )
+    outcome = run_persistent_grub(sshd, tmp_path, root, bin_dir)
     assert outcome.outcome == "ok", outcome.error
     after = (root / "etc/default/grub.d/xen.cfg").read_text()
     assert after != before
